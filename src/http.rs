@@ -1,0 +1,450 @@
+//! The HTTP exchange shared by the SOAP and REST clients: one pooled reqwest
+//! client, per-phase timeouts, a body size limit enforced while streaming, and
+//! the retry policy.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, CONTENT_LENGTH, RETRY_AFTER};
+use tokio::time::{timeout_at, Instant};
+use url::{Host, Url};
+
+use crate::error::{BoxError, Error, Limit, TimeoutPhase};
+use crate::operations::Idempotency;
+
+/// Default limit on a response body.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+/// Default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default limit on one attempt of a call, from sending to the last body byte.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How calls that failed in a retryable way are retried.
+///
+/// Reads are retried on connection errors, timeouts, HTTP 5xx without a SOAP
+/// fault and 429, after a jittered, exponentially growing delay (or the
+/// server's `Retry-After`, capped at `max_delay`). Calls that change state are
+/// retried only when the connection failed before any of the request was
+/// written. SOAP faults are never retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; 1 means never retry.
+    pub max_attempts: u32,
+    /// Upper bound of the first delay; each later bound doubles.
+    pub base_delay: Duration,
+    /// No delay is longer than this.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Never retry.
+    pub fn none() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// The delay before attempt `attempt + 1` after `err`, or `None` when the
+    /// call must not be tried again.
+    pub(crate) fn delay_after(
+        &self,
+        attempt: u32,
+        err: &Error,
+        idempotency: Idempotency,
+    ) -> Option<Duration> {
+        if attempt >= self.max_attempts || !retryable(err, idempotency) {
+            return None;
+        }
+        if let Some(wait) = err.retry_after() {
+            return Some(wait.min(self.max_delay));
+        }
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << (attempt - 1).min(16));
+        let bound = exp.min(self.max_delay);
+        // Full jitter: spreads the retries of many clients that failed together.
+        let nanos = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
+        Some(Duration::from_nanos(fastrand::u64(0..=nanos)))
+    }
+}
+
+fn retryable(err: &Error, idempotency: Idempotency) -> bool {
+    match idempotency {
+        // The only errors a state-changing call reports this way are those
+        // where nothing was written: every other failure became OutcomeUnknown.
+        Idempotency::NotIdempotent { .. } => matches!(
+            err,
+            Error::Transport { .. }
+                | Error::Timeout {
+                    phase: TimeoutPhase::Connect,
+                    ..
+                }
+        ),
+        Idempotency::Idempotent => match err {
+            Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::HttpStatus { status, .. } | Error::Rest { status, .. } => {
+                *status == 429 || *status >= 500
+            }
+            _ => false,
+        },
+    }
+}
+
+/// Settings of the HTTP layer, shared by both clients' builders.
+#[derive(Clone, Debug)]
+pub(crate) struct HttpSettings {
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub user_agent: String,
+    pub max_response_bytes: u64,
+    pub retry: RetryPolicy,
+    pub allow_insecure_http: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+            user_agent: concat!("ecgridos-rs/", env!("CARGO_PKG_VERSION")).to_string(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            retry: RetryPolicy::default(),
+            allow_insecure_http: false,
+        }
+    }
+}
+
+/// A response read in full, within the limits.
+pub(crate) struct HttpReply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl HttpReply {
+    pub fn retry_after(&self) -> Option<Duration> {
+        let value = self.headers.get(RETRY_AFTER)?.to_str().ok()?;
+        value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    }
+
+    /// The start of the body as printable text, for error messages.
+    pub fn snippet(&self) -> String {
+        const MAX: usize = 200;
+        let text = String::from_utf8_lossy(&self.body[..self.body.len().min(MAX * 4)]);
+        let mut out: String = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX)
+            .collect();
+        if out.is_empty() {
+            out.push_str("(empty body)");
+        } else if text.chars().count() > MAX || self.body.len() > MAX * 4 {
+            out.push('…');
+        }
+        out
+    }
+}
+
+/// Why an exchange failed.
+pub(crate) enum Failure {
+    /// The connection failed before any of the request was written.
+    NotSent { timed_out: bool, source: BoxError },
+    /// The request may have been (partly) written; no complete answer came.
+    MaybeSent {
+        phase: Option<TimeoutPhase>,
+        /// True when a response status arrived before the failure.
+        answered: bool,
+        source: Option<BoxError>,
+    },
+    /// The response body exceeded the limit.
+    TooLarge { answered: bool },
+}
+
+/// One pooled HTTP client and the settings of the exchange.
+#[derive(Clone, Debug)]
+pub(crate) struct Http {
+    pub client: reqwest::Client,
+    pub settings: HttpSettings,
+    pub host: String,
+}
+
+impl Http {
+    pub fn new(endpoint: &Url, settings: HttpSettings) -> Result<Http, Error> {
+        check_endpoint(endpoint, settings.allow_insecure_http)?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .user_agent(settings.user_agent.clone())
+            // A redirected POST turns into a GET; a SOAP call must not follow one.
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::invalid_input("HTTP client", format!("cannot be built: {e}")))?;
+        Ok(Http {
+            client,
+            host: endpoint.host_str().unwrap_or_default().to_string(),
+            settings,
+        })
+    }
+
+    /// Sends `request` and reads the whole response within the time and size
+    /// limits of one attempt.
+    pub async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<HttpReply, Failure> {
+        let deadline = Instant::now() + self.settings.timeout;
+        let response = match timeout_at(deadline, request.send()).await {
+            Err(_elapsed) => {
+                return Err(Failure::MaybeSent {
+                    phase: Some(TimeoutPhase::Response),
+                    answered: false,
+                    source: None,
+                })
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                return Err(Failure::NotSent {
+                    timed_out: e.is_timeout(),
+                    source: Box::new(e.without_url()),
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(Failure::MaybeSent {
+                    phase: e.is_timeout().then_some(TimeoutPhase::Response),
+                    answered: false,
+                    source: Some(Box::new(e.without_url())),
+                })
+            }
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let limit = self.settings.max_response_bytes;
+        let declared = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Failure::TooLarge { answered: true });
+        }
+        let mut response = response;
+        let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(limit) as usize);
+        loop {
+            match timeout_at(deadline, response.chunk()).await {
+                Err(_elapsed) => {
+                    return Err(Failure::MaybeSent {
+                        phase: Some(TimeoutPhase::Body),
+                        answered: true,
+                        source: None,
+                    })
+                }
+                Ok(Err(e)) => {
+                    return Err(Failure::MaybeSent {
+                        phase: None,
+                        answered: true,
+                        source: Some(Box::new(e.without_url())),
+                    })
+                }
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(chunk))) => {
+                    if body.len() as u64 + chunk.len() as u64 > limit {
+                        return Err(Failure::TooLarge { answered: true });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+            }
+        }
+        Ok(HttpReply {
+            status,
+            headers,
+            body: Bytes::from(body),
+        })
+    }
+
+    /// Turns a failed exchange into the caller's error. For a call that changes
+    /// state, any failure after the request may have been written becomes
+    /// [`Error::OutcomeUnknown`]: it may have taken effect.
+    pub fn failure_to_error(
+        &self,
+        operation: &'static str,
+        idempotency: Idempotency,
+        failure: Failure,
+    ) -> Error {
+        let settings = &self.settings;
+        match (failure, idempotency) {
+            (
+                Failure::NotSent {
+                    timed_out: true, ..
+                },
+                _,
+            ) => Error::Timeout {
+                operation,
+                phase: TimeoutPhase::Connect,
+                limit: settings.connect_timeout,
+            },
+            (Failure::NotSent { source, .. }, _) => Error::Transport {
+                operation,
+                host: self.host.clone(),
+                source,
+            },
+            (
+                Failure::MaybeSent {
+                    phase,
+                    answered,
+                    source,
+                },
+                Idempotency::NotIdempotent { if_unknown },
+            ) => {
+                let cause = match (phase, answered) {
+                    (Some(phase), _) => format!("timed out {phase} after {:?}", settings.timeout),
+                    (None, true) => "connection lost while reading the response".to_string(),
+                    (None, false) => "connection lost after the request was sent".to_string(),
+                };
+                Error::OutcomeUnknown {
+                    operation,
+                    cause,
+                    advice: if_unknown,
+                    source,
+                }
+            }
+            (
+                Failure::MaybeSent {
+                    phase: Some(phase), ..
+                },
+                Idempotency::Idempotent,
+            ) => Error::Timeout {
+                operation,
+                phase,
+                limit: settings.timeout,
+            },
+            (Failure::MaybeSent { source, .. }, Idempotency::Idempotent) => Error::Transport {
+                operation,
+                host: self.host.clone(),
+                source: source.unwrap_or_else(|| "connection lost".into()),
+            },
+            (Failure::TooLarge { answered: true }, Idempotency::NotIdempotent { if_unknown }) => {
+                Error::OutcomeUnknown {
+                    operation,
+                    cause: format!(
+                        "the response exceeds the body size limit of {} bytes and was not read",
+                        settings.max_response_bytes
+                    ),
+                    advice: if_unknown,
+                    source: None,
+                }
+            }
+            (Failure::TooLarge { .. }, _) => Error::LimitExceeded {
+                operation,
+                limit: Limit::BodyBytes(settings.max_response_bytes),
+            },
+        }
+    }
+}
+
+/// Refuses endpoints that are not http(s), and plain http to anything but
+/// loopback unless the caller opted in.
+pub(crate) fn check_endpoint(url: &Url, allow_insecure_http: bool) -> Result<(), Error> {
+    let loopback = match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err(Error::invalid_input("endpoint", "has no host")),
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || allow_insecure_http => Ok(()),
+        "http" => Err(Error::invalid_input(
+            "endpoint",
+            "plain http:// is refused for a non-loopback host (secrets would cross the network \
+             unencrypted); use https:// or opt in with allow_insecure_http",
+        )),
+        other => Err(Error::invalid_input(
+            "endpoint",
+            format!("scheme {other:?} is not http or https"),
+        )),
+    }
+}
+
+/// Parses an endpoint URL.
+pub(crate) fn parse_endpoint(url: &str) -> Result<Url, Error> {
+    Url::parse(url).map_err(|e| Error::invalid_input("endpoint", format!("not a URL: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_rules() {
+        let ok = |s: &str, insecure| check_endpoint(&parse_endpoint(s).unwrap(), insecure).is_ok();
+        assert!(ok("https://os.ecgrid.io/v4.1/prod/ECGridOS.asmx", false));
+        assert!(ok("http://127.0.0.1:8080/x", false));
+        assert!(ok("http://localhost/x", false));
+        assert!(ok("http://[::1]:9/x", false));
+        assert!(!ok("http://os.ecgrid.io/x", false));
+        assert!(ok("http://os.ecgrid.io/x", true));
+        assert!(!ok("ftp://os.ecgrid.io/x", true));
+        assert!(parse_endpoint("not a url").unwrap_err().is_invalid_input());
+    }
+
+    #[test]
+    fn retry_classes() {
+        let policy = RetryPolicy::default();
+        let rotation = Idempotency::NotIdempotent { if_unknown: "" };
+        let status = |s| Error::HttpStatus {
+            operation: "X",
+            status: s,
+            snippet: String::new(),
+            retry_after: None,
+        };
+        assert!(policy
+            .delay_after(1, &status(503), Idempotency::Idempotent)
+            .is_some());
+        assert!(policy.delay_after(1, &status(503), rotation).is_none());
+        assert!(policy
+            .delay_after(3, &status(503), Idempotency::Idempotent)
+            .is_none());
+        assert!(policy
+            .delay_after(1, &status(404), Idempotency::Idempotent)
+            .is_none());
+        let unknown = Error::OutcomeUnknown {
+            operation: "X",
+            cause: String::new(),
+            advice: "",
+            source: None,
+        };
+        assert!(policy.delay_after(1, &unknown, rotation).is_none());
+        let connect = Error::Timeout {
+            operation: "X",
+            phase: TimeoutPhase::Connect,
+            limit: Duration::ZERO,
+        };
+        assert!(policy.delay_after(1, &connect, rotation).is_some());
+        let slow = Error::HttpStatus {
+            operation: "X",
+            status: 429,
+            snippet: String::new(),
+            retry_after: Some(Duration::from_secs(3600)),
+        };
+        assert_eq!(
+            policy.delay_after(1, &slow, Idempotency::Idempotent),
+            Some(policy.max_delay)
+        );
+        for attempt in 1..3 {
+            let d = policy
+                .delay_after(attempt, &status(500), Idempotency::Idempotent)
+                .unwrap();
+            assert!(d <= policy.base_delay * (1 << (attempt - 1)));
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Secret values: session IDs, API keys and passwords.
+//!
+//! Each lives in a newtype whose `Debug` and `Display` print `<redacted>`, so a
+//! secret cannot reach a log line, an error message or a panic by accident.
+//! Reading the value takes an explicit [`expose`](ApiKey::expose) call.
+
+use std::fmt;
+
+macro_rules! secret_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a secret value.
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+
+            /// The secret itself. Every call site of this method is a place where
+            /// the secret leaves its wrapper: keep them few and deliberate.
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
+
+            /// Unwraps the secret.
+            pub fn into_exposed(self) -> String {
+                self.0
+            }
+
+            /// The first four characters followed by `…`, for showing a person
+            /// which secret is meant without showing the secret.
+            pub fn preview(&self) -> String {
+                let head: String = self.0.chars().take(4).collect();
+                format!("{head}…")
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<redacted>)"))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("<redacted>")
+            }
+        }
+    };
+}
+
+secret_type! {
+    /// An ECGridOS session ID, as returned by `Login`.
+    SessionId
+}
+
+secret_type! {
+    /// An ECGridOS API key, as returned by `GenerateAPIKey` and `UserGetAPIKey`.
+    ///
+    /// The service accepts an API key wherever it accepts a session ID.
+    ApiKey
+}
+
+secret_type! {
+    /// A user's password, sent only by `Login`.
+    Password
+}
+
+/// A borrowed credential sent as the `SessionID` parameter: either a
+/// [`SessionId`] or an [`ApiKey`], which the service treats alike.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SessionRef<'a>(&'a str);
+
+impl<'a> SessionRef<'a> {
+    /// The credential itself.
+    pub fn expose(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl<'a> From<&'a SessionId> for SessionRef<'a> {
+    fn from(id: &'a SessionId) -> Self {
+        SessionRef(id.expose())
+    }
+}
+
+impl<'a> From<&'a ApiKey> for SessionRef<'a> {
+    fn from(key: &'a ApiKey) -> Self {
+        SessionRef(key.expose())
+    }
+}
+
+impl fmt::Debug for SessionRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionRef(<redacted>)")
+    }
+}
+
+impl From<ApiKey> for SessionId {
+    /// An API key may stand in for a session ID.
+    fn from(key: ApiKey) -> Self {
+        SessionId(key.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_redact() {
+        let key = ApiKey::new("sekrit-value-123");
+        assert_eq!(format!("{key:?}"), "ApiKey(<redacted>)");
+        assert_eq!(format!("{key}"), "<redacted>");
+        let session = SessionId::new("sekrit-value-123");
+        let r = SessionRef::from(&session);
+        assert!(!format!("{session:?}{session}{r:?}").contains("sekrit"));
+        assert_eq!(r.expose(), "sekrit-value-123");
+        assert_eq!(key.preview(), "sekr…");
+    }
+}

@@ -1,0 +1,359 @@
+//! The SOAP client: envelopes from [`crate::wire`], posted with reqwest.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, CONTENT_TYPE};
+use tracing::Instrument;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::http::{parse_endpoint, Http, HttpSettings, RetryPolicy};
+use crate::operations::{
+    GenerateApiKey, Idempotency, Login, Logout, Operation, UserGetApiKey, UserId, Version, WhoAmI,
+};
+use crate::secret::{ApiKey, Password, SessionId, SessionRef};
+use crate::wire::{self, read_response, write_request, Reply, SessionInfo, SoapVersion};
+
+/// The production SOAP endpoint of ECGridOS v4.1.
+pub const DEFAULT_ENDPOINT: &str = "https://os.ecgrid.io/v4.1/prod/ECGridOS.asmx";
+
+/// Builds a [`Client`]. Every setting has a default that talks to the
+/// production service.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ClientBuilder {
+    endpoint: String,
+    namespace: String,
+    version: SoapVersion,
+    http: HttpSettings,
+    max_depth: usize,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            endpoint: DEFAULT_ENDPOINT.to_string(),
+            namespace: wire::DEFAULT_NAMESPACE.to_string(),
+            version: SoapVersion::V11,
+            http: HttpSettings::default(),
+            max_depth: wire::DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The asmx endpoint URL (default [`DEFAULT_ENDPOINT`]).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = url.into();
+        self
+    }
+
+    /// The service namespace (default `https://os.ecgrid.io/`). Older service
+    /// versions used `http://ecgridos.net/`; the SOAPAction follows it.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// SOAP 1.1 (default) or 1.2.
+    pub fn soap_version(mut self, version: SoapVersion) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Time allowed to open a connection (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.http.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for one attempt, from sending to the last byte of the
+    /// response (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.http.timeout = timeout;
+        self
+    }
+
+    /// The `User-Agent` header.
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.http.user_agent = user_agent.into();
+        self
+    }
+
+    /// Largest response body read (default 1 MiB); larger ones fail with
+    /// [`Error::LimitExceeded`] without being buffered.
+    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
+        self.http.max_response_bytes = bytes;
+        self
+    }
+
+    /// Deepest element nesting read (default 64).
+    pub fn max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// The retry policy (see [`RetryPolicy`] for what is retried).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.http.retry = policy;
+        self
+    }
+
+    /// Allows plain `http://` to a host that is not loopback. Off by default:
+    /// session IDs and keys would cross the network unencrypted.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.http.allow_insecure_http = allow;
+        self
+    }
+
+    /// Builds the client; fails on an invalid endpoint or namespace.
+    pub fn build(self) -> Result<Client> {
+        let endpoint = parse_endpoint(&self.endpoint)?;
+        if self.namespace.is_empty() || wire::check_xml_text(&self.namespace).is_err() {
+            return Err(Error::invalid_input(
+                "namespace",
+                "must be a non-empty XML-safe URI",
+            ));
+        }
+        if self.http.retry.max_attempts == 0 {
+            return Err(Error::invalid_input(
+                "retry",
+                "max_attempts must be at least 1",
+            ));
+        }
+        let http = Http::new(&endpoint, self.http)?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                endpoint,
+                namespace: self.namespace,
+                version: self.version,
+                max_depth: self.max_depth,
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: Http,
+    endpoint: Url,
+    namespace: String,
+    version: SoapVersion,
+    max_depth: usize,
+}
+
+/// An async ECGridOS SOAP client. Cheap to clone: clones share one connection
+/// pool.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), ecgridos::Error> {
+/// use ecgridos::{Client, Password, UserId};
+/// let client = Client::builder().build()?;
+/// let session = client.login("me", &Password::new("secret")).await?;
+/// let new_key = client.generate_api_key(&session, UserId::from(42)).await?;
+/// println!("new key starts {}", new_key.preview());
+/// client.logout(&session).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl Client {
+    /// A builder with the production defaults.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The endpoint this client posts to.
+    pub fn endpoint(&self) -> &Url {
+        &self.inner.endpoint
+    }
+
+    /// The service namespace.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// The SOAP version spoken.
+    pub fn soap_version(&self) -> SoapVersion {
+        self.inner.version
+    }
+
+    /// Replaces `user_id`'s API key and returns the new one. The old key stops
+    /// working at once.
+    ///
+    /// This call is never sent twice by the client. When the request may have
+    /// reached the service but no answer came, it fails with
+    /// [`Error::OutcomeUnknown`]: read the current key with
+    /// [`user_get_api_key`](Self::user_get_api_key) rather than rotating again.
+    pub async fn generate_api_key<'a>(
+        &self,
+        session: impl Into<SessionRef<'a>>,
+        user_id: UserId,
+    ) -> Result<ApiKey> {
+        self.call(GenerateApiKey {
+            session_id: session.into(),
+            user_id,
+        })
+        .await
+    }
+
+    /// Reads `user_id`'s current API key without rotating it.
+    pub async fn user_get_api_key<'a>(
+        &self,
+        session: impl Into<SessionRef<'a>>,
+        user_id: UserId,
+    ) -> Result<ApiKey> {
+        self.call(UserGetApiKey {
+            session_id: session.into(),
+            user_id,
+        })
+        .await
+    }
+
+    /// Opens a session.
+    pub async fn login(&self, login_name: &str, password: &Password) -> Result<SessionId> {
+        self.call(Login {
+            login_name,
+            password,
+        })
+        .await
+    }
+
+    /// Ends a session: true when it ended, false when it was already gone.
+    pub async fn logout<'a>(&self, session: impl Into<SessionRef<'a>>) -> Result<bool> {
+        self.call(Logout {
+            session_id: session.into(),
+        })
+        .await
+    }
+
+    /// What the service knows of the session (or API key).
+    pub async fn who_am_i<'a>(&self, session: impl Into<SessionRef<'a>>) -> Result<SessionInfo> {
+        self.call(WhoAmI {
+            session_id: session.into(),
+        })
+        .await
+    }
+
+    /// The service version.
+    pub async fn version(&self) -> Result<String> {
+        self.call(Version {}).await
+    }
+
+    /// Calls any declared operation.
+    pub async fn call<O: Operation>(&self, op: O) -> Result<O::Output> {
+        let spec = O::SPEC;
+        op.check()?;
+        let inner = &*self.inner;
+        let mut body = Vec::with_capacity(512);
+        write_request(&mut body, inner.version, &inner.namespace, spec.name, |w| {
+            op.write_params(w)
+        });
+        let body = Bytes::from(body);
+        let span = tracing::info_span!(
+            "ecgridos.soap",
+            operation = spec.name,
+            host = %inner.http.host,
+            attempt = tracing::field::Empty,
+            elapsed_ms = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let result = async {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                tracing::Span::current().record("attempt", attempt);
+                let result = self.attempt::<O>(body.clone()).await;
+                let Err(err) = &result else { return result };
+                let Some(delay) = inner.http.settings.retry.delay_after(attempt, err, spec.idempotency) else {
+                    return result;
+                };
+                tracing::debug!(error_kind = %err.kind(), delay_ms = delay.as_millis() as u64, "retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        span.record("elapsed_ms", started.elapsed().as_millis() as u64);
+        match &result {
+            Ok(_) => span.record("outcome", "ok"),
+            Err(e) => span.record("outcome", tracing::field::display(e.kind())),
+        };
+        result.map_err(|err| {
+            let mut secrets = Vec::new();
+            op.for_each_secret(&mut |s| secrets.push(s.to_string()));
+            let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            err.redact(&secrets)
+        })
+    }
+
+    async fn attempt<O: Operation>(&self, body: Bytes) -> Result<O::Output> {
+        let spec = O::SPEC;
+        let inner = &*self.inner;
+        let action = wire::soap_action(&inner.namespace, spec.name);
+        let (content_type, soap_action) = inner.version.request_headers(&action);
+        let mut request = inner
+            .http
+            .client
+            .post(inner.endpoint.clone())
+            .header(CONTENT_TYPE, header_value(&content_type)?)
+            .body(body);
+        if let Some(soap_action) = soap_action {
+            request = request.header("SOAPAction", header_value(&soap_action)?);
+        }
+        let reply = match inner.http.exchange(request).await {
+            Ok(reply) => reply,
+            Err(failure) => {
+                return Err(inner
+                    .http
+                    .failure_to_error(spec.name, spec.idempotency, failure))
+            }
+        };
+        let read =
+            read_response::<O::Output>(&reply.body, &inner.namespace, spec.name, inner.max_depth);
+        let fault = |fault| Error::Fault {
+            operation: spec.name,
+            fault: Box::new(fault),
+        };
+        if !(200..300).contains(&reply.status) {
+            // asmx sends faults with HTTP 500; anything else under an error
+            // status (an HTML page from a proxy, say) is reported as the status.
+            return Err(match read {
+                Ok(Reply::Fault(f)) => fault(f),
+                _ => Error::HttpStatus {
+                    operation: spec.name,
+                    status: reply.status,
+                    snippet: reply.snippet(),
+                    retry_after: reply.retry_after(),
+                },
+            });
+        }
+        match read {
+            Ok(Reply::Result(value)) => Ok(value),
+            Ok(Reply::Fault(f)) => Err(fault(f)),
+            Err(err) => match spec.idempotency {
+                // The service answered success, so it acted, but the answer
+                // cannot be read: for a state change the outcome is unknown.
+                Idempotency::NotIdempotent { if_unknown } => Err(Error::OutcomeUnknown {
+                    operation: spec.name,
+                    cause: format!("the success response cannot be read: {err}"),
+                    advice: if_unknown,
+                    source: None,
+                }),
+                Idempotency::Idempotent => Err(Error::from_read(spec.name, err)),
+            },
+        }
+    }
+}
+
+fn header_value(value: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(value)
+        .map_err(|_| Error::invalid_input("namespace", "cannot be carried in an HTTP header"))
+}

@@ -1,0 +1,634 @@
+//! Reading SOAP envelopes with quick-xml: responses and faults (client side) and
+//! requests (the embedded fake).
+//!
+//! Namespaces are resolved, never matched as prefixes: a server may write
+//! `soap:`, `s:`, `SOAP-ENV:` or a default namespace. A DOCTYPE is refused
+//! outright, so no entity is ever declared, expanded or fetched; nesting depth
+//! is bounded.
+
+use std::borrow::Cow;
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::{QName, ResolveResult};
+use quick_xml::NsReader;
+
+use super::fault::{EcgridDetail, FaultCategory, FaultCode, SoapFault};
+use super::values::ResultValue;
+use super::{ReadError, SoapVersion, SOAP11_ENVELOPE_NS, SOAP12_ENVELOPE_NS, XSI_NS};
+
+/// What a response held: the operation's result, or a fault.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply<T> {
+    /// The `<Op>Result` value.
+    Result(T),
+    /// A SOAP fault.
+    Fault(SoapFault),
+}
+
+/// The namespace of an element, classified against the ones this codec knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ns {
+    /// The service namespace the cursor was created with.
+    Service,
+    /// The SOAP 1.1 envelope namespace.
+    Soap11,
+    /// The SOAP 1.2 envelope namespace.
+    Soap12,
+    /// No namespace.
+    None,
+    /// Any other namespace, or an undeclared prefix.
+    Other,
+}
+
+impl Ns {
+    fn envelope_version(self) -> Option<SoapVersion> {
+        match self {
+            Ns::Soap11 => Some(SoapVersion::V11),
+            Ns::Soap12 => Some(SoapVersion::V12),
+            _ => None,
+        }
+    }
+}
+
+/// An element start as the cursor reports it.
+#[derive(Clone, Copy, Debug)]
+pub struct Start<'x> {
+    /// The element's namespace.
+    pub ns: Ns,
+    /// The element's local name.
+    pub local: &'x str,
+    /// True for `<a/>`: no content and no end event follows.
+    pub empty: bool,
+    /// True when the element carries `xsi:nil="true"`.
+    pub nil: bool,
+}
+
+enum Item<'x> {
+    Start(Start<'x>),
+    End,
+    Text(Cow<'x, str>),
+    Eof,
+}
+
+/// A pull cursor over one XML document, with namespaces classified and
+/// nesting depth bounded. Result readers ([`ResultValue`]) use it.
+pub struct XmlCursor<'x> {
+    input: &'x str,
+    reader: NsReader<&'x [u8]>,
+    service_ns: &'x str,
+    depth: usize,
+    max_depth: usize,
+}
+
+impl<'x> XmlCursor<'x> {
+    fn new(input: &'x str, service_ns: &'x str, max_depth: usize) -> Self {
+        XmlCursor {
+            input,
+            reader: NsReader::from_str(input),
+            service_ns,
+            depth: 0,
+            max_depth,
+        }
+    }
+
+    fn classify(&self, resolved: &ResolveResult<'_>) -> Ns {
+        classify(self.service_ns, resolved)
+    }
+
+    /// Resolves a QName written as text (a fault code such as `soap:Client`)
+    /// against the namespace declarations in scope.
+    fn classify_qname<'t>(&self, text: &'t str) -> (Ns, &'t str) {
+        let (resolved, local) = self.reader.resolver().resolve_element(QName(text));
+        (self.classify(&resolved), local.into_inner())
+    }
+
+    /// Gives a slice of the input the lifetime of the input. Events of a slice
+    /// reader borrow the input; this recovers that borrow from a shorter one.
+    fn input_slice(&self, part: &str) -> Result<&'x str, ReadError> {
+        let base = self.input.as_ptr() as usize;
+        let start = (part.as_ptr() as usize).wrapping_sub(base);
+        self.input
+            .get(start..start.saturating_add(part.len()))
+            .filter(|s| s.as_ptr() == part.as_ptr())
+            .ok_or_else(|| ReadError::malformed("element name outside the input"))
+    }
+
+    fn start(&self, ns: Ns, e: &BytesStart<'_>, empty: bool) -> Result<Start<'x>, ReadError> {
+        let name = e.name();
+        let local = self.input_slice(name.local_name().into_inner())?;
+        let mut nil = false;
+        for attr in e.attributes() {
+            let attr =
+                attr.map_err(|err| ReadError::Malformed(format!("bad attribute: {err}").into()))?;
+            let (attr_ns, attr_local) = self.reader.resolver().resolve_attribute(attr.key);
+            if attr_local.into_inner() == "nil"
+                && matches!(attr_ns, ResolveResult::Bound(ns) if ns.into_inner() == XSI_NS)
+            {
+                nil = matches!(attr.value.trim(), "true" | "1");
+            }
+        }
+        Ok(Start {
+            ns,
+            local,
+            empty,
+            nil,
+        })
+    }
+
+    fn next(&mut self) -> Result<Item<'x>, ReadError> {
+        loop {
+            let service_ns = self.service_ns;
+            let (resolved, event) = self
+                .reader
+                .read_resolved_event()
+                .map_err(|e| ReadError::Malformed(format!("not well-formed XML: {e}").into()))?;
+            let ns = classify(service_ns, &resolved);
+            match event {
+                Event::Start(e) => {
+                    let start = self.start(ns, &e, false)?;
+                    self.depth += 1;
+                    if self.depth > self.max_depth {
+                        return Err(ReadError::TooDeep {
+                            limit: self.max_depth,
+                        });
+                    }
+                    return Ok(Item::Start(start));
+                }
+                Event::Empty(e) => {
+                    if self.depth + 1 > self.max_depth {
+                        return Err(ReadError::TooDeep {
+                            limit: self.max_depth,
+                        });
+                    }
+                    return self.start(ns, &e, true).map(Item::Start);
+                }
+                Event::End(_) => {
+                    self.depth = self.depth.saturating_sub(1);
+                    return Ok(Item::End);
+                }
+                Event::Text(t) => return Ok(Item::Text(t.xml10_content())),
+                Event::CData(t) => return Ok(Item::Text(t.xml10_content())),
+                Event::GeneralRef(r) => {
+                    let ch = match r.resolve_char_ref() {
+                        Ok(Some(ch)) => ch,
+                        Ok(None) => match &*r {
+                            "lt" => '<',
+                            "gt" => '>',
+                            "amp" => '&',
+                            "apos" => '\'',
+                            "quot" => '"',
+                            other => {
+                                return Err(ReadError::Malformed(
+                                    format!("undeclared entity &{other};").into(),
+                                ))
+                            }
+                        },
+                        Err(e) => {
+                            return Err(ReadError::Malformed(
+                                format!("bad character reference: {e}").into(),
+                            ))
+                        }
+                    };
+                    if !super::is_xml_char(ch) {
+                        return Err(ReadError::malformed(
+                            "character reference to a character XML 1.0 forbids",
+                        ));
+                    }
+                    let mut s = String::with_capacity(ch.len_utf8());
+                    s.push(ch);
+                    return Ok(Item::Text(Cow::Owned(s)));
+                }
+                Event::DocType(_) => {
+                    return Err(ReadError::malformed(
+                        "DOCTYPE refused: a SOAP message may not carry a document type declaration",
+                    ))
+                }
+                Event::Decl(d) => {
+                    if let Some(Ok(encoding)) = d.encoding() {
+                        if !encoding.eq_ignore_ascii_case("utf-8") {
+                            return Err(ReadError::Malformed(
+                                format!("unsupported encoding {encoding:?}: only UTF-8 is read")
+                                    .into(),
+                            ));
+                        }
+                    }
+                }
+                Event::Comment(_) | Event::PI(_) => {}
+                Event::Eof => return Ok(Item::Eof),
+            }
+        }
+    }
+
+    /// The next element start among the current element's children, skipping
+    /// text and comments; `None` at the current element's end.
+    pub fn next_child(&mut self) -> Result<Option<Start<'x>>, ReadError> {
+        loop {
+            match self.next()? {
+                Item::Start(start) => return Ok(Some(start)),
+                Item::End => return Ok(None),
+                Item::Text(_) => {}
+                Item::Eof => return Err(ReadError::malformed("document ends inside an element")),
+            }
+        }
+    }
+
+    /// Skips the rest of an element whose start was just read.
+    pub fn skip(&mut self, start: &Start<'_>) -> Result<(), ReadError> {
+        if start.empty {
+            return Ok(());
+        }
+        let target = self.depth - 1;
+        while self.depth > target {
+            if let Item::Eof = self.next()? {
+                return Err(ReadError::malformed("document ends inside an element"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The text content of an element whose start was just read, with
+    /// character and entity references resolved and CDATA included. A child
+    /// element inside it is an error.
+    pub fn text(&mut self, start: &Start<'_>) -> Result<Cow<'x, str>, ReadError> {
+        if start.empty {
+            return Ok(Cow::Borrowed(""));
+        }
+        let mut text: Cow<'x, str> = Cow::Borrowed("");
+        loop {
+            match self.next()? {
+                Item::Text(piece) if text.is_empty() => text = piece,
+                Item::Text(piece) => text.to_mut().push_str(&piece),
+                Item::End => return Ok(text),
+                Item::Start(child) => {
+                    return Err(ReadError::Malformed(
+                        format!(
+                            "unexpected element <{}> inside text of <{}>",
+                            child.local, start.local
+                        )
+                        .into(),
+                    ))
+                }
+                Item::Eof => return Err(ReadError::malformed("document ends inside an element")),
+            }
+        }
+    }
+
+    /// After the root element closed: only comments, whitespace and the end of
+    /// the document may follow.
+    fn finish(&mut self) -> Result<(), ReadError> {
+        loop {
+            match self.next()? {
+                Item::Eof => return Ok(()),
+                Item::Text(t) if t.trim().is_empty() => {}
+                _ => {
+                    return Err(ReadError::malformed(
+                        "content after the end of the envelope",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Reads the root `Envelope` and its children up to the `Body` start;
+    /// returns the envelope's SOAP version.
+    fn open_body(&mut self) -> Result<SoapVersion, ReadError> {
+        let root = loop {
+            match self.next()? {
+                Item::Start(s) => break s,
+                Item::Text(t) if t.trim().is_empty() => {}
+                Item::Text(_) => return Err(ReadError::malformed("text before the root element")),
+                Item::End | Item::Eof => {
+                    return Err(ReadError::malformed("no root element: empty or not XML"))
+                }
+            }
+        };
+        let version = match (root.local, root.ns.envelope_version()) {
+            ("Envelope", Some(v)) if !root.empty => v,
+            _ => {
+                return Err(ReadError::Malformed(
+                    format!(
+                        "root element <{}> is not a SOAP 1.1 or 1.2 Envelope",
+                        root.local
+                    )
+                    .into(),
+                ))
+            }
+        };
+        while let Some(child) = self.next_child()? {
+            if child.ns.envelope_version() == Some(version) && child.local == "Body" {
+                if child.empty {
+                    return Err(ReadError::malformed("empty SOAP Body"));
+                }
+                return Ok(version);
+            }
+            // Header and anything else before the Body carry nothing we use.
+            self.skip(&child)?;
+        }
+        Err(ReadError::malformed("SOAP Envelope without a Body"))
+    }
+
+    /// Closes Body and Envelope after their content was read.
+    fn close_body(&mut self) -> Result<(), ReadError> {
+        while let Some(extra) = self.next_child()? {
+            self.skip(&extra)?;
+        }
+        while let Some(extra) = self.next_child()? {
+            self.skip(&extra)?;
+        }
+        self.finish()
+    }
+}
+
+fn classify(service_ns: &str, resolved: &ResolveResult<'_>) -> Ns {
+    match resolved {
+        ResolveResult::Bound(ns) => {
+            let ns = ns.into_inner();
+            if ns == service_ns {
+                Ns::Service
+            } else if ns == SOAP11_ENVELOPE_NS {
+                Ns::Soap11
+            } else if ns == SOAP12_ENVELOPE_NS {
+                Ns::Soap12
+            } else {
+                Ns::Other
+            }
+        }
+        ResolveResult::Unbound => Ns::None,
+        ResolveResult::Unknown(_) => Ns::Other,
+    }
+}
+
+fn document(xml: &[u8]) -> Result<&str, ReadError> {
+    let xml = xml.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(xml);
+    std::str::from_utf8(xml).map_err(|e| {
+        ReadError::Malformed(
+            format!(
+                "not UTF-8 (invalid byte sequence at byte {})",
+                e.valid_up_to()
+            )
+            .into(),
+        )
+    })
+}
+
+/// Reads a response to `operation`: the value of `<{operation}Result>` inside
+/// `<{operation}Response>` (both in `namespace`), or a SOAP fault of either
+/// version.
+///
+/// ```
+/// use ecgridos::wire::{read_response, Reply};
+/// let xml = br#"<?xml version="1.0" encoding="utf-8"?>
+/// <s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+/// <VersionResponse xmlns="https://os.ecgrid.io/"><VersionResult>4.1</VersionResult></VersionResponse>
+/// </s:Body></s:Envelope>"#;
+/// let reply: Reply<String> = read_response(xml, "https://os.ecgrid.io/", "Version", 64).unwrap();
+/// assert_eq!(reply, Reply::Result("4.1".to_string()));
+/// ```
+pub fn read_response<T: ResultValue>(
+    xml: &[u8],
+    namespace: &str,
+    operation: &str,
+    max_depth: usize,
+) -> Result<Reply<T>, ReadError> {
+    let input = document(xml)?;
+    let mut cur = XmlCursor::new(input, namespace, max_depth);
+    let version = cur.open_body()?;
+    let Some(first) = cur.next_child()? else {
+        return Err(ReadError::malformed("SOAP Body is empty"));
+    };
+    if first.local == "Fault" && first.ns.envelope_version() == Some(version) {
+        let fault = read_fault(&mut cur, version, &first)?;
+        cur.close_body()?;
+        return Ok(Reply::Fault(fault));
+    }
+    if first.ns != Ns::Service || first.local.strip_prefix(operation) != Some("Response") {
+        let where_ = match first.ns {
+            Ns::Service => "in the service namespace",
+            Ns::None => "in no namespace",
+            _ => "in another namespace",
+        };
+        return Err(ReadError::Malformed(
+            format!(
+                "expected <{operation}Response> in {namespace}, found <{}> {where_}",
+                first.local
+            )
+            .into(),
+        ));
+    }
+    let mut result = None;
+    if !first.empty {
+        while let Some(child) = cur.next_child()? {
+            if child.ns == Ns::Service && child.local.strip_prefix(operation) == Some("Result") {
+                if result.is_some() {
+                    return Err(ReadError::Malformed(
+                        format!("more than one <{operation}Result>").into(),
+                    ));
+                }
+                if child.nil {
+                    cur.skip(&child)?;
+                    return Err(ReadError::Malformed(
+                        format!("<{operation}Result> is nil").into(),
+                    ));
+                }
+                result = Some(T::read(&mut cur, &child)?);
+            } else {
+                cur.skip(&child)?;
+            }
+        }
+    }
+    let result = result.ok_or_else(|| {
+        ReadError::Malformed(format!("no <{operation}Result> in the response").into())
+    })?;
+    cur.close_body()?;
+    Ok(Reply::Result(result))
+}
+
+fn read_fault(
+    cur: &mut XmlCursor<'_>,
+    version: SoapVersion,
+    start: &Start<'_>,
+) -> Result<SoapFault, ReadError> {
+    let mut fault = SoapFault {
+        version,
+        code: FaultCode::Other(String::new()),
+        message: String::new(),
+        actor: None,
+        detail: None,
+    };
+    if start.empty {
+        return Ok(fault);
+    }
+    let envelope_ns = match version {
+        SoapVersion::V11 => Ns::Soap11,
+        SoapVersion::V12 => Ns::Soap12,
+    };
+    while let Some(child) = cur.next_child()? {
+        // SOAP 1.1 fault children are unqualified; SOAP 1.2 ones are in the
+        // envelope namespace. Accept either, as servers differ.
+        if child.ns != Ns::None && child.ns != envelope_ns {
+            cur.skip(&child)?;
+            continue;
+        }
+        match child.local {
+            "faultcode" => {
+                let text = cur.text(&child)?;
+                fault.code = fault_code(cur, text.trim());
+            }
+            "faultstring" => fault.message = cur.text(&child)?.into_owned(),
+            "faultactor" | "Node" => fault.actor = Some(cur.text(&child)?.into_owned()),
+            "Code" if !child.empty => {
+                while let Some(part) = cur.next_child()? {
+                    if part.local == "Value" {
+                        let text = cur.text(&part)?;
+                        fault.code = fault_code(cur, text.trim());
+                    } else {
+                        cur.skip(&part)?;
+                    }
+                }
+            }
+            "Reason" if !child.empty => {
+                while let Some(part) = cur.next_child()? {
+                    if part.local == "Text" && fault.message.is_empty() {
+                        fault.message = cur.text(&part)?.into_owned();
+                    } else {
+                        cur.skip(&part)?;
+                    }
+                }
+            }
+            "detail" | "Detail" => {
+                let detail = read_detail(cur, &child)?;
+                fault.detail = (!detail.is_empty()).then_some(detail);
+            }
+            _ => cur.skip(&child)?,
+        }
+    }
+    Ok(fault)
+}
+
+fn fault_code(cur: &XmlCursor<'_>, text: &str) -> FaultCode {
+    let (ns, local) = cur.classify_qname(text);
+    let prefixed = text.contains(':');
+    if ns.envelope_version().is_some() || !prefixed {
+        match local {
+            "Client" | "Sender" => return FaultCode::Client,
+            "Server" | "Receiver" => return FaultCode::Server,
+            "VersionMismatch" => return FaultCode::VersionMismatch,
+            "MustUnderstand" => return FaultCode::MustUnderstand,
+            _ => {}
+        }
+    }
+    FaultCode::Other(text.to_string())
+}
+
+/// Collects the ECGridOS detail fields wherever they sit below `detail`, so
+/// that a wrapper element around them does not hide them.
+fn read_detail(cur: &mut XmlCursor<'_>, start: &Start<'_>) -> Result<EcgridDetail, ReadError> {
+    let mut detail = EcgridDetail::default();
+    if start.empty {
+        return Ok(detail);
+    }
+    let mut open = 1usize;
+    while open > 0 {
+        match cur.next()? {
+            Item::Start(child) => {
+                let field = match child.local {
+                    "ErrorCode" => &mut detail.error_code,
+                    "ErrorString" => &mut detail.error_string,
+                    "ErrorItem" => &mut detail.error_item,
+                    "ErrorMessage" => &mut detail.error_message,
+                    "ECGridOSSOAPErrorCode" => {
+                        detail.category = Some(FaultCategory::parse(&cur.text(&child)?));
+                        continue;
+                    }
+                    _ => {
+                        open += usize::from(!child.empty);
+                        continue;
+                    }
+                };
+                *field = Some(cur.text(&child)?.trim().to_string());
+            }
+            Item::End => open -= 1,
+            Item::Text(_) => {}
+            Item::Eof => return Err(ReadError::malformed("document ends inside a fault detail")),
+        }
+    }
+    Ok(detail)
+}
+
+/// A request as the embedded fake reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SoapRequest {
+    /// The envelope's SOAP version.
+    pub version: SoapVersion,
+    /// The local name of the Body's first element.
+    pub operation: String,
+    /// Whether that element is in the service namespace.
+    pub operation_qualified: bool,
+    /// The operation element's children, in document order.
+    pub params: Vec<RequestParam>,
+}
+
+/// One parameter element of a [`SoapRequest`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct RequestParam {
+    /// Local name.
+    pub name: String,
+    /// Whether it is in the service namespace. A .NET asmx service reads an
+    /// unqualified parameter as absent.
+    pub qualified: bool,
+    /// Text content.
+    pub value: String,
+}
+
+impl std::fmt::Debug for RequestParam {
+    // Parameter values include session IDs and passwords: never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestParam")
+            .field("name", &self.name)
+            .field("qualified", &self.qualified)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SoapRequest {
+    /// The value of the qualified parameter `name`, as asmx would bind it:
+    /// `None` when absent or unqualified.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|p| p.qualified && p.name == name)
+            .map(|p| p.value.as_str())
+    }
+}
+
+/// Reads a request envelope (used by the embedded fake server).
+pub fn read_request(
+    xml: &[u8],
+    namespace: &str,
+    max_depth: usize,
+) -> Result<SoapRequest, ReadError> {
+    let input = document(xml)?;
+    let mut cur = XmlCursor::new(input, namespace, max_depth);
+    let version = cur.open_body()?;
+    let Some(op) = cur.next_child()? else {
+        return Err(ReadError::malformed("SOAP Body is empty"));
+    };
+    let mut request = SoapRequest {
+        version,
+        operation: op.local.to_string(),
+        operation_qualified: op.ns == Ns::Service,
+        params: Vec::new(),
+    };
+    if !op.empty {
+        while let Some(param) = cur.next_child()? {
+            let value = cur.text(&param)?.into_owned();
+            request.params.push(RequestParam {
+                name: param.local.to_string(),
+                qualified: param.ns == Ns::Service,
+                value,
+            });
+        }
+    }
+    cur.close_body()?;
+    Ok(request)
+}
