@@ -28,6 +28,9 @@ pub mod secret;
 mod soap;
 pub mod wire;
 
+#[cfg(feature = "fake")]
+pub mod fake;
+
 #[cfg(feature = "blocking")]
 pub mod blocking;
 

@@ -16,8 +16,7 @@ use crate::operations::{
 use crate::secret::{ApiKey, Password, SessionId, SessionRef};
 use crate::wire::{self, read_response, write_request, Reply, SessionInfo, SoapVersion};
 
-/// The production SOAP endpoint of ECGridOS v4.1.
-pub const DEFAULT_ENDPOINT: &str = "https://os.ecgrid.io/v4.1/prod/ECGridOS.asmx";
+pub use crate::wire::DEFAULT_ENDPOINT;
 
 /// Builds a [`Client`]. Every setting has a default that talks to the
 /// production service.

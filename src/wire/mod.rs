@@ -18,6 +18,9 @@ pub use values::{AuthLevel, ResultValue, SessionInfo};
 
 use std::borrow::Cow;
 
+/// The production SOAP endpoint of ECGridOS v4.1.
+pub const DEFAULT_ENDPOINT: &str = "https://os.ecgrid.io/v4.1/prod/ECGridOS.asmx";
+
 /// The default ECGridOS v4.1 service namespace, as the live asmx pages give it.
 pub const DEFAULT_NAMESPACE: &str = "https://os.ecgrid.io/";
 /// The SOAP 1.1 envelope namespace.

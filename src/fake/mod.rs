@@ -1,0 +1,282 @@
+//! An embedded fake ECGridOS: the SOAP endpoint and the REST v2 endpoints over
+//! one in-memory state, for tests and migration harnesses that must never
+//! touch the real service (where each `GenerateAPIKey` destroys a live key).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use ecgridos::fake::FakeServer;
+//! use ecgridos::{Client, UserId};
+//!
+//! let server = FakeServer::start().await?;
+//! let client = Client::builder().endpoint(server.soap_url()).build()?;
+//! let alice = server.user("alice").expect("seeded");
+//! let new_key = client.generate_api_key(&alice.api_key.clone().unwrap(), UserId::from(alice.user_id)).await?;
+//! assert_eq!(server.api_key(alice.user_id), Some(new_key));
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Authorization follows the service's documented levels: a user may read and
+//! rotate their own key; `NetworkAdmin` may act on users of its own network;
+//! `NetOps`, `TechOps` and `Root` on anyone; everyone else only on themselves.
+
+mod rest;
+mod soap;
+mod state;
+
+pub use state::SeedUser;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::secret::ApiKey;
+use state::State;
+
+/// The WSDL this crate ships, served by the fake at `…/ECGridOS.asmx?WSDL`.
+pub const WSDL: &str = include_str!("../../wsdl/ECGridOS.wsdl");
+
+/// The path of the SOAP endpoint.
+pub const SOAP_PATH: &str = "/v4.1/prod/ECGridOS.asmx";
+
+/// Which documented shape of ECGridOS fault detail the fake writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DetailShape {
+    /// The newer `ECGridOSSOAPErrorCode` category alone (the default).
+    #[default]
+    Category,
+    /// The older `ErrorCode`/`ErrorString`/`ErrorItem`/`ErrorMessage`.
+    Legacy,
+    /// Both at once.
+    Both,
+}
+
+struct Shared {
+    state: State,
+    namespace: String,
+    detail_shape: DetailShape,
+    soap_url: String,
+}
+
+/// Configures and starts a [`FakeServer`].
+#[derive(Debug)]
+#[must_use]
+pub struct FakeServerBuilder {
+    listen: SocketAddr,
+    users: Option<Vec<SeedUser>>,
+    session_timeout: Duration,
+    detail_shape: DetailShape,
+    namespace: String,
+}
+
+impl Default for FakeServerBuilder {
+    fn default() -> Self {
+        FakeServerBuilder {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            users: None,
+            session_timeout: Duration::from_secs(20 * 60),
+            detail_shape: DetailShape::default(),
+            namespace: crate::wire::DEFAULT_NAMESPACE.to_string(),
+        }
+    }
+}
+
+impl FakeServerBuilder {
+    /// Address to listen on (default `127.0.0.1:0`, an ephemeral port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// The users to seed (default [`SeedUser::defaults`]).
+    pub fn users(mut self, users: Vec<SeedUser>) -> Self {
+        self.users = Some(users);
+        self
+    }
+
+    /// Inactivity after which a session expires (default 20 minutes).
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// The fault detail shape (default [`DetailShape::Category`]).
+    pub fn detail_shape(mut self, shape: DetailShape) -> Self {
+        self.detail_shape = shape;
+        self
+    }
+
+    /// The service namespace (default `https://os.ecgrid.io/`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Binds and starts serving on the current tokio runtime.
+    pub async fn start(self) -> std::io::Result<FakeServer> {
+        let users = self.users.unwrap_or_else(SeedUser::defaults);
+        let state = State::new(users, self.session_timeout)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let listener = tokio::net::TcpListener::bind(self.listen).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            state,
+            namespace: self.namespace,
+            detail_shape: self.detail_shape,
+            soap_url: format!("http://{addr}{SOAP_PATH}"),
+        });
+        let app = Router::new()
+            .route(SOAP_PATH, post(soap::handle).get(soap::wsdl))
+            .route(
+                "/v2/users/key-generate/{id}",
+                post(rest::key_generate).fallback(rest::method_not_allowed),
+            )
+            .route(
+                "/v2/users/key/{id}",
+                get(rest::key_read).fallback(rest::method_not_allowed),
+            )
+            .route(
+                "/v2/users/reset/{id}",
+                post(rest::reset).fallback(rest::method_not_allowed),
+            )
+            .route("/v2/users/me", get(rest::me))
+            .route("/v2/auth/session", post(rest::me))
+            .route("/v2/auth/login", post(rest::login))
+            .route("/v2/auth/logout", post(rest::logout))
+            .route("/v2/auth/version", get(rest::version))
+            .fallback(rest::not_found)
+            .with_state(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(listener, service)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(FakeServer {
+            addr,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+}
+
+/// A running fake ECGridOS. Dropping it stops the server (in the background);
+/// [`shutdown`](Self::shutdown) stops it and waits.
+pub struct FakeServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// A seeded user as a test sees it: the credentials and the current key.
+pub type FakeUser = SeedUser;
+
+impl FakeServer {
+    /// A builder.
+    pub fn builder() -> FakeServerBuilder {
+        FakeServerBuilder::default()
+    }
+
+    /// Starts a fake with the default settings on an ephemeral loopback port.
+    pub async fn start() -> std::io::Result<FakeServer> {
+        FakeServerBuilder::default().start().await
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The SOAP endpoint URL (`http://127.0.0.1:PORT/v4.1/prod/ECGridOS.asmx`).
+    pub fn soap_url(&self) -> String {
+        self.shared.soap_url.clone()
+    }
+
+    /// The REST base URL (`http://127.0.0.1:PORT`).
+    pub fn rest_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// All users, with their current keys.
+    pub fn users(&self) -> Vec<FakeUser> {
+        self.shared.state.users()
+    }
+
+    /// The user with this login name.
+    pub fn user(&self, login: &str) -> Option<FakeUser> {
+        self.users()
+            .into_iter()
+            .find(|u| u.login.eq_ignore_ascii_case(login))
+    }
+
+    /// The user's current API key.
+    pub fn api_key(&self, user_id: i32) -> Option<ApiKey> {
+        self.users()
+            .into_iter()
+            .find(|u| u.user_id == user_id)?
+            .api_key
+    }
+
+    /// Requests received for a SOAP operation (`"GenerateAPIKey"`), counted
+    /// once the request was read and dispatched, whatever the outcome.
+    pub fn soap_calls(&self, operation: &str) -> u64 {
+        self.shared.state.calls(operation)
+    }
+
+    /// Every request that reached the SOAP endpoint, readable or not.
+    pub fn soap_requests(&self) -> u64 {
+        self.shared.state.calls("soap")
+    }
+
+    /// Requests received by a REST endpoint: `"key-generate"`, `"key"`,
+    /// `"reset"`, `"me"`, `"login"`, `"logout"`, `"version"`.
+    pub fn rest_calls(&self, endpoint: &str) -> u64 {
+        self.shared.state.calls(&format!("REST {endpoint}"))
+    }
+
+    /// Successful key rotations of `user_id`, over both protocols.
+    pub fn rotations(&self, user_id: i32) -> u64 {
+        self.shared.state.rotations(user_id)
+    }
+
+    /// The session inactivity timeout in force.
+    pub fn session_timeout(&self) -> Duration {
+        self.shared.state.session_timeout()
+    }
+
+    /// Stops the server and waits until it has stopped.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl std::fmt::Debug for FakeServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,220 @@
+//! The fake's REST v2 endpoints, over the same state as its SOAP endpoint.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State as AxumState};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::state::Denial;
+use super::Shared;
+
+fn ok(data: Value) -> Response {
+    Json(json!({ "success": true, "data": data, "errorCode": "", "message": "" })).into_response()
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "success": false, "errorCode": code, "message": message, "data": null })),
+    )
+        .into_response()
+}
+
+/// The credential a REST call carries, and whether it came as a bearer token.
+fn credential(headers: &HeaderMap) -> (Option<String>, bool) {
+    if let Some(key) = headers.get("X-API-Key").and_then(|v| v.to_str().ok()) {
+        return (Some(key.trim().to_string()), false);
+    }
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let is_bearer = bearer.is_some();
+    (bearer, is_bearer)
+}
+
+fn denied(denial: &Denial, bearer: bool) -> Response {
+    match denial {
+        Denial::Authentication(m) if bearer => error(StatusCode::UNAUTHORIZED, "InvalidSession", m),
+        Denial::Authentication(m) => error(StatusCode::UNAUTHORIZED, "InvalidAPIKey", m),
+        Denial::Authorization(m) => error(StatusCode::FORBIDDEN, "AccessDenied", m),
+        Denial::NotFound(m) => error(StatusCode::NOT_FOUND, "ObjectNotFound", m),
+    }
+}
+
+fn user_id(raw: &str) -> Result<i32, Response> {
+    raw.trim().parse().map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "The user id must be an integer.",
+        )
+    })
+}
+
+fn respond<T>(result: Result<T, Denial>, bearer: bool, data: impl FnOnce(T) -> Value) -> Response {
+    match result {
+        Ok(value) => ok(data(value)),
+        Err(denial) => denied(&denial, bearer),
+    }
+}
+
+/// `POST /v2/users/key-generate/{id}`.
+pub(super) async fn key_generate(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    shared.state.count("REST key-generate");
+    let (cred, bearer) = credential(&headers);
+    let id = match user_id(&id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    respond(
+        shared.state.generate_key(cred.as_deref(), id),
+        bearer,
+        |k| json!(k.expose()),
+    )
+}
+
+/// `GET /v2/users/key/{id}`.
+pub(super) async fn key_read(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    shared.state.count("REST key");
+    let (cred, bearer) = credential(&headers);
+    let id = match user_id(&id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    respond(shared.state.get_key(cred.as_deref(), id), bearer, |k| {
+        json!(k.expose())
+    })
+}
+
+/// `POST /v2/users/reset/{id}`.
+pub(super) async fn reset(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    shared.state.count("REST reset");
+    let (cred, bearer) = credential(&headers);
+    let id = match user_id(&id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    respond(
+        shared.state.reset_sessions(cred.as_deref(), id),
+        bearer,
+        |b| json!(b),
+    )
+}
+
+fn session_json(info: crate::wire::SessionInfo) -> Value {
+    json!({
+        "userId": info.user_id,
+        "login": info.login_name,
+        "networkId": info.network_id,
+        "mailboxId": info.mailbox_id,
+        "authLevel": info.auth_level.map(|l| l.as_str().to_string()),
+        "email": info.email,
+    })
+}
+
+/// `GET /v2/users/me` and `POST /v2/auth/session`.
+pub(super) async fn me(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMap) -> Response {
+    shared.state.count("REST me");
+    let (cred, bearer) = credential(&headers);
+    respond(
+        shared.state.who_am_i(cred.as_deref(), ""),
+        bearer,
+        session_json,
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginBody {
+    login: String,
+    password: String,
+}
+
+/// `POST /v2/auth/login`.
+pub(super) async fn login(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    body: Option<Json<LoginBody>>,
+) -> Response {
+    shared.state.count("REST login");
+    let Some(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "Expected a JSON body with login and password.",
+        );
+    };
+    match shared.state.login(Some(&body.login), Some(&body.password)) {
+        Ok(session) => {
+            let user_id = shared
+                .state
+                .who_am_i(Some(session.expose()), "")
+                .map(|i| i.user_id)
+                .unwrap_or(0);
+            ok(json!({ "token": session.expose(), "userId": user_id, "expiresAt": null }))
+        }
+        Err(denial) => denied(&denial, true),
+    }
+}
+
+/// `POST /v2/auth/logout`.
+pub(super) async fn logout(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Response {
+    shared.state.count("REST logout");
+    let (cred, _) = credential(&headers);
+    ok(json!(shared.state.logout(cred.as_deref())))
+}
+
+/// `GET /v2/auth/version`.
+pub(super) async fn version(AxumState(shared): AxumState<Arc<Shared>>) -> Response {
+    shared.state.count("REST version");
+    ok(json!({ "version": "2.6" }))
+}
+
+/// Any other path.
+pub(super) async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "ObjectNotFound", "No such endpoint.")
+}
+
+/// Wrong method on a known path (e.g. `GET` on key-generate, as one vendor
+/// sample wrongly does).
+pub(super) async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "InvalidParameter",
+        "Method not allowed on this endpoint.",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_sources() {
+        let mut h = HeaderMap::new();
+        assert_eq!(credential(&h), (None, false));
+        h.insert("authorization", "Bearer tok".parse().unwrap());
+        assert_eq!(credential(&h), (Some("tok".into()), true));
+        h.insert("x-api-key", "key".parse().unwrap());
+        assert_eq!(credential(&h), (Some("key".into()), false));
+    }
+}

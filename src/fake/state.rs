@@ -1,0 +1,544 @@
+//! The fake's in-memory state and every rule of who may do what. Both
+//! protocols call these methods; neither has rules of its own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::{ApiKey, Password, SessionId};
+use crate::wire::{AuthLevel, SessionInfo};
+
+/// A user the fake starts with. This is also the format of the
+/// `serve-mock --users FILE` file (a JSON array of these).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct SeedUser {
+    /// `UserID`.
+    pub user_id: i32,
+    /// `LoginName`.
+    pub login: String,
+    /// The password `Login` accepts.
+    #[serde(serialize_with = "expose_password", deserialize_with = "password")]
+    pub password: Password,
+    /// The user's API key; generated when absent.
+    #[serde(default, serialize_with = "expose_key", deserialize_with = "api_key")]
+    pub api_key: Option<ApiKey>,
+    /// The authority level, as the service names it (`NetworkAdmin`, …).
+    #[serde(with = "auth_level_text")]
+    pub auth_level: AuthLevel,
+    /// `NetworkID`.
+    #[serde(default = "one")]
+    pub network_id: i32,
+    /// `MailboxID`.
+    #[serde(default)]
+    pub mailbox_id: i32,
+}
+
+fn one() -> i32 {
+    1
+}
+
+fn expose_password<S: serde::Serializer>(p: &Password, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.expose())
+}
+
+fn password<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Password, D::Error> {
+    String::deserialize(d).map(Password::new)
+}
+
+fn expose_key<S: serde::Serializer>(k: &Option<ApiKey>, s: S) -> Result<S::Ok, S::Error> {
+    match k {
+        Some(k) => s.serialize_str(k.expose()),
+        None => s.serialize_none(),
+    }
+}
+
+fn api_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ApiKey>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(ApiKey::new))
+}
+
+mod auth_level_text {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(l: &AuthLevel, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(l.as_str())
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AuthLevel, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.parse::<AuthLevel>() {
+            Ok(AuthLevel::Unknown(other)) => Err(serde::de::Error::custom(format!(
+                "unknown auth_level {other:?}"
+            ))),
+            Ok(level) => Ok(level),
+            Err(never) => match never {},
+        }
+    }
+}
+
+impl SeedUser {
+    /// The default users: one network administrator and two mailbox users, all
+    /// in network 1, with random passwords and keys.
+    pub fn defaults() -> Vec<SeedUser> {
+        let user = |user_id, login: &str, auth_level, mailbox_id| SeedUser {
+            user_id,
+            login: login.to_string(),
+            password: Password::new(random_token(16)),
+            api_key: None,
+            auth_level,
+            network_id: 1,
+            mailbox_id,
+        };
+        vec![
+            user(1001, "admin", AuthLevel::NetworkAdmin, 100),
+            user(1002, "alice", AuthLevel::MailboxUser, 101),
+            user(1003, "bob", AuthLevel::MailboxUser, 102),
+        ]
+    }
+}
+
+/// Why the fake refused a request. Each protocol renders it its own way: a
+/// SOAP fault with ECGridOS detail, or a REST error body and status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// Missing, unknown or expired credential.
+    Authentication(&'static str),
+    /// The caller may not act on the target.
+    Authorization(&'static str),
+    /// The target does not exist.
+    NotFound(&'static str),
+}
+
+impl Denial {
+    /// The message.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Denial::Authentication(m) | Denial::Authorization(m) | Denial::NotFound(m) => m,
+        }
+    }
+}
+
+struct UserRecord {
+    seed: SeedUser,
+    api_key: String,
+    last_login: Option<SystemTime>,
+}
+
+struct SessionRecord {
+    user_id: i32,
+    event_id: i32,
+    last_seen: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    users: BTreeMap<i32, UserRecord>,
+    by_key: HashMap<String, i32>,
+    sessions: HashMap<String, SessionRecord>,
+    next_event: i32,
+    calls: HashMap<String, u64>,
+    rotations: HashMap<i32, u64>,
+}
+
+/// Who made a call, once authenticated.
+struct Caller {
+    user_id: i32,
+    level: AuthLevel,
+    network_id: i32,
+}
+
+/// The shared state.
+pub struct State {
+    inner: Mutex<Inner>,
+    session_timeout: Duration,
+}
+
+impl State {
+    /// A state seeded with `users`; fails on a duplicate ID, login or key.
+    pub fn new(users: Vec<SeedUser>, session_timeout: Duration) -> Result<State, String> {
+        let mut inner = Inner::default();
+        for seed in users {
+            let api_key = seed
+                .api_key
+                .as_ref()
+                .map(|k| k.expose().to_string())
+                .unwrap_or_else(new_key);
+            if inner
+                .users
+                .values()
+                .any(|u| u.seed.login.eq_ignore_ascii_case(&seed.login))
+            {
+                return Err(format!("duplicate login {:?}", seed.login));
+            }
+            if inner.by_key.insert(api_key.clone(), seed.user_id).is_some() {
+                return Err(format!("duplicate api_key for user {}", seed.user_id));
+            }
+            let id = seed.user_id;
+            let record = UserRecord {
+                seed,
+                api_key,
+                last_login: None,
+            };
+            if inner.users.insert(id, record).is_some() {
+                return Err(format!("duplicate user_id {id}"));
+            }
+        }
+        Ok(State {
+            inner: Mutex::new(inner),
+            session_timeout,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated
+        // (each update is a single insert/remove), so a poisoned lock is safe.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one request under `name` (`GenerateAPIKey`, `REST POST key-generate`, …).
+    pub fn count(&self, name: &str) {
+        *self.lock().calls.entry(name.to_string()).or_default() += 1;
+    }
+
+    /// Requests counted under `name`.
+    pub fn calls(&self, name: &str) -> u64 {
+        self.lock().calls.get(name).copied().unwrap_or(0)
+    }
+
+    /// Successful key rotations of `user_id`, over both protocols.
+    pub fn rotations(&self, user_id: i32) -> u64 {
+        self.lock().rotations.get(&user_id).copied().unwrap_or(0)
+    }
+
+    /// The users as they are now (with their current keys).
+    pub fn users(&self) -> Vec<SeedUser> {
+        self.lock()
+            .users
+            .values()
+            .map(|u| SeedUser {
+                api_key: Some(ApiKey::new(u.api_key.clone())),
+                ..u.seed.clone()
+            })
+            .collect()
+    }
+
+    /// The session inactivity timeout.
+    pub fn session_timeout(&self) -> Duration {
+        self.session_timeout
+    }
+
+    fn authenticate(&self, inner: &mut Inner, credential: Option<&str>) -> Result<Caller, Denial> {
+        let credential = credential
+            .filter(|c| !c.is_empty())
+            .ok_or(Denial::Authentication("No SessionID or API key was given."))?;
+        let now = Instant::now();
+        let user_id = match inner.sessions.get_mut(credential) {
+            Some(session) if now.duration_since(session.last_seen) > self.session_timeout => {
+                inner.sessions.remove(credential);
+                return Err(Denial::Authentication(
+                    "The session has expired; log in again.",
+                ));
+            }
+            Some(session) => {
+                session.last_seen = now;
+                session.user_id
+            }
+            None => *inner.by_key.get(credential).ok_or(Denial::Authentication(
+                "The SessionID or API key is not valid.",
+            ))?,
+        };
+        let user = inner.users.get(&user_id).ok_or(Denial::Authentication(
+            "The SessionID or API key is not valid.",
+        ))?;
+        Ok(Caller {
+            user_id,
+            level: user.seed.auth_level.clone(),
+            network_id: user.seed.network_id,
+        })
+    }
+
+    /// The rule for acting on another user's key: a user may act on their
+    /// own; `NetOps` and above on anyone; `NetworkAdmin` on users of its own
+    /// network; nobody else on anyone else. A caller who may not act on others
+    /// learns nothing about whether the target exists.
+    fn authorize_key_access<'i>(
+        &self,
+        inner: &'i mut Inner,
+        caller: &Caller,
+        target: i32,
+    ) -> Result<&'i mut UserRecord, Denial> {
+        if caller.user_id == target {
+            return inner
+                .users
+                .get_mut(&target)
+                .ok_or(Denial::NotFound("No such user."));
+        }
+        if !caller.level.is_at_least(&AuthLevel::NetworkAdmin) {
+            return Err(Denial::Authorization(
+                "Only administrators may act on another user's API key.",
+            ));
+        }
+        let user = inner
+            .users
+            .get_mut(&target)
+            .ok_or(Denial::NotFound("No user has that UserID."))?;
+        if !caller.level.is_at_least(&AuthLevel::NetOps)
+            && user.seed.network_id != caller.network_id
+        {
+            return Err(Denial::Authorization(
+                "That user belongs to another network.",
+            ));
+        }
+        Ok(user)
+    }
+
+    /// `Login`: a new session for the user whose login and password match.
+    pub fn login(&self, login: Option<&str>, password: Option<&str>) -> Result<SessionId, Denial> {
+        let mut inner = self.lock();
+        let bad = Denial::Authentication("The login name or password is not valid.");
+        let (Some(login), Some(password)) = (login, password) else {
+            return Err(bad);
+        };
+        let user = inner
+            .users
+            .values_mut()
+            .find(|u| u.seed.login.eq_ignore_ascii_case(login))
+            .filter(|u| u.seed.password.expose() == password)
+            .ok_or(bad)?;
+        user.last_login = Some(SystemTime::now());
+        let user_id = user.seed.user_id;
+        let session = new_key();
+        inner.next_event += 1;
+        let event_id = inner.next_event;
+        inner.sessions.insert(
+            session.clone(),
+            SessionRecord {
+                user_id,
+                event_id,
+                last_seen: Instant::now(),
+            },
+        );
+        Ok(SessionId::new(session))
+    }
+
+    /// `Logout`: true when the session existed.
+    pub fn logout(&self, credential: Option<&str>) -> bool {
+        let mut inner = self.lock();
+        credential.is_some_and(|c| inner.sessions.remove(c).is_some())
+    }
+
+    /// Ends every session of `target` without touching its key.
+    pub fn reset_sessions(&self, credential: Option<&str>, target: i32) -> Result<bool, Denial> {
+        let mut inner = self.lock();
+        let caller = self.authenticate(&mut inner, credential)?;
+        self.authorize_key_access(&mut inner, &caller, target)?;
+        let before = inner.sessions.len();
+        inner.sessions.retain(|_, s| s.user_id != target);
+        Ok(inner.sessions.len() != before)
+    }
+
+    /// `WhoAmI`.
+    pub fn who_am_i(&self, credential: Option<&str>, ip: &str) -> Result<SessionInfo, Denial> {
+        let mut inner = self.lock();
+        let caller = self.authenticate(&mut inner, credential)?;
+        let open_sessions = inner
+            .sessions
+            .values()
+            .filter(|s| s.user_id == caller.user_id)
+            .count();
+        let event_id = credential
+            .and_then(|c| inner.sessions.get(c))
+            .map(|s| s.event_id)
+            .unwrap_or(0);
+        let user = inner
+            .users
+            .get(&caller.user_id)
+            .ok_or(Denial::Authentication(
+                "The SessionID or API key is not valid.",
+            ))?;
+        let seed = &user.seed;
+        Ok(SessionInfo {
+            ecgridos_version: "4.1 (ecgridos fake)".to_string(),
+            session_id: credential.map(SessionId::new),
+            session_event_id: event_id,
+            user_id: seed.user_id,
+            login_name: seed.login.clone(),
+            first_name: seed.login.clone(),
+            last_name: String::new(),
+            company: "Fake Company".to_string(),
+            email: format!("{}@example.com", seed.login),
+            phone: String::new(),
+            time_zone_offset: 0.0,
+            auth_level: Some(seed.auth_level.clone()),
+            // .NET writes an unset DateTime as its minimum value.
+            last_login: user
+                .last_login
+                .map(xsd_date_time)
+                .unwrap_or_else(|| "0001-01-01T00:00:00".to_string()),
+            open_sessions: i16::try_from(open_sessions).unwrap_or(i16::MAX),
+            timeout_seconds: i16::try_from(self.session_timeout.as_secs()).unwrap_or(i16::MAX),
+            network_id: seed.network_id,
+            mailbox_id: seed.mailbox_id,
+            ip: ip.to_string(),
+        })
+    }
+
+    /// `UserGetAPIKey`.
+    pub fn get_key(&self, credential: Option<&str>, target: i32) -> Result<ApiKey, Denial> {
+        let mut inner = self.lock();
+        let caller = self.authenticate(&mut inner, credential)?;
+        let user = self.authorize_key_access(&mut inner, &caller, target)?;
+        Ok(ApiKey::new(user.api_key.clone()))
+    }
+
+    /// `GenerateAPIKey`: atomically replaces the key; the old one is invalid
+    /// from this moment on, over both protocols.
+    pub fn generate_key(&self, credential: Option<&str>, target: i32) -> Result<ApiKey, Denial> {
+        let mut inner = self.lock();
+        let caller = self.authenticate(&mut inner, credential)?;
+        let mut fresh = new_key();
+        while inner.by_key.contains_key(&fresh) {
+            fresh = new_key();
+        }
+        let user = self.authorize_key_access(&mut inner, &caller, target)?;
+        let old = std::mem::replace(&mut user.api_key, fresh.clone());
+        inner.by_key.remove(&old);
+        inner.by_key.insert(fresh.clone(), target);
+        *inner.rotations.entry(target).or_default() += 1;
+        Ok(ApiKey::new(fresh))
+    }
+}
+
+/// A random key in the GUID form the vendor's examples show.
+fn new_key() -> String {
+    let n = fastrand::u128(..);
+    let hex = format!("{n:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+fn random_token(len: usize) -> String {
+    std::iter::repeat_with(fastrand::alphanumeric)
+        .take(len)
+        .collect()
+}
+
+/// `SystemTime` as an xsd:dateTime in UTC (`2026-11-23T12:00:00Z`).
+fn xsd_date_time(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State::new(SeedUser::defaults(), Duration::from_secs(60)).unwrap()
+    }
+
+    fn key_of(s: &State, id: i32) -> String {
+        s.users()
+            .into_iter()
+            .find(|u| u.user_id == id)
+            .and_then(|u| u.api_key)
+            .unwrap()
+            .into_exposed()
+    }
+
+    #[test]
+    fn rotation_invalidates_the_old_key_at_once() {
+        let s = state();
+        let old = key_of(&s, 1002);
+        let new = s.generate_key(Some(&old), 1002).unwrap();
+        assert_ne!(new.expose(), old);
+        assert!(matches!(
+            s.who_am_i(Some(&old), "ip"),
+            Err(Denial::Authentication(_))
+        ));
+        assert_eq!(s.who_am_i(Some(new.expose()), "ip").unwrap().user_id, 1002);
+        assert_eq!(s.rotations(1002), 1);
+    }
+
+    #[test]
+    fn authorization_rules() {
+        let s = state();
+        let alice = key_of(&s, 1002);
+        let admin = key_of(&s, 1001);
+        assert!(matches!(
+            s.get_key(Some(&alice), 1003),
+            Err(Denial::Authorization(_))
+        ));
+        assert!(matches!(
+            s.get_key(Some(&alice), 999),
+            Err(Denial::Authorization(_))
+        ));
+        assert!(s.get_key(Some(&admin), 1003).is_ok());
+        assert!(matches!(
+            s.get_key(Some(&admin), 999),
+            Err(Denial::NotFound(_))
+        ));
+        assert!(matches!(
+            s.get_key(None, 1003),
+            Err(Denial::Authentication(_))
+        ));
+    }
+
+    #[test]
+    fn sessions_expire_after_inactivity() {
+        let s = State::new(SeedUser::defaults(), Duration::from_millis(50)).unwrap();
+        let admin = s.users().remove(0);
+        let session = s
+            .login(Some("ADMIN"), Some(admin.password.expose()))
+            .unwrap();
+        assert!(s.who_am_i(Some(session.expose()), "ip").is_ok());
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(matches!(
+            s.who_am_i(Some(session.expose()), "ip"),
+            Err(Denial::Authentication(_))
+        ));
+        assert!(s.login(Some("admin"), Some("wrong")).is_err());
+    }
+
+    #[test]
+    fn date_time_format() {
+        assert_eq!(xsd_date_time(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            xsd_date_time(UNIX_EPOCH + Duration::from_secs(1_795_435_200)),
+            "2026-11-23T12:00:00Z"
+        );
+    }
+
+    #[test]
+    fn seed_file_round_trip() {
+        let json = r#"[{"user_id":7,"login":"x","password":"p","auth_level":"Root"}]"#;
+        let users: Vec<SeedUser> = serde_json::from_str(json).unwrap();
+        assert_eq!(users[0].network_id, 1);
+        assert!(serde_json::from_str::<Vec<SeedUser>>(&json.replace("Root", "Boss")).is_err());
+        assert!(State::new([users.clone(), users].concat(), Duration::from_secs(1)).is_err());
+    }
+}
