@@ -1,0 +1,164 @@
+//! A rotation whose answer never arrives is reported as an unknown outcome and
+//! is never sent twice. The servers here are raw TCP on loopback, each
+//! bounded in connections and time.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecgridos::{Client, ErrorKind, RetryPolicy, SessionId, TimeoutPhase, UserId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// Read the whole request, then close without answering.
+    DropAfterRequest,
+    /// Read the request, send headers and half a body, then close.
+    DropMidBody,
+    /// Read the request and never answer.
+    Silent,
+}
+
+/// Reads one HTTP request (headers and Content-Length body).
+async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return Some(buf);
+            }
+        }
+        if buf.len() > 1 << 20 {
+            return None;
+        }
+    }
+}
+
+async fn serve(behaviour: Behaviour) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/v4.1/prod/ECGridOS.asmx",
+        listener.local_addr().unwrap()
+    );
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        // At most 8 connections; the test runtime ends the task afterwards.
+        for _ in 0..8 {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                if read_request(&mut sock).await.is_some() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                match behaviour {
+                    Behaviour::DropAfterRequest => {}
+                    Behaviour::DropMidBody => {
+                        let _ = sock
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 500\r\n\r\n<?xml version=\"1.0\"?><soap:Env")
+                            .await;
+                    }
+                    Behaviour::Silent => tokio::time::sleep(Duration::from_secs(10)).await,
+                }
+            });
+        }
+    });
+    (url, requests)
+}
+
+fn client(url: &str) -> Client {
+    Client::builder()
+        .endpoint(url)
+        .timeout(Duration::from_millis(500))
+        .retry(RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn dropped_after_request_is_outcome_unknown_and_sent_once() {
+    for behaviour in [
+        Behaviour::DropAfterRequest,
+        Behaviour::DropMidBody,
+        Behaviour::Silent,
+    ] {
+        let (url, requests) = serve(behaviour).await;
+        let err = client(&url)
+            .generate_api_key(&SessionId::new("S"), UserId::from(1))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("may have been rotated") && text.contains("UserGetAPIKey"),
+            "{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            requests.load(Ordering::SeqCst),
+            1,
+            "a rotation must reach the server exactly once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reads_are_retried_and_report_the_phase() {
+    let (url, requests) = serve(Behaviour::DropAfterRequest).await;
+    let err = client(&url)
+        .user_get_api_key(&SessionId::new("S"), UserId::from(1))
+        .await
+        .unwrap_err();
+    assert!(err.is_transport(), "{err:?}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 3);
+
+    let (url, _) = serve(Behaviour::Silent).await;
+    let c = Client::builder()
+        .endpoint(url)
+        .timeout(Duration::from_millis(200))
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    match c.version().await.unwrap_err() {
+        ecgridos::Error::Timeout { phase, .. } => assert_eq!(phase, TimeoutPhase::Response),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn refused_connection_is_transport_for_every_call() {
+    // Bind then drop, so nothing listens on the port.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/x");
+    let err = client(&url)
+        .generate_api_key(&SessionId::new("S"), UserId::from(1))
+        .await
+        .unwrap_err();
+    // Nothing was written, so this is a plain transport error, not an unknown outcome.
+    assert!(err.is_transport(), "{err:?}");
+}
