@@ -351,6 +351,57 @@ impl Http {
     }
 }
 
+impl Http {
+    /// Runs `attempt` until it succeeds or the retry policy says stop, inside
+    /// one tracing span for the whole call (operation, host, attempts,
+    /// elapsed time, outcome; never a secret).
+    pub async fn with_retries<T, F, Fut>(
+        &self,
+        protocol: &'static str,
+        operation: &'static str,
+        idempotency: Idempotency,
+        mut attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "ecgridos.call",
+            protocol,
+            operation,
+            host = %self.host,
+            attempt = tracing::field::Empty,
+            elapsed_ms = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let result = async {
+            let mut n = 0;
+            loop {
+                n += 1;
+                tracing::Span::current().record("attempt", n);
+                let result = attempt().await;
+                let Err(err) = &result else { return result };
+                let Some(delay) = self.settings.retry.delay_after(n, err, idempotency) else {
+                    return result;
+                };
+                tracing::debug!(error_kind = %err.kind(), delay_ms = delay.as_millis() as u64, "retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        span.record("elapsed_ms", started.elapsed().as_millis() as u64);
+        match &result {
+            Ok(_) => span.record("outcome", "ok"),
+            Err(e) => span.record("outcome", tracing::field::display(e.kind())),
+        };
+        result
+    }
+}
+
 /// Refuses endpoints that are not http(s), and plain http to anything but
 /// loopback unless the caller opted in.
 pub(crate) fn check_endpoint(url: &Url, allow_insecure_http: bool) -> Result<(), Error> {

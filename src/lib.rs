@@ -24,6 +24,8 @@
 pub mod error;
 mod http;
 pub mod operations;
+pub mod rest;
+pub mod rotation;
 pub mod secret;
 mod soap;
 pub mod wire;
@@ -37,6 +39,10 @@ pub mod blocking;
 pub use error::{Error, ErrorKind, Limit, Result, TimeoutPhase};
 pub use http::{RetryPolicy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 pub use operations::UserId;
+pub use rest::{RestAuth, RestClient, RestClientBuilder, RestUser, DEFAULT_REST_URL};
+pub use rotation::{
+    Credential, Identity, KeyClient, Observed, Protocol, Scenario, StepComparison, StepResult,
+};
 pub use secret::{ApiKey, Password, SessionId, SessionRef};
 pub use soap::{Client, ClientBuilder, DEFAULT_ENDPOINT};
 pub use wire::{

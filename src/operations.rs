@@ -235,7 +235,7 @@ macro_rules! operations {
     };
 }
 
-const ROTATION_UNKNOWN: &str = "the key may have been rotated, so the old key may no longer work; \
+pub(crate) const ROTATION_UNKNOWN: &str = "the key may have been rotated, so the old key may no longer work; \
 read the current key with UserGetAPIKey (get-api-key), which does not rotate, instead of calling GenerateAPIKey again";
 
 operations! {

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
-use tracing::Instrument;
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -255,36 +254,12 @@ impl Client {
             op.write_params(w)
         });
         let body = Bytes::from(body);
-        let span = tracing::info_span!(
-            "ecgridos.soap",
-            operation = spec.name,
-            host = %inner.http.host,
-            attempt = tracing::field::Empty,
-            elapsed_ms = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-        );
-        let started = std::time::Instant::now();
-        let result = async {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                tracing::Span::current().record("attempt", attempt);
-                let result = self.attempt::<O>(body.clone()).await;
-                let Err(err) = &result else { return result };
-                let Some(delay) = inner.http.settings.retry.delay_after(attempt, err, spec.idempotency) else {
-                    return result;
-                };
-                tracing::debug!(error_kind = %err.kind(), delay_ms = delay.as_millis() as u64, "retrying");
-                tokio::time::sleep(delay).await;
-            }
-        }
-        .instrument(span.clone())
-        .await;
-        span.record("elapsed_ms", started.elapsed().as_millis() as u64);
-        match &result {
-            Ok(_) => span.record("outcome", "ok"),
-            Err(e) => span.record("outcome", tracing::field::display(e.kind())),
-        };
+        let result = inner
+            .http
+            .with_retries("soap", spec.name, spec.idempotency, || {
+                self.attempt::<O>(body.clone())
+            })
+            .await;
         result.map_err(|err| {
             let mut secrets = Vec::new();
             op.for_each_secret(&mut |s| secrets.push(s.to_string()));

@@ -1,1 +1,67 @@
-fn main() {}
+//! `ecgridos`: rotate ECGridOS API keys safely, and run an embedded fake.
+
+mod batch;
+mod cli;
+mod keys;
+mod mock;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use output::Exit;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose, cli.global.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Failure.into();
+        }
+    };
+    let exit = runtime.block_on(run(cli));
+    exit.into()
+}
+
+async fn run(cli: Cli) -> Exit {
+    let g = &cli.global;
+    match cli.command {
+        Command::Demo => mock::demo(g).await,
+        Command::ServeMock(args) => mock::serve(g, args).await,
+        Command::Version => keys::version(g).await,
+        Command::Login => keys::login(g).await,
+        Command::Logout => keys::logout(g).await,
+        Command::Whoami => keys::whoami(g).await,
+        Command::GetApiKey(args) => keys::get_api_key(g, args).await,
+        Command::GenerateApiKey(args) => match args.user_ids_from.clone() {
+            Some(file) => batch::rotate_many(g, args, file).await,
+            None => keys::generate_api_key(g, args).await,
+        },
+        Command::Compare(args) => keys::compare(g, args).await,
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ECGRID_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("ecgridos={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,237 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  local failure (a file could not be read or written)
+  2  usage error or refused input (bad option, invalid user ID, no --yes without a terminal,
+     output file exists without --force); nothing was sent
+  3  the service refused the call (SOAP fault or REST error); nothing changed
+  4  the service could not be reached or its answer could not be read (connection, timeout,
+     HTTP status, malformed response, size limit)
+  5  outcome unknown: a key rotation may or may not have happened; read the current key with
+     `ecgridos get-api-key --user-id N` (it does not rotate) instead of rotating again
+  6  batch rotation finished, but some users failed or are unknown (see the output file)";
+
+/// Rotate ECGridOS API keys safely, over SOAP (v4.1) or REST (v2).
+///
+/// Credentials come from the environment: ECGRID_API_KEY, or ECGRID_SESSION_ID,
+/// or ECGRID_LOGIN with ECGRID_PASSWORD (or --password-stdin), in that order.
+/// With a login and password the command opens its own session and closes it
+/// at the end. Secrets are never printed unless the command's job is to print
+/// one (login, get-api-key, generate-api-key).
+#[derive(Debug, Parser)]
+#[command(name = "ecgridos", version, after_long_help = EXIT_CODES, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts, before or after its name.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The SOAP endpoint.
+    #[arg(long, global = true, env = "ECGRID_ENDPOINT", default_value = ecgridos::DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+
+    /// The REST base URL (for --protocol rest).
+    #[arg(long, global = true, env = "ECGRID_REST_URL", default_value = ecgridos::DEFAULT_REST_URL)]
+    pub rest_url: String,
+
+    /// A session ID to use (prefer the environment variable: a flag value is
+    /// visible to other users of this machine).
+    #[arg(long, global = true, env = "ECGRID_SESSION_ID", hide_env_values = true)]
+    pub session_id: Option<String>,
+
+    /// An API key to use as the credential (environment only).
+    #[arg(
+        long = "api-key-from-env",
+        hide = true,
+        global = true,
+        env = "ECGRID_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+
+    /// Login name for commands that open their own session.
+    #[arg(long, global = true, env = "ECGRID_LOGIN")]
+    pub login: Option<String>,
+
+    /// Read the password from the first line of standard input (otherwise
+    /// ECGRID_PASSWORD).
+    #[arg(long, global = true)]
+    pub password_stdin: bool,
+
+    /// Seconds allowed for one attempt of a call.
+    #[arg(long, global = true, default_value_t = 30.0, value_parser = parse_seconds)]
+    pub timeout: f64,
+
+    /// SOAP version.
+    #[arg(long, global = true, value_enum, default_value = "1.1")]
+    pub soap_version: SoapVersionArg,
+
+    /// The SOAP service namespace (the SOAPAction follows it).
+    #[arg(long, global = true, default_value = ecgridos::wire::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+
+    /// Protocol for key and identity calls.
+    #[arg(long, global = true, value_enum, default_value = "soap")]
+    pub protocol: ProtocolArg,
+
+    /// Allow plain http:// to a host that is not loopback.
+    #[arg(long, global = true)]
+    pub allow_insecure_http: bool,
+
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More logging on stderr (-v, -vv, -vvv).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => Ok(v),
+        _ => Err("must be a number of seconds above 0 and at most 3600".into()),
+    }
+}
+
+/// `--soap-version`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SoapVersionArg {
+    /// SOAP 1.1.
+    #[value(name = "1.1")]
+    V11,
+    /// SOAP 1.2.
+    #[value(name = "1.2")]
+    V12,
+}
+
+/// `--protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    /// SOAP v4.1.
+    Soap,
+    /// REST v2.
+    Rest,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole rotation story against an embedded fake server: no
+    /// network, no configuration.
+    Demo,
+    /// Serve the embedded fake (SOAP + REST) until SIGINT or SIGTERM.
+    ServeMock(ServeMockArgs),
+    /// Print the service version.
+    Version,
+    /// Open a session and print its ID alone (for ECGRID_SESSION_ID).
+    Login,
+    /// End the session given by ECGRID_SESSION_ID / --session-id.
+    Logout,
+    /// Show who the credential belongs to.
+    Whoami,
+    /// Print a user's current API key alone, without rotating it.
+    GetApiKey(GetKeyArgs),
+    /// Replace a user's API key (or many users' keys). The old key stops
+    /// working at once.
+    #[command(visible_alias = "rotate-key")]
+    GenerateApiKey(GenerateArgs),
+    /// Run the migration scenario over SOAP and REST and compare each step.
+    Compare(CompareArgs),
+}
+
+/// `serve-mock`.
+#[derive(Debug, Args)]
+pub struct ServeMockArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// JSON file with the users to seed (an array of {user_id, login, password,
+    /// auth_level, network_id?, mailbox_id?, api_key?}).
+    #[arg(long)]
+    pub users: Option<PathBuf>,
+    /// Seconds of inactivity after which a session expires.
+    #[arg(long, default_value_t = 1200.0, value_parser = parse_seconds)]
+    pub session_timeout: f64,
+}
+
+/// `get-api-key`.
+#[derive(Debug, Args)]
+pub struct GetKeyArgs {
+    /// The user whose key is read.
+    #[arg(long)]
+    pub user_id: String,
+}
+
+/// `generate-api-key`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The user whose key is replaced.
+    #[arg(
+        long,
+        required_unless_present = "user_ids_from",
+        conflicts_with = "user_ids_from"
+    )]
+    pub user_id: Option<String>,
+    /// Rotate every user ID listed in FILE (one a line; blank lines and # comments
+    /// are ignored). Needs --output-file, where results go as JSON Lines.
+    #[arg(long, requires = "output_file")]
+    pub user_ids_from: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Write the new key to PATH (atomically, mode 0600) instead of stdout; for a
+    /// batch, the JSON Lines results file (appended to, and read on re-runs to
+    /// skip users already done).
+    #[arg(long)]
+    pub output_file: Option<PathBuf>,
+    /// Replace an existing --output-file (single rotation only).
+    #[arg(long)]
+    pub force: bool,
+    /// Also print the key on stdout when --output-file is given.
+    #[arg(long)]
+    pub print: bool,
+    /// Rotations in flight at once in a batch.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+/// `compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The user whose key the scenario rotates (must be one the credential may rotate).
+    #[arg(long)]
+    pub user_id: String,
+    /// A user ID that does not exist, for the not-found step.
+    #[arg(long, default_value = "2147483647")]
+    pub unknown_user_id: String,
+    /// A user the credential may not act on, for the forbidden step (skipped when absent).
+    #[arg(long)]
+    pub forbidden_user_id: Option<String>,
+    /// A credential of the forbidden step's caller (an API key; environment only).
+    #[arg(
+        long = "forbidden-api-key-from-env",
+        hide = true,
+        env = "ECGRID_FORBIDDEN_API_KEY",
+        hide_env_values = true
+    )]
+    pub forbidden_api_key: Option<String>,
+    /// Skip the confirmation: the scenario rotates the user's key once per protocol.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}

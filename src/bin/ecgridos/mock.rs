@@ -1,0 +1,224 @@
+//! `serve-mock` and `demo`: the embedded fake, standalone or in a guided run.
+
+use std::time::Duration;
+
+use ecgridos::fake::{FakeServer, SeedUser};
+use ecgridos::{ApiKey, Client, Error, SessionId, UserId};
+use serde_json::json;
+
+use crate::cli::{Global, ServeMockArgs};
+use crate::output::{fail, usage, Exit};
+
+pub async fn serve(g: &Global, args: ServeMockArgs) -> Exit {
+    let mut builder = FakeServer::builder()
+        .listen(args.listen)
+        .session_timeout(Duration::from_secs_f64(args.session_timeout))
+        .namespace(&g.namespace);
+    if let Some(path) = &args.users {
+        let users = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                serde_json::from_str::<Vec<SeedUser>>(&text).map_err(|e| e.to_string())
+            });
+        match users {
+            Ok(users) => builder = builder.users(users),
+            Err(e) => return usage(format!("--users {}: {e}", path.display())),
+        }
+    }
+    let server = match builder.start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "error: cannot start the fake server on {}: {e}",
+                args.listen
+            );
+            return Exit::Failure;
+        }
+    };
+    let users: Vec<_> = server
+        .users()
+        .into_iter()
+        .map(|u| {
+            json!({
+                "user_id": u.user_id,
+                "login": u.login,
+                "password": u.password.expose(),
+                "api_key": u.api_key.as_ref().map(ApiKey::expose),
+                "auth_level": u.auth_level.as_str(),
+            })
+        })
+        .collect();
+    // Exactly one line, printed once the server accepts connections: printing
+    // the seeded credentials is this command's job.
+    println!(
+        "{}",
+        json!({ "soap_url": server.soap_url(), "rest_url": server.rest_url(), "users": users })
+    );
+    wait_for_signal().await;
+    if !g.quiet {
+        eprintln!("stopping");
+    }
+    server.shutdown().await;
+    Exit::Ok
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// One numbered line of the demo.
+struct Steps(usize);
+
+impl Steps {
+    fn show(&mut self, what: &str, result: impl std::fmt::Display) {
+        self.0 += 1;
+        println!("{:>2}. {what:<38} {result}", self.0);
+    }
+}
+
+/// A demo expectation that did not hold: the fake or the client is broken.
+fn broken(what: &str) -> Exit {
+    eprintln!("demo failed: {what}");
+    Exit::Failure
+}
+
+pub async fn demo(g: &Global) -> Exit {
+    let server = match FakeServer::start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot start the embedded fake server: {e}");
+            return Exit::Failure;
+        }
+    };
+    let result = run_demo(g, &server).await;
+    server.shutdown().await;
+    match result {
+        Ok(exit) => exit,
+        Err(e) => fail(&e, None),
+    }
+}
+
+async fn run_demo(g: &Global, server: &FakeServer) -> Result<Exit, Error> {
+    let client = Client::builder()
+        .endpoint(server.soap_url())
+        .namespace(&g.namespace)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let (Some(admin), Some(alice)) = (server.user("admin"), server.user("alice")) else {
+        return Ok(broken("the fake has no seeded admin and alice"));
+    };
+    let alice_id = UserId::from(alice.user_id);
+    println!(
+        "ecgridos demo: an embedded fake ECGridOS at {}",
+        server.soap_url()
+    );
+    println!(
+        "(SOAP 1.1, nothing leaves this machine; secrets are shown by their first 4 characters)\n"
+    );
+    let mut steps = Steps(0);
+
+    steps.show("Version", client.version().await?);
+
+    let session: SessionId = client.login(&admin.login, &admin.password).await?;
+    steps.show(
+        &format!("Login as {}", admin.login),
+        format!("session {}", session.preview()),
+    );
+
+    let me = client.who_am_i(&session).await?;
+    let level = me
+        .auth_level
+        .as_ref()
+        .map(|l| l.to_string())
+        .unwrap_or_default();
+    steps.show(
+        "WhoAmI",
+        format!("{} (user {}, {level})", me.login_name, me.user_id),
+    );
+
+    let old = client.user_get_api_key(&session, alice_id).await?;
+    steps.show(
+        &format!("UserGetAPIKey({})", alice.login),
+        format!("current key {}", old.preview()),
+    );
+
+    let new = client.generate_api_key(&session, alice_id).await?;
+    steps.show(
+        &format!("GenerateAPIKey({})", alice.login),
+        format!("new key {}", new.preview()),
+    );
+    if new == old {
+        return Ok(broken("the new key equals the old one"));
+    }
+
+    match client.who_am_i(&old).await {
+        Err(e) if e.is_authentication() => {
+            let why = e.fault().map(|f| f.message.clone()).unwrap_or_default();
+            steps.show(
+                "WhoAmI with the old key",
+                format!("rejected: {} ({why})", e.kind()),
+            );
+        }
+        Err(e) => return Err(e),
+        Ok(_) => return Ok(broken("the old key still works after rotation")),
+    }
+
+    let with_new = client.who_am_i(&new).await?;
+    if with_new.user_id != alice.user_id {
+        return Ok(broken("the new key belongs to another user"));
+    }
+    steps.show(
+        "WhoAmI with the new key",
+        format!(
+            "accepted: {} (user {})",
+            with_new.login_name, with_new.user_id
+        ),
+    );
+
+    let read_back = client.user_get_api_key(&session, alice_id).await?;
+    if read_back != new {
+        return Ok(broken("UserGetAPIKey does not return the rotated key"));
+    }
+    steps.show(
+        "UserGetAPIKey again",
+        format!("{} = the rotated key", read_back.preview()),
+    );
+
+    let ended = client.logout(&session).await?;
+    steps.show(
+        "Logout",
+        if ended {
+            "session ended"
+        } else {
+            "session was already gone"
+        },
+    );
+    match client.who_am_i(&session).await {
+        Err(e) if e.is_authentication() => steps.show("WhoAmI with the ended session", "rejected"),
+        Err(e) => return Err(e),
+        Ok(_) => return Ok(broken("the session still works after Logout")),
+    }
+    println!(
+        "\nOne rotation; the old key died at once. Against the real service: set ECGRID_LOGIN and \
+         ECGRID_PASSWORD, then `ecgridos generate-api-key --user-id N --output-file key.txt`."
+    );
+    Ok(Exit::Ok)
+}

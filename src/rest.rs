@@ -1,0 +1,437 @@
+//! The REST v2 client: the migration target of the SOAP calls, with the same
+//! error type, limits, timeouts and retry rules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::http::{parse_endpoint, Http, HttpSettings, RetryPolicy};
+use crate::operations::{Idempotency, UserId, ROTATION_UNKNOWN};
+use crate::secret::{ApiKey, Password, SessionId};
+use crate::wire::AuthLevel;
+
+/// The production REST base URL.
+pub const DEFAULT_REST_URL: &str = "https://rest.ecgrid.io";
+
+/// How a REST call authenticates.
+#[derive(Clone, Copy, Debug)]
+pub enum RestAuth<'a> {
+    /// `X-API-Key: KEY`.
+    ApiKey(&'a ApiKey),
+    /// `Authorization: Bearer TOKEN`, with a token from [`RestClient::login`].
+    Bearer(&'a SessionId),
+}
+
+impl<'a> From<&'a ApiKey> for RestAuth<'a> {
+    fn from(key: &'a ApiKey) -> Self {
+        RestAuth::ApiKey(key)
+    }
+}
+
+impl<'a> From<&'a SessionId> for RestAuth<'a> {
+    fn from(token: &'a SessionId) -> Self {
+        RestAuth::Bearer(token)
+    }
+}
+
+impl RestAuth<'_> {
+    fn secret(&self) -> &str {
+        match self {
+            RestAuth::ApiKey(k) => k.expose(),
+            RestAuth::Bearer(t) => t.expose(),
+        }
+    }
+}
+
+/// The caller as `GET /v2/users/me` describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestUser {
+    /// The user's ID.
+    pub user_id: i32,
+    /// The login name.
+    #[serde(default)]
+    pub login: String,
+    /// The network.
+    #[serde(default)]
+    pub network_id: i32,
+    /// The mailbox.
+    #[serde(default)]
+    pub mailbox_id: i32,
+    /// The authority level.
+    #[serde(default, deserialize_with = "auth_level")]
+    pub auth_level: Option<AuthLevel>,
+}
+
+fn auth_level<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<AuthLevel>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.and_then(|s| s.parse().ok()))
+}
+
+/// Builds a [`RestClient`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct RestClientBuilder {
+    base_url: String,
+    http: HttpSettings,
+}
+
+impl Default for RestClientBuilder {
+    fn default() -> Self {
+        RestClientBuilder {
+            base_url: DEFAULT_REST_URL.to_string(),
+            http: HttpSettings::default(),
+        }
+    }
+}
+
+impl RestClientBuilder {
+    /// The base URL (default [`DEFAULT_REST_URL`]).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    /// Time allowed to open a connection (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.http.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for one attempt (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.http.timeout = timeout;
+        self
+    }
+
+    /// The `User-Agent` header.
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.http.user_agent = user_agent.into();
+        self
+    }
+
+    /// Largest response body read (default 1 MiB).
+    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
+        self.http.max_response_bytes = bytes;
+        self
+    }
+
+    /// The retry policy. `429` with `Retry-After` is honoured for reads only,
+    /// never for key generation.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.http.retry = policy;
+        self
+    }
+
+    /// Allows plain `http://` to a host that is not loopback.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.http.allow_insecure_http = allow;
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<RestClient> {
+        let url = parse_endpoint(&self.base_url)?;
+        if self.http.retry.max_attempts == 0 {
+            return Err(Error::invalid_input(
+                "retry",
+                "max_attempts must be at least 1",
+            ));
+        }
+        let http = Http::new(&url, self.http)?;
+        Ok(RestClient {
+            inner: Arc::new(RestInner {
+                http,
+                base: self.base_url.trim_end_matches('/').to_string(),
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RestInner {
+    http: Http,
+    base: String,
+}
+
+/// An async client of the ECGridOS REST v2 API. Cheap to clone.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), ecgridos::Error> {
+/// use ecgridos::{ApiKey, RestClient, UserId};
+/// let rest = RestClient::builder().build()?;
+/// let key = ApiKey::new("my-key");
+/// let new_key = rest.generate_api_key(&key, UserId::from(42)).await?;
+/// # let _ = new_key; Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct RestClient {
+    inner: Arc<RestInner>,
+}
+
+/// One REST endpoint: what the error messages and spans call it, and whether
+/// it may be retried.
+struct Endpoint {
+    name: &'static str,
+    method: Method,
+    idempotency: Idempotency,
+}
+
+const KEY_GENERATE: Endpoint = Endpoint {
+    name: "POST /v2/users/key-generate",
+    method: Method::POST,
+    idempotency: Idempotency::NotIdempotent {
+        if_unknown: ROTATION_UNKNOWN,
+    },
+};
+const KEY_READ: Endpoint = Endpoint {
+    name: "GET /v2/users/key",
+    method: Method::GET,
+    idempotency: Idempotency::Idempotent,
+};
+const ME: Endpoint = Endpoint {
+    name: "GET /v2/users/me",
+    method: Method::GET,
+    idempotency: Idempotency::Idempotent,
+};
+const LOGIN: Endpoint = Endpoint {
+    name: "POST /v2/auth/login",
+    method: Method::POST,
+    idempotency: Idempotency::NotIdempotent {
+        if_unknown: "a session may have been opened; it ends by itself when it expires",
+    },
+};
+const LOGOUT: Endpoint = Endpoint {
+    name: "POST /v2/auth/logout",
+    method: Method::POST,
+    idempotency: Idempotency::NotIdempotent {
+        if_unknown: "the session may have ended",
+    },
+};
+const VERSION: Endpoint = Endpoint {
+    name: "GET /v2/auth/version",
+    method: Method::GET,
+    idempotency: Idempotency::Idempotent,
+};
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    success: bool,
+    #[serde(default)]
+    data: Value,
+    #[serde(default, rename = "errorCode")]
+    error_code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LoginData {
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct VersionData {
+    version: String,
+}
+
+impl RestClient {
+    /// A builder with the production defaults.
+    pub fn builder() -> RestClientBuilder {
+        RestClientBuilder::default()
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// `POST /v2/users/key-generate/{id}`: replaces the user's key and returns
+    /// the new one. Never retried once any of the request may have been sent,
+    /// and never on 429.
+    pub async fn generate_api_key<'a>(
+        &self,
+        auth: impl Into<RestAuth<'a>>,
+        user_id: UserId,
+    ) -> Result<ApiKey> {
+        let key: String = self
+            .call(
+                &KEY_GENERATE,
+                &format!("/v2/users/key-generate/{user_id}"),
+                Some(auth.into()),
+                None,
+            )
+            .await?;
+        secret_result(KEY_GENERATE.name, key).map(ApiKey::new)
+    }
+
+    /// `GET /v2/users/key/{id}`: the user's current key, without rotating.
+    pub async fn get_api_key<'a>(
+        &self,
+        auth: impl Into<RestAuth<'a>>,
+        user_id: UserId,
+    ) -> Result<ApiKey> {
+        let key: String = self
+            .call(
+                &KEY_READ,
+                &format!("/v2/users/key/{user_id}"),
+                Some(auth.into()),
+                None,
+            )
+            .await?;
+        secret_result(KEY_READ.name, key).map(ApiKey::new)
+    }
+
+    /// `GET /v2/users/me`: who the credential belongs to.
+    pub async fn me<'a>(&self, auth: impl Into<RestAuth<'a>>) -> Result<RestUser> {
+        self.call(&ME, "/v2/users/me", Some(auth.into()), None)
+            .await
+    }
+
+    /// `POST /v2/auth/login`: a bearer token.
+    pub async fn login(&self, login: &str, password: &Password) -> Result<SessionId> {
+        for (field, value) in [("login", login), ("password", password.expose())] {
+            if value.is_empty() {
+                return Err(Error::invalid_input(field, "must not be empty"));
+            }
+        }
+        let body = serde_json::json!({ "login": login, "password": password.expose() });
+        let data: LoginData = self
+            .call(&LOGIN, "/v2/auth/login", None, Some(body))
+            .await
+            .map_err(|e| e.redact(&[password.expose()]))?;
+        secret_result(LOGIN.name, data.token).map(SessionId::new)
+    }
+
+    /// `POST /v2/auth/logout`: ends the bearer session.
+    pub async fn logout(&self, token: &SessionId) -> Result<bool> {
+        self.call(
+            &LOGOUT,
+            "/v2/auth/logout",
+            Some(RestAuth::Bearer(token)),
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v2/auth/version`.
+    pub async fn version(&self) -> Result<String> {
+        let data: VersionData = self.call(&VERSION, "/v2/auth/version", None, None).await?;
+        Ok(data.version)
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        auth: Option<RestAuth<'_>>,
+        body: Option<Value>,
+    ) -> Result<T> {
+        if let Some(auth) = &auth {
+            let secret = auth.secret();
+            if secret.is_empty() || reqwest::header::HeaderValue::from_str(secret).is_err() {
+                return Err(Error::invalid_input(
+                    "credential",
+                    "must be non-empty and carry only characters an HTTP header allows",
+                ));
+            }
+        }
+        let url = format!("{}{path}", self.inner.base);
+        let http = &self.inner.http;
+        let result = http
+            .with_retries("rest", endpoint.name, endpoint.idempotency, || {
+                self.attempt(endpoint, &url, auth, body.as_ref())
+            })
+            .await;
+        result.map_err(|e| match &auth {
+            Some(auth) => e.redact(&[auth.secret()]),
+            None => e,
+        })
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        url: &str,
+        auth: Option<RestAuth<'_>>,
+        body: Option<&Value>,
+    ) -> Result<T> {
+        let http = &self.inner.http;
+        let mut request = http
+            .client
+            .request(endpoint.method.clone(), url)
+            .header(reqwest::header::ACCEPT, "application/json");
+        match auth {
+            Some(RestAuth::ApiKey(key)) => request = request.header("X-API-Key", key.expose()),
+            Some(RestAuth::Bearer(token)) => request = request.bearer_auth(token.expose()),
+            None => {}
+        }
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let reply = http
+            .exchange(request)
+            .await
+            .map_err(|f| http.failure_to_error(endpoint.name, endpoint.idempotency, f))?;
+        let success = (200..300).contains(&reply.status);
+        match (serde_json::from_slice::<Envelope>(&reply.body), success) {
+            (Ok(env), true) if env.success => serde_json::from_value(env.data)
+                .map_err(|e| unreadable(endpoint, format!("unexpected data: {e}"))),
+            // An error body, under an error status or (oddly) under a success one.
+            (Ok(env), _) => Err(Error::Rest {
+                operation: endpoint.name,
+                status: reply.status,
+                code: env
+                    .error_code
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| "Unknown".to_string()),
+                message: env.message.unwrap_or_default(),
+                retry_after: reply.retry_after(),
+            }),
+            (Err(_), false) => Err(Error::HttpStatus {
+                operation: endpoint.name,
+                status: reply.status,
+                snippet: reply.snippet(),
+                retry_after: reply.retry_after(),
+            }),
+            (Err(e), true) => Err(unreadable(endpoint, format!("not a JSON envelope: {e}"))),
+        }
+    }
+}
+
+/// A success answer that cannot be read: for a state change the outcome is
+/// unknown, for a read it is a malformed response.
+fn unreadable(endpoint: &Endpoint, reason: String) -> Error {
+    match endpoint.idempotency {
+        Idempotency::NotIdempotent { if_unknown } => Error::OutcomeUnknown {
+            operation: endpoint.name,
+            cause: format!("the success response cannot be read: {reason}"),
+            advice: if_unknown,
+            source: None,
+        },
+        Idempotency::Idempotent => Error::MalformedResponse {
+            operation: endpoint.name,
+            reason: reason.into(),
+        },
+    }
+}
+
+fn secret_result(operation: &'static str, value: String) -> Result<String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(Error::MalformedResponse {
+            operation,
+            reason: "empty credential in the response".into(),
+        });
+    }
+    Ok(trimmed.to_string())
+}
