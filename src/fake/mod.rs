@@ -72,6 +72,7 @@ pub struct FakeServerBuilder {
     session_timeout: Duration,
     detail_shape: DetailShape,
     namespace: String,
+    latency: Duration,
 }
 
 impl Default for FakeServerBuilder {
@@ -82,6 +83,7 @@ impl Default for FakeServerBuilder {
             session_timeout: Duration::from_secs(20 * 60),
             detail_shape: DetailShape::default(),
             namespace: crate::wire::DEFAULT_NAMESPACE.to_string(),
+            latency: Duration::ZERO,
         }
     }
 }
@@ -114,6 +116,13 @@ impl FakeServerBuilder {
     /// The service namespace (default `https://os.ecgrid.io/`).
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
+        self
+    }
+
+    /// Delay before each request is handled (default none): makes races and
+    /// interruptions reproducible in tests.
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
         self
     }
 
@@ -151,6 +160,17 @@ impl FakeServerBuilder {
             .route("/v2/auth/version", get(rest::version))
             .fallback(rest::not_found)
             .with_state(shared.clone());
+        let latency = self.latency;
+        let app = if latency.is_zero() {
+            app
+        } else {
+            app.layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                    tokio::time::sleep(latency).await;
+                    next.run(request).await
+                },
+            ))
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let service = app.into_make_service_with_connect_info::<SocketAddr>();

@@ -1,0 +1,618 @@
+//! The real `ecgridos` binary against the embedded fake: every subcommand and
+//! every exit code.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ecgridos::fake::{FakeServer, SeedUser};
+use ecgridos::{ApiKey, AuthLevel, Client, Password};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ecgridos");
+
+/// A command with no ECGRID_* variables inherited from the environment.
+fn ecgridos(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    for var in [
+        "ECGRID_ENDPOINT",
+        "ECGRID_REST_URL",
+        "ECGRID_SESSION_ID",
+        "ECGRID_API_KEY",
+        "ECGRID_LOGIN",
+        "ECGRID_PASSWORD",
+        "ECGRID_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.args(args).stdin(Stdio::null());
+    cmd
+}
+
+async fn run(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+async fn run_with_stdin(mut cmd: Command, input: &'static str) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// The fake plus a command already pointed at it with the admin's API key.
+struct Env {
+    server: FakeServer,
+}
+
+impl Env {
+    async fn new() -> Env {
+        Env {
+            server: FakeServer::start().await.unwrap(),
+        }
+    }
+
+    fn key(&self, login: &str) -> ApiKey {
+        self.server.user(login).unwrap().api_key.unwrap()
+    }
+
+    fn id(&self, login: &str) -> String {
+        self.server.user(login).unwrap().user_id.to_string()
+    }
+
+    fn cmd(&self, as_user: &str, args: &[&str]) -> Command {
+        let mut cmd = ecgridos(args);
+        cmd.env("ECGRID_ENDPOINT", self.server.soap_url())
+            .env("ECGRID_REST_URL", self.server.rest_url())
+            .env("ECGRID_API_KEY", self.key(as_user).expose());
+        cmd
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_and_shows_no_whole_secret() {
+    let out = run(ecgridos(&["demo"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in [
+        "GenerateAPIKey(alice)",
+        "WhoAmI with the old key",
+        "rejected: Authentication",
+        "= the rotated key",
+        "Logout",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    // Keys and sessions are 36-character GUIDs; none may appear whole.
+    let guid = |w: &str| w.len() == 36 && w.matches('-').count() == 4;
+    assert!(
+        !text
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+            .any(guid),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_mock_prints_one_json_line_and_stops_on_sigterm() {
+    let users = tempfile("users.json");
+    std::fs::write(
+        &users,
+        r#"[{"user_id":5,"login":"root","password":"pw","auth_level":"Root"},{"user_id":6,"login":"u","password":"pw2","auth_level":"General","api_key":"fixed-key"}]"#,
+    )
+    .unwrap();
+    let mut child = ecgridos(&[
+        "serve-mock",
+        "--listen",
+        "127.0.0.1:0",
+        "--users",
+        users.to_str().unwrap(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let soap_url = ready["soap_url"].as_str().unwrap().to_string();
+    assert!(ready["rest_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://127.0.0.1:"));
+    let listed = ready["users"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1]["api_key"], "fixed-key");
+    assert_eq!(listed[0]["auth_level"], "Root");
+    let mut keys: Vec<_> = listed[0].as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["api_key", "auth_level", "login", "password", "user_id"]
+    );
+
+    let client = Client::builder().endpoint(&soap_url).build().unwrap();
+    let session = client.login("root", &Password::new("pw")).await.unwrap();
+    assert_eq!(client.who_am_i(&session).await.unwrap().user_id, 5);
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(client.version().await.is_err(), "the server is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_commands() {
+    let env = Env::new().await;
+    let admin = env.server.user("admin").unwrap();
+    let mut login = ecgridos(&["login", "--password-stdin"]);
+    login
+        .env("ECGRID_ENDPOINT", env.server.soap_url())
+        .env("ECGRID_LOGIN", "admin");
+    let leaked: &'static str = Box::leak(format!("{}\n", admin.password.expose()).into_boxed_str());
+    let out = run_with_stdin(login, leaked).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let session = stdout(&out).trim().to_string();
+    assert_eq!(
+        stdout(&out),
+        format!("{session}\n"),
+        "the session ID alone on one line"
+    );
+
+    let mut whoami = ecgridos(&["whoami", "--json"]);
+    whoami
+        .env("ECGRID_ENDPOINT", env.server.soap_url())
+        .env("ECGRID_SESSION_ID", &session);
+    let out = run(whoami).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let me: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(me["login"], "admin");
+    assert!(!stdout(&out).contains(&session));
+
+    let mut logout = ecgridos(&["logout", "--session-id", &session]);
+    logout.env("ECGRID_ENDPOINT", env.server.soap_url());
+    assert_eq!(code(&run(logout).await), 0);
+
+    let mut whoami = ecgridos(&["whoami"]);
+    whoami
+        .env("ECGRID_ENDPOINT", env.server.soap_url())
+        .env("ECGRID_SESSION_ID", &session);
+    let out = run(whoami).await;
+    assert_eq!(code(&out), 3, "an ended session is refused by the service");
+    assert!(stdout(&out).is_empty());
+    assert!(!stderr(&out).contains(&session), "{}", stderr(&out));
+
+    // Login + password from the environment: the command manages its own session.
+    let mut get = ecgridos(&["get-api-key", "--user-id", &env.id("bob")]);
+    get.env("ECGRID_ENDPOINT", env.server.soap_url())
+        .env("ECGRID_LOGIN", "admin")
+        .env("ECGRID_PASSWORD", admin.password.expose());
+    let out = run(get).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), env.key("bob").expose());
+    assert_eq!(env.server.soap_calls("Login"), 2);
+    assert_eq!(
+        env.server.soap_calls("Logout"),
+        2,
+        "the command logged out at the end"
+    );
+
+    let out = run(env.cmd("admin", &["version"])).await;
+    assert_eq!((code(&out), stdout(&out)), (0, "4.1\n".to_string()));
+    let out = run(env.cmd("admin", &["--protocol", "rest", "version", "--json"])).await;
+    assert_eq!(stdout(&out).trim(), r#"{"version":"2.6"}"#);
+
+    let out = run(ecgridos(&["whoami"])
+        .env("ECGRID_ENDPOINT", env.server.soap_url())
+        .to_owned_cmd())
+    .await;
+    assert_eq!(code(&out), 2, "no credential is a usage error");
+}
+
+/// `Command` is not Clone; this rebuilds one from a `&mut Command` chain.
+trait ToOwnedCmd {
+    fn to_owned_cmd(&mut self) -> Command;
+}
+
+impl ToOwnedCmd for Command {
+    fn to_owned_cmd(&mut self) -> Command {
+        let mut cmd = Command::new(self.get_program());
+        cmd.args(self.get_args()).stdin(Stdio::null());
+        for (k, v) in self.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_prints_the_key_alone_and_needs_confirmation() {
+    let env = Env::new().await;
+    let alice = env.id("alice");
+    let alice_id: i32 = alice.parse().unwrap();
+
+    let out = run(env.cmd("admin", &["generate-api-key", "--user-id", &alice])).await;
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert_eq!(env.server.rotations(alice_id), 0, "refused before sending");
+
+    let out = run(env.cmd("admin", &["generate-api-key", "--user-id", &alice, "--yes"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{}\n", env.key("alice").expose()));
+
+    let out = run(env.cmd(
+        "admin",
+        &["rotate-key", "--user-id", &alice, "-y", "--json"],
+    ))
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["user_id"], alice_id);
+    assert_eq!(json["api_key"], env.key("alice").expose());
+
+    let out = run(env.cmd("admin", &["get-api-key", "--user-id", &alice])).await;
+    assert_eq!(stdout(&out).trim(), env.key("alice").expose());
+    assert_eq!(
+        env.server.rotations(alice_id),
+        2,
+        "get-api-key does not rotate"
+    );
+
+    for bad in ["abc", "2147483648", "-2147483649"] {
+        let out = run(env.cmd("admin", &["generate-api-key", "--user-id", bad, "--yes"])).await;
+        assert_eq!(code(&out), 2, "{bad}: {}", stderr(&out));
+    }
+    assert_eq!(env.server.soap_calls("GenerateAPIKey"), 2);
+
+    // Over REST, same command, same outcome.
+    let out = run(env.cmd(
+        "admin",
+        &[
+            "--protocol",
+            "rest",
+            "generate-api-key",
+            "--user-id",
+            &alice,
+            "--yes",
+        ],
+    ))
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), env.key("alice").expose());
+    assert_eq!(env.server.rest_calls("key-generate"), 1);
+}
+
+fn tempfile(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ecgridos-cli-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_file_is_private_atomic_and_not_overwritten() {
+    let env = Env::new().await;
+    let bob = env.id("bob");
+    let bob_id: i32 = bob.parse().unwrap();
+    let path = tempfile("bob.key");
+    let p = path.to_str().unwrap();
+
+    let out = run(env.cmd(
+        "admin",
+        &[
+            "generate-api-key",
+            "--user-id",
+            &bob,
+            "--yes",
+            "--output-file",
+            p,
+        ],
+    ))
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "the key goes to the file only");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("{}\n", env.key("bob").expose())
+    );
+    #[cfg(unix)]
+    assert_eq!(mode(&path), 0o600);
+
+    let out = run(env.cmd(
+        "admin",
+        &[
+            "generate-api-key",
+            "--user-id",
+            &bob,
+            "--yes",
+            "--output-file",
+            p,
+        ],
+    ))
+    .await;
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("--force"));
+    assert_eq!(env.server.rotations(bob_id), 1, "refused before sending");
+
+    let out = run(env.cmd(
+        "admin",
+        &[
+            "generate-api-key",
+            "--user-id",
+            &bob,
+            "--yes",
+            "--output-file",
+            p,
+            "--force",
+            "--print",
+        ],
+    ))
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), env.key("bob").expose());
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap().trim(),
+        env.key("bob").expose()
+    );
+    let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
+    assert_eq!(leftovers, 1, "no temporary file is left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_have_their_exit_codes() {
+    let env = Env::new().await;
+    // The service refuses: alice may not rotate bob's key.
+    let out = run(env.cmd(
+        "alice",
+        &["generate-api-key", "--user-id", &env.id("bob"), "--yes"],
+    ))
+    .await;
+    assert_eq!(code(&out), 3);
+    assert!(stdout(&out).is_empty());
+    let err = stderr(&out);
+    assert!(
+        err.contains("Only administrators") && err.contains("ECGridOSSOAPErrorCode: Authorization"),
+        "{err}"
+    );
+    assert!(!err.contains(env.key("alice").expose()));
+
+    // Nothing listens: communication failure.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = env.cmd("admin", &["get-api-key", "--user-id", "1"]);
+    cmd.env("ECGRID_ENDPOINT", format!("http://127.0.0.1:{port}/x"));
+    assert_eq!(code(&run(cmd).await), 4);
+
+    // The server reads the request and hangs up: outcome unknown.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/x", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        for _ in 0..4 {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 65536];
+            let _ = tokio::time::timeout(Duration::from_millis(300), sock.read(&mut buf)).await;
+        }
+    });
+    let mut cmd = env.cmd("admin", &["generate-api-key", "--user-id", "77", "--yes"]);
+    cmd.env("ECGRID_ENDPOINT", url);
+    let out = run(cmd).await;
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ecgridos get-api-key --user-id 77"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty());
+
+    // Plain http to a remote host is refused before sending.
+    let mut cmd = env.cmd("admin", &["version"]);
+    cmd.env("ECGRID_ENDPOINT", "http://example.invalid/x");
+    assert_eq!(code(&run(cmd).await), 2);
+}
+
+fn read_records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_killed_part_way_then_resumed_rotates_everyone_exactly_once() {
+    let mut users = vec![SeedUser {
+        user_id: 1,
+        login: "root".into(),
+        password: Password::new("pw"),
+        api_key: None,
+        auth_level: AuthLevel::Root,
+        network_id: 1,
+        mailbox_id: 1,
+    }];
+    for id in 100..140 {
+        users.push(SeedUser {
+            user_id: id,
+            login: format!("user{id}"),
+            password: Password::new("pw"),
+            api_key: None,
+            auth_level: AuthLevel::MailboxUser,
+            network_id: 1,
+            mailbox_id: id,
+        });
+    }
+    let server = FakeServer::builder()
+        .users(users)
+        .latency(Duration::from_millis(15))
+        .start()
+        .await
+        .unwrap();
+    let root_key = server.user("root").unwrap().api_key.unwrap();
+    let ids_file = tempfile("ids.txt");
+    let mut ids = String::from("# users to rotate\n\n");
+    for id in 100..140 {
+        ids.push_str(&format!("{id}\n"));
+    }
+    ids.push_str("100  # listed twice, rotated once\n");
+    std::fs::write(&ids_file, ids).unwrap();
+    let journal = tempfile("rotated.jsonl");
+    let args = [
+        "generate-api-key",
+        "--user-ids-from",
+        ids_file.to_str().unwrap(),
+        "--output-file",
+        journal.to_str().unwrap(),
+        "--concurrency",
+        "3",
+        "--yes",
+    ];
+    let command = || {
+        let mut cmd = ecgridos(&args);
+        cmd.env("ECGRID_ENDPOINT", server.soap_url())
+            .env("ECGRID_API_KEY", root_key.expose())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    };
+
+    // Start, let some users finish, then kill it hard.
+    let mut child = command().spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while read_records(&journal)
+        .iter()
+        .filter(|r| r["outcome"] == "rotated")
+        .count()
+        < 10
+    {
+        assert!(Instant::now() < deadline, "the batch made no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let done_before: usize = (100..140).map(|id| server.rotations(id) as usize).sum();
+    assert!(
+        (10..40).contains(&done_before),
+        "killed part-way: {done_before} rotated"
+    );
+    #[cfg(unix)]
+    assert_eq!(mode(&journal), 0o600);
+
+    // Resume: the same command.
+    let out = run(command()).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    for id in 100..140 {
+        assert_eq!(
+            server.rotations(id),
+            1,
+            "user {id} must be rotated exactly once"
+        );
+    }
+    // The last record of each user holds the key in force now.
+    let mut last = std::collections::BTreeMap::new();
+    for r in read_records(&journal) {
+        last.insert(r["user_id"].as_i64().unwrap() as i32, r);
+    }
+    assert_eq!(last.len(), 40);
+    for (id, r) in &last {
+        assert_eq!(r["outcome"], "rotated", "{r}");
+        assert_eq!(
+            r["api_key"].as_str(),
+            Some(server.api_key(*id).unwrap().expose()),
+            "user {id}"
+        );
+    }
+
+    // A third run has nothing to do and sends no rotation.
+    let before = server.soap_calls("GenerateAPIKey");
+    let out = run(command()).await;
+    assert_eq!(code(&out), 0);
+    assert!(stderr(&out).contains("already rotated"), "{}", stderr(&out));
+    assert_eq!(server.soap_calls("GenerateAPIKey"), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_with_failures_exits_6_and_retries_them_later() {
+    let env = Env::new().await;
+    let ids_file = tempfile("ids.txt");
+    std::fs::write(
+        &ids_file,
+        format!("{}\n{}\n", env.id("bob"), env.id("alice")),
+    )
+    .unwrap();
+    let journal = tempfile("out.jsonl");
+    let args = [
+        "generate-api-key",
+        "--user-ids-from",
+        ids_file.to_str().unwrap(),
+        "--output-file",
+        journal.to_str().unwrap(),
+        "--yes",
+    ];
+    // alice may rotate her own key, not bob's.
+    let out = run(env.cmd("alice", &args)).await;
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    let records = read_records(&journal);
+    let bob: i64 = env.id("bob").parse().unwrap();
+    let failed = records
+        .iter()
+        .find(|r| r["user_id"] == bob && r["outcome"] == "failed")
+        .unwrap();
+    assert_eq!(failed["error_kind"], "Authorization");
+    // Re-run as the admin: bob (failed) is retried, alice (done) is skipped.
+    let out = run(env.cmd("admin", &args)).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(env.server.rotations(bob as i32), 1);
+    assert_eq!(env.server.rotations(env.id("alice").parse().unwrap()), 1);
+}
