@@ -21,6 +21,11 @@
 
 #![warn(missing_docs)]
 
+// The README's examples are compiled and run as doctests.
+#[cfg(all(doctest, feature = "fake"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod error;
 mod http;
 pub mod operations;

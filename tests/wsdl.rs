@@ -36,42 +36,32 @@ impl Node {
     }
 }
 
+fn node(e: &quick_xml::events::BytesStart<'_>) -> Node {
+    let mut node = Node {
+        name: e.name().into_inner().to_string(),
+        ..Node::default()
+    };
+    for a in e.attributes() {
+        let a = a.unwrap();
+        let value = a
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .unwrap();
+        node.attrs
+            .insert(a.key.into_inner().to_string(), value.into_owned());
+    }
+    node
+}
+
 fn parse(text: &str) -> Node {
     let mut reader = Reader::from_str(text);
     let mut stack = vec![Node::default()];
     loop {
         match reader.read_event().unwrap() {
-            Event::Start(e) => {
-                let mut node = Node {
-                    name: e.name().into_inner().to_string(),
-                    ..Node::default()
-                };
-                for a in e.attributes() {
-                    let a = a.unwrap();
-                    node.attrs.insert(
-                        a.key.into_inner().to_string(),
-                        a.unescape_value().unwrap().into_owned(),
-                    );
-                }
-                stack.push(node);
-            }
-            Event::Empty(e) => {
-                let mut node = Node {
-                    name: e.name().into_inner().to_string(),
-                    ..Node::default()
-                };
-                for a in e.attributes() {
-                    let a = a.unwrap();
-                    node.attrs.insert(
-                        a.key.into_inner().to_string(),
-                        a.unescape_value().unwrap().into_owned(),
-                    );
-                }
-                stack.last_mut().unwrap().children.push(node);
-            }
+            Event::Start(e) => stack.push(node(&e)),
+            Event::Empty(e) => stack.last_mut().unwrap().children.push(node(&e)),
             Event::End(_) => {
-                let node = stack.pop().unwrap();
-                stack.last_mut().unwrap().children.push(node);
+                let done = stack.pop().unwrap();
+                stack.last_mut().unwrap().children.push(done);
             }
             Event::Eof => break,
             _ => {}

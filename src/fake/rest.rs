@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::state::Denial;
+use super::state::{Denial, State};
 use super::Shared;
 
 fn ok(data: Value) -> Response {
@@ -47,20 +47,32 @@ fn denied(denial: &Denial, bearer: bool) -> Response {
     }
 }
 
-fn user_id(raw: &str) -> Result<i32, Response> {
-    raw.trim().parse().map_err(|_| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "InvalidParameter",
-            "The user id must be an integer.",
-        )
-    })
-}
-
 fn respond<T>(result: Result<T, Denial>, bearer: bool, data: impl FnOnce(T) -> Value) -> Response {
     match result {
         Ok(value) => ok(data(value)),
         Err(denial) => denied(&denial, bearer),
+    }
+}
+
+/// The shared shape of the `/v2/users/…/{id}` endpoints: count, authenticate,
+/// parse the id, act on the state.
+fn on_user<T>(
+    shared: &Shared,
+    name: &str,
+    headers: &HeaderMap,
+    raw_id: &str,
+    action: impl FnOnce(&State, Option<&str>, i32) -> Result<T, Denial>,
+    data: impl FnOnce(T) -> Value,
+) -> Response {
+    shared.state.count(name);
+    let (cred, bearer) = credential(headers);
+    match raw_id.trim().parse::<i32>() {
+        Ok(id) => respond(action(&shared.state, cred.as_deref(), id), bearer, data),
+        Err(_) => error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "The user id must be an integer.",
+        ),
     }
 }
 
@@ -70,15 +82,12 @@ pub(super) async fn key_generate(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    shared.state.count("REST key-generate");
-    let (cred, bearer) = credential(&headers);
-    let id = match user_id(&id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    respond(
-        shared.state.generate_key(cred.as_deref(), id),
-        bearer,
+    on_user(
+        &shared,
+        "REST key-generate",
+        &headers,
+        &id,
+        State::generate_key,
         |k| json!(k.expose()),
     )
 }
@@ -89,13 +98,7 @@ pub(super) async fn key_read(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    shared.state.count("REST key");
-    let (cred, bearer) = credential(&headers);
-    let id = match user_id(&id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    respond(shared.state.get_key(cred.as_deref(), id), bearer, |k| {
+    on_user(&shared, "REST key", &headers, &id, State::get_key, |k| {
         json!(k.expose())
     })
 }
@@ -106,15 +109,12 @@ pub(super) async fn reset(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    shared.state.count("REST reset");
-    let (cred, bearer) = credential(&headers);
-    let id = match user_id(&id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    respond(
-        shared.state.reset_sessions(cred.as_deref(), id),
-        bearer,
+    on_user(
+        &shared,
+        "REST reset",
+        &headers,
+        &id,
+        State::reset_sessions,
         |b| json!(b),
     )
 }

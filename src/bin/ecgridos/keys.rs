@@ -140,13 +140,11 @@ pub async fn generate_api_key(g: &Global, args: GenerateArgs) -> Exit {
     let question =
         format!("Rotate the API key of user {user}? Its current key stops working at once.");
     if let Err(exit) = confirm(args.yes, &question) {
-        prepared.map(|p| p.abandon());
         return exit;
     }
     let authed = match Authed::new(g).await {
         Ok(a) => a,
         Err(exit) => {
-            prepared.map(|p| p.abandon());
             return exit;
         }
     };
@@ -158,7 +156,6 @@ pub async fn generate_api_key(g: &Global, args: GenerateArgs) -> Exit {
     let key = match result {
         Ok(key) => key,
         Err(e) => {
-            prepared.map(|p| p.abandon());
             return fail(&e, Some(user));
         }
     };
@@ -248,7 +245,7 @@ pub async fn compare(g: &Global, args: CompareArgs) -> Exit {
             .collect();
         print_json(&json!({ "steps": rows, "same": all_same, "passed": all_passed }));
     } else {
-        println!("{:<30} {:<34} {:<34} {}", "step", "soap", "rest", "");
+        println!("{:<30} {:<34} {:<34}", "step", "soap", "rest");
         for s in &steps {
             let cell = |p| {
                 s.observed

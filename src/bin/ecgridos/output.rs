@@ -115,7 +115,7 @@ pub fn key_client(g: &Global) -> Result<KeyClient, Error> {
 }
 
 pub fn parse_user_id(text: &str) -> Result<UserId, Exit> {
-    text.parse::<UserId>().map_err(|e| usage(e))
+    text.parse::<UserId>().map_err(usage)
 }
 
 /// The password: the first line of stdin with --password-stdin, else
@@ -220,10 +220,13 @@ pub fn confirm(yes: bool, question: &str) -> Result<(), Exit> {
 /// the moment it arrives: the temporary file exists (mode 0600) in the target's
 /// directory, and the target is known to be writable and, unless `force`,
 /// absent.
+/// Dropping it without [`commit`](PreparedFile::commit) removes the temporary
+/// file.
 pub struct PreparedFile {
     target: PathBuf,
     temp: PathBuf,
     file: std::fs::File,
+    committed: bool,
 }
 
 pub fn prepare_secret_file(target: &Path, force: bool) -> Result<PreparedFile, Exit> {
@@ -253,6 +256,7 @@ pub fn prepare_secret_file(target: &Path, force: bool) -> Result<PreparedFile, E
         target: target.to_path_buf(),
         temp,
         file,
+        committed: false,
     })
 }
 
@@ -279,6 +283,7 @@ impl PreparedFile {
         self.file.write_all(contents.as_bytes())?;
         self.file.sync_all()?;
         std::fs::rename(&self.temp, &self.target)?;
+        self.committed = true;
         if let Some(dir) = self.target.parent().filter(|p| !p.as_os_str().is_empty()) {
             // Persist the rename itself; not every platform can open a directory.
             if let Ok(d) = std::fs::File::open(dir) {
@@ -287,8 +292,12 @@ impl PreparedFile {
         }
         Ok(())
     }
+}
 
-    pub fn abandon(self) {
-        let _ = std::fs::remove_file(&self.temp);
+impl Drop for PreparedFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
     }
 }
