@@ -313,6 +313,84 @@ impl Error {
         }
     }
 
+    /// A copy of this error for a second receiver (the waiters of one
+    /// shared login). Every field is kept; an underlying error's chain is kept
+    /// as text.
+    pub(crate) fn duplicate(&self) -> Error {
+        let text = |source: &BoxError| -> BoxError { chain_text(source.as_ref()).into() };
+        match self {
+            Error::Transport {
+                operation,
+                host,
+                source,
+            } => Error::Transport {
+                operation,
+                host: host.clone(),
+                source: text(source),
+            },
+            Error::Timeout {
+                operation,
+                phase,
+                limit,
+            } => Error::Timeout {
+                operation,
+                phase: *phase,
+                limit: *limit,
+            },
+            Error::HttpStatus {
+                operation,
+                status,
+                snippet,
+                retry_after,
+            } => Error::HttpStatus {
+                operation,
+                status: *status,
+                snippet: snippet.clone(),
+                retry_after: *retry_after,
+            },
+            Error::Fault { operation, fault } => Error::Fault {
+                operation,
+                fault: fault.clone(),
+            },
+            Error::Rest {
+                operation,
+                status,
+                code,
+                message,
+                retry_after,
+            } => Error::Rest {
+                operation,
+                status: *status,
+                code: code.clone(),
+                message: message.clone(),
+                retry_after: *retry_after,
+            },
+            Error::MalformedResponse { operation, reason } => Error::MalformedResponse {
+                operation,
+                reason: reason.clone(),
+            },
+            Error::LimitExceeded { operation, limit } => Error::LimitExceeded {
+                operation,
+                limit: *limit,
+            },
+            Error::InvalidInput { field, reason } => Error::InvalidInput {
+                field: field.clone(),
+                reason: reason.clone(),
+            },
+            Error::OutcomeUnknown {
+                operation,
+                cause,
+                advice,
+                source,
+            } => Error::OutcomeUnknown {
+                operation,
+                cause: cause.clone(),
+                advice,
+                source: source.as_ref().map(text),
+            },
+        }
+    }
+
     pub(crate) fn invalid_input(
         field: impl Into<Cow<'static, str>>,
         reason: impl Into<Cow<'static, str>>,
@@ -352,6 +430,18 @@ impl Error {
         }
         self
     }
+}
+
+/// An error and its causes as one line of text.
+fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A `Result` with this crate's [`Error`].

@@ -32,6 +32,7 @@ pub mod operations;
 pub mod rest;
 pub mod rotation;
 pub mod secret;
+mod session;
 mod soap;
 pub mod wire;
 
@@ -49,6 +50,7 @@ pub use rotation::{
     Credential, Identity, KeyClient, Observed, Protocol, Scenario, StepComparison, StepResult,
 };
 pub use secret::{ApiKey, Password, SessionId, SessionRef};
+pub use session::SessionClient;
 pub use soap::{Client, ClientBuilder, DEFAULT_ENDPOINT};
 pub use wire::{
     AuthLevel, EcgridDetail, FaultCategory, FaultCode, SessionInfo, SoapFault, SoapVersion,
