@@ -83,6 +83,22 @@ impl From<SessionId> for Credential {
     }
 }
 
+/// What [`KeyClient::generate_api_key_with_recovery`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// Rotated; this is the new key.
+    Rotated(ApiKey),
+    /// The answer was lost, but the key changed: the rotation happened and
+    /// this is the key now in force.
+    Recovered(ApiKey),
+    /// The answer was lost and the key did not change: the rotation did not
+    /// happen (or was undone), so rotating again is safe.
+    NotRotated {
+        /// The key still in force.
+        current: ApiKey,
+    },
+}
+
 /// Who a credential belongs to, as either protocol reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
@@ -151,6 +167,37 @@ impl KeyClient {
         match self {
             KeyClient::Soap(c) => c.generate_api_key(credential.soap(), user_id).await,
             KeyClient::Rest(c) => c.generate_api_key(credential.rest(), user_id).await,
+        }
+    }
+
+    /// Rotates with recovery: reads the key in force, rotates, and when the
+    /// rotation's outcome is unknown reads the key again (a read, safe to
+    /// retry) instead of rotating again. Comparing the two reads tells
+    /// whether the rotation happened. Costs one extra read per rotation.
+    ///
+    /// Fails with the original [`Error::OutcomeUnknown`](crate::Error) only
+    /// when the recovery read fails too.
+    pub async fn generate_api_key_with_recovery(
+        &self,
+        credential: &Credential,
+        user_id: UserId,
+    ) -> Result<Rotation> {
+        let before = self.get_api_key(credential, user_id).await?;
+        let unknown = match self.generate_api_key(credential, user_id).await {
+            Ok(key) => return Ok(Rotation::Rotated(key)),
+            Err(e) if e.is_outcome_unknown() => e,
+            Err(e) => return Err(e),
+        };
+        tracing::warn!(
+            user_id = user_id.get(),
+            "rotation outcome unknown; reading the key in force"
+        );
+        // If the rotation happened with the caller's own key, only the new
+        // key (unknown to us) works: the read then fails and the error stands.
+        match self.get_api_key(credential, user_id).await {
+            Ok(now) if now == before => Ok(Rotation::NotRotated { current: now }),
+            Ok(now) => Ok(Rotation::Recovered(now)),
+            Err(_) => Err(unknown),
         }
     }
 
