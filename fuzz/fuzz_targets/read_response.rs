@@ -1,0 +1,18 @@
+//! Feeds arbitrary bytes to the response and request readers, for every
+//! result type. Any panic, hang or unbounded allocation is a bug.
+#![no_main]
+
+use ecgridos::wire::{read_request, read_response, SessionInfo};
+use ecgridos::{ApiKey, SessionId};
+use libfuzzer_sys::fuzz_target;
+
+const NS: &str = "https://os.ecgrid.io/";
+
+fuzz_target!(|data: &[u8]| {
+    let _ = read_response::<ApiKey>(data, NS, "GenerateAPIKey", 64);
+    let _ = read_response::<SessionId>(data, NS, "Login", 64);
+    let _ = read_response::<SessionInfo>(data, NS, "WhoAmI", 64);
+    let _ = read_response::<bool>(data, NS, "Logout", 64);
+    let _ = read_response::<String>(data, NS, "Version", 64);
+    let _ = read_request(data, NS, 64);
+});
