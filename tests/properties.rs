@@ -3,8 +3,11 @@
 //! carry are refused before anything is built.
 
 use ecgridos::operations::{GenerateApiKey, Login, Operation};
-use ecgridos::wire::{read_response, write_request, write_response, Reply, SoapVersion, XmlWriter};
-use ecgridos::{Password, SessionId, SessionRef, UserId};
+use ecgridos::wire::{
+    read_response, read_response_in_full, write_request, write_response, Reply, SoapVersion,
+    XmlWriter,
+};
+use ecgridos::{ApiKey, Password, SessionId, SessionRef, UserId};
 use proptest::prelude::*;
 
 const NS: &str = "https://os.ecgrid.io/";
@@ -57,6 +60,31 @@ proptest! {
         write_response(&mut body, SoapVersion::V12, NS, "Version", |w: &mut XmlWriter<'_>| w.text(&value));
         let reply: Reply<String> = read_response(&body, NS, "Version", 64).unwrap();
         prop_assert_eq!(reply, Reply::Result(value));
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_full_reader(
+        value in prop_oneof![xml_string(), "[ a-zA-Z0-9-]{0,40}", Just("true".to_string()), Just(" 1 ".to_string())],
+        v12 in any::<bool>(),
+        spacing in prop::sample::select(vec!["", "\n", " \r\n  ", "\u{a0}"]),
+    ) {
+        let version = if v12 { SoapVersion::V12 } else { SoapVersion::V11 };
+        let mut body = Vec::new();
+        write_response(&mut body, version, NS, "GenerateAPIKey", |w: &mut XmlWriter<'_>| w.text(&value));
+        let text = String::from_utf8(body).unwrap().replace("><", &format!(">{spacing}<"));
+        let xml = text.as_bytes();
+        prop_assert_eq!(
+            read_response::<ApiKey>(xml, NS, "GenerateAPIKey", 64),
+            read_response_in_full::<ApiKey>(xml, NS, "GenerateAPIKey", 64)
+        );
+        prop_assert_eq!(
+            read_response::<String>(xml, NS, "GenerateAPIKey", 64),
+            read_response_in_full::<String>(xml, NS, "GenerateAPIKey", 64)
+        );
+        prop_assert_eq!(
+            read_response::<bool>(xml, NS, "GenerateAPIKey", 64),
+            read_response_in_full::<bool>(xml, NS, "GenerateAPIKey", 64)
+        );
     }
 
     #[test]

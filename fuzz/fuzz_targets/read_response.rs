@@ -2,7 +2,7 @@
 //! result type. Any panic, hang or unbounded allocation is a bug.
 #![no_main]
 
-use ecgridos::wire::{read_request, read_response, SessionInfo};
+use ecgridos::wire::{read_request, read_response, read_response_in_full, SessionInfo};
 use ecgridos::{ApiKey, SessionId};
 use libfuzzer_sys::fuzz_target;
 
@@ -14,5 +14,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = read_response::<SessionInfo>(data, NS, "WhoAmI", 64);
     let _ = read_response::<bool>(data, NS, "Logout", 64);
     let _ = read_response::<String>(data, NS, "Version", 64);
+    // The fast path for canonical responses must read exactly as the full reader.
+    assert_eq!(
+        read_response::<String>(data, NS, "GenerateAPIKey", 64),
+        read_response_in_full::<String>(data, NS, "GenerateAPIKey", 64)
+    );
     let _ = read_request(data, NS, 64);
 });

@@ -12,7 +12,8 @@ mod values;
 pub use envelope::{write_fault, write_request, write_response, XmlWriter};
 pub use fault::{EcgridDetail, FaultCategory, FaultCode, SoapFault};
 pub use reader::{
-    read_request, read_response, Ns, Reply, RequestParam, SoapRequest, Start, XmlCursor,
+    read_request, read_response, read_response_in_full, Ns, Reply, RequestParam, SoapRequest,
+    Start, XmlCursor,
 };
 pub use values::{AuthLevel, ResultValue, SessionInfo};
 

@@ -117,7 +117,15 @@ impl<'x> XmlCursor<'x> {
         let name = e.name();
         let local = self.input_slice(name.local_name().into_inner())?;
         let mut nil = false;
-        for attr in e.attributes() {
+        // Attributes are parsed only when one may be xsi:nil: most elements
+        // carry only namespace declarations, which the resolver already read.
+        let mut attributes = e.attributes();
+        let wanted = if e.attributes_raw().contains("nil") {
+            usize::MAX
+        } else {
+            0
+        };
+        for attr in attributes.with_checks(false).take(wanted) {
             let attr =
                 attr.map_err(|err| ReadError::Malformed(format!("bad attribute: {err}").into()))?;
             let (attr_ns, attr_local) = self.reader.resolver().resolve_attribute(attr.key);
@@ -385,6 +393,94 @@ fn document(xml: &[u8]) -> Result<&str, ReadError> {
 /// assert_eq!(reply, Reply::Result("4.1".to_string()));
 /// ```
 pub fn read_response<T: ResultValue>(
+    xml: &[u8],
+    namespace: &str,
+    operation: &str,
+    max_depth: usize,
+) -> Result<Reply<T>, ReadError> {
+    if let Some(text) = canonical_result(xml, namespace, operation) {
+        if let Some(value) = T::from_text(text) {
+            return value.map(Reply::Result);
+        }
+    }
+    read_response_in_full(xml, namespace, operation, max_depth)
+}
+
+/// The whitespace XML allows between elements.
+const XML_SPACE: [char; 4] = [' ', '\t', '\n', '\r'];
+
+/// The envelope openings asmx writes (and this crate's fake), for the fast
+/// path: declarations in either of the two orders .NET uses.
+const CANONICAL_OPENINGS: [(&str, &str); 4] = [
+    (
+        "soap",
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">"#,
+    ),
+    (
+        "soap",
+        r#"<soap:Envelope xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">"#,
+    ),
+    (
+        "soap12",
+        r#"<soap12:Envelope xmlns:soap12="http://www.w3.org/2003/05/soap-envelope" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">"#,
+    ),
+    (
+        "soap12",
+        r#"<soap12:Envelope xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:soap12="http://www.w3.org/2003/05/soap-envelope">"#,
+    ),
+];
+
+/// Fast path for the exact shape asmx writes: a fixed declaration, one of the
+/// known envelope openings, the response and result elements in `namespace`,
+/// and result text with no markup, reference or carriage return. Because every
+/// prefix in such a document is declared by the fixed text itself, matching it
+/// byte for byte reads it exactly as the full reader would. Anything else
+/// (faults included) returns `None` and goes to the full reader.
+fn canonical_result<'x>(xml: &'x [u8], namespace: &str, operation: &str) -> Option<&'x str> {
+    let input = std::str::from_utf8(xml).ok()?;
+    if namespace.contains(['&', '<', '"']) {
+        return None;
+    }
+    let mut rest = input
+        .strip_prefix(r#"<?xml version="1.0" encoding="utf-8"?>"#)
+        .unwrap_or(input)
+        .trim_start_matches(XML_SPACE);
+    let (prefix, opening) = CANONICAL_OPENINGS
+        .iter()
+        .find(|(_, o)| rest.starts_with(o))?;
+    rest = rest[opening.len()..].trim_start_matches(XML_SPACE);
+    let expect = |rest: &mut &'x str, parts: &[&str]| -> Option<()> {
+        for part in parts {
+            *rest = rest.strip_prefix(part)?;
+        }
+        *rest = rest.trim_start_matches(XML_SPACE);
+        Some(())
+    };
+    expect(&mut rest, &["<", prefix, ":Body>"])?;
+    expect(
+        &mut rest,
+        &["<", operation, "Response xmlns=\"", namespace, "\">"],
+    )?;
+    rest = rest
+        .strip_prefix("<")?
+        .strip_prefix(operation)?
+        .strip_prefix("Result>")?;
+    let end = rest.find('<')?;
+    let (text, mut rest) = rest.split_at(end);
+    if text.contains(['&', '\r']) || text.contains("]]>") {
+        return None;
+    }
+    expect(&mut rest, &["</", operation, "Result>"])?;
+    expect(&mut rest, &["</", operation, "Response>"])?;
+    expect(&mut rest, &["</", prefix, ":Body>"])?;
+    expect(&mut rest, &["</", prefix, ":Envelope>"])?;
+    rest.is_empty().then_some(text)
+}
+
+/// [`read_response`] without the fast path: every response goes through the
+/// namespace-resolving reader. Public so that tests and benchmarks can compare
+/// the two.
+pub fn read_response_in_full<T: ResultValue>(
     xml: &[u8],
     namespace: &str,
     operation: &str,

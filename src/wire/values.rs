@@ -15,8 +15,21 @@ pub trait ResultValue: Sized {
     const XSD_TYPE: &'static str;
 
     /// Reads the value from the result element whose start `start` the cursor
-    /// just returned.
-    fn read(cur: &mut XmlCursor<'_>, start: &Start<'_>) -> Result<Self, ReadError>;
+    /// just returned. By default: the element's text, through
+    /// [`from_text`](Self::from_text). Structured results override it.
+    fn read(cur: &mut XmlCursor<'_>, start: &Start<'_>) -> Result<Self, ReadError> {
+        let text = cur.text(start)?;
+        Self::from_text(&text)
+            .unwrap_or_else(|| Err(ReadError::malformed("a structured result has no text form")))
+    }
+
+    /// For a result that is plain text, the value that text stands for;
+    /// `None` for a structured result. The full reader and the fast path for
+    /// canonical responses both go through it, so they cannot disagree.
+    fn from_text(text: &str) -> Option<Result<Self, ReadError>> {
+        let _ = text;
+        None
+    }
 
     /// Writes the content of the result element.
     fn write(&self, w: &mut XmlWriter<'_>);
@@ -25,8 +38,8 @@ pub trait ResultValue: Sized {
 impl ResultValue for String {
     const XSD_TYPE: &'static str = "s:string";
 
-    fn read(cur: &mut XmlCursor<'_>, start: &Start<'_>) -> Result<Self, ReadError> {
-        Ok(cur.text(start)?.into_owned())
+    fn from_text(text: &str) -> Option<Result<Self, ReadError>> {
+        Some(Ok(text.to_string()))
     }
 
     fn write(&self, w: &mut XmlWriter<'_>) {
@@ -39,19 +52,19 @@ macro_rules! secret_result {
         impl ResultValue for $ty {
             const XSD_TYPE: &'static str = "s:string";
 
-            fn read(cur: &mut XmlCursor<'_>, start: &Start<'_>) -> Result<Self, ReadError> {
-                let text = cur.text(start)?;
+            fn from_text(text: &str) -> Option<Result<Self, ReadError>> {
                 // Keys and session IDs carry no meaningful surrounding
                 // whitespace; an empty one would be a disaster to store.
                 let value = text.trim();
-                if value.is_empty() {
-                    return Err(ReadError::malformed(concat!(
+                Some(if value.is_empty() {
+                    Err(ReadError::malformed(concat!(
                         "empty ",
                         $what,
                         " in the response"
-                    )));
-                }
-                Ok(<$ty>::new(value))
+                    )))
+                } else {
+                    Ok(<$ty>::new(value))
+                })
             }
 
             fn write(&self, w: &mut XmlWriter<'_>) {
@@ -69,15 +82,14 @@ impl ResultValue for bool {
 
     /// Reads `true`/`false` and, because an older service version answered
     /// with an integer, any integer (non-zero is true).
-    fn read(cur: &mut XmlCursor<'_>, start: &Start<'_>) -> Result<Self, ReadError> {
-        let text = cur.text(start)?;
-        match text.trim() {
+    fn from_text(text: &str) -> Option<Result<Self, ReadError>> {
+        Some(match text.trim() {
             "true" => Ok(true),
             "false" => Ok(false),
             other => other.parse::<i64>().map(|n| n != 0).map_err(|_| {
                 ReadError::malformed("boolean result is neither true/false nor an integer")
             }),
-        }
+        })
     }
 
     fn write(&self, w: &mut XmlWriter<'_>) {
