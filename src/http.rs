@@ -101,6 +101,55 @@ fn retryable(err: &Error, idempotency: Idempotency) -> bool {
     }
 }
 
+/// The HTTP setters both client builders share; each builder has an
+/// `http: HttpSettings` field.
+macro_rules! http_setters {
+    () => {
+        /// Time allowed to open a connection (default 10 s).
+        pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.http.connect_timeout = timeout;
+            self
+        }
+
+        /// Time allowed for one attempt, from sending to the last byte of the
+        /// response (default 30 s).
+        pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.http.timeout = timeout;
+            self
+        }
+
+        /// The `User-Agent` header.
+        pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+            self.http.user_agent = user_agent.into();
+            self
+        }
+
+        /// Largest response body read (default 1 MiB); larger ones fail with
+        /// [`Error::LimitExceeded`](crate::Error::LimitExceeded) without being
+        /// buffered.
+        pub fn max_response_bytes(mut self, bytes: u64) -> Self {
+            self.http.max_response_bytes = bytes;
+            self
+        }
+
+        /// The retry policy (see [`RetryPolicy`](crate::RetryPolicy) for what
+        /// is retried: never a call that changes state once any of it may have
+        /// been sent, and never on a SOAP fault).
+        pub fn retry(mut self, policy: crate::RetryPolicy) -> Self {
+            self.http.retry = policy;
+            self
+        }
+
+        /// Allows plain `http://` to a host that is not loopback. Off by
+        /// default: session IDs and keys would cross the network unencrypted.
+        pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+            self.http.allow_insecure_http = allow;
+            self
+        }
+    };
+}
+pub(crate) use http_setters;
+
 /// Settings of the HTTP layer, shared by both clients' builders.
 #[derive(Clone, Debug)]
 pub(crate) struct HttpSettings {
@@ -128,14 +177,19 @@ impl Default for HttpSettings {
 /// A response read in full, within the limits.
 pub(crate) struct HttpReply {
     pub status: u16,
-    pub headers: HeaderMap,
+    retry_after: Option<Duration>,
     pub body: Bytes,
 }
 
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
 impl HttpReply {
+    /// The server's `Retry-After`, in seconds form.
     pub fn retry_after(&self) -> Option<Duration> {
-        let value = self.headers.get(RETRY_AFTER)?.to_str().ok()?;
-        value.trim().parse::<u64>().ok().map(Duration::from_secs)
+        self.retry_after
     }
 
     /// The start of the body as printable text, for error messages.
@@ -201,62 +255,75 @@ impl Http {
     }
 
     /// Sends `request` and reads the whole response within the time and size
-    /// limits of one attempt.
+    /// limits of one attempt. One timer covers the attempt; the phase it was
+    /// in when it expired is kept beside it.
     pub async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<HttpReply, Failure> {
         let deadline = Instant::now() + self.settings.timeout;
-        let response = match timeout_at(deadline, request.send()).await {
+        // Set once the response headers are in: the timeout then expired
+        // while reading the body.
+        let answered = std::sync::atomic::AtomicBool::new(false);
+        match timeout_at(deadline, self.exchange_untimed(request, &answered)).await {
+            Ok(result) => result,
             Err(_elapsed) => {
-                return Err(Failure::MaybeSent {
-                    phase: Some(TimeoutPhase::Response),
-                    answered: false,
+                let answered = answered.load(std::sync::atomic::Ordering::Relaxed);
+                Err(Failure::MaybeSent {
+                    phase: Some(if answered {
+                        TimeoutPhase::Body
+                    } else {
+                        TimeoutPhase::Response
+                    }),
+                    answered,
                     source: None,
                 })
             }
-            Ok(Err(e)) if e.is_connect() => {
+        }
+    }
+
+    async fn exchange_untimed(
+        &self,
+        request: reqwest::RequestBuilder,
+        answered: &std::sync::atomic::AtomicBool,
+    ) -> Result<HttpReply, Failure> {
+        let mut response = match request.send().await {
+            Err(e) if e.is_connect() => {
                 return Err(Failure::NotSent {
                     timed_out: e.is_timeout(),
                     source: Box::new(e.without_url()),
                 })
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 return Err(Failure::MaybeSent {
                     phase: e.is_timeout().then_some(TimeoutPhase::Response),
                     answered: false,
                     source: Some(Box::new(e.without_url())),
                 })
             }
-            Ok(Ok(response)) => response,
+            Ok(response) => response,
         };
+        answered.store(true, std::sync::atomic::Ordering::Relaxed);
         let status = response.status().as_u16();
-        let headers = response.headers().clone();
+        let retry_after = retry_after(response.headers());
         let limit = self.settings.max_response_bytes;
-        let declared = headers
+        let declared = response
+            .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
             return Err(Failure::TooLarge { answered: true });
         }
-        let mut response = response;
         let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(limit) as usize);
         loop {
-            match timeout_at(deadline, response.chunk()).await {
-                Err(_elapsed) => {
-                    return Err(Failure::MaybeSent {
-                        phase: Some(TimeoutPhase::Body),
-                        answered: true,
-                        source: None,
-                    })
-                }
-                Ok(Err(e)) => {
+            match response.chunk().await {
+                Err(e) => {
                     return Err(Failure::MaybeSent {
                         phase: None,
                         answered: true,
                         source: Some(Box::new(e.without_url())),
                     })
                 }
-                Ok(Ok(None)) => break,
-                Ok(Ok(Some(chunk))) => {
+                Ok(None) => break,
+                Ok(Some(chunk)) => {
                     if body.len() as u64 + chunk.len() as u64 > limit {
                         return Err(Failure::TooLarge { answered: true });
                     }
@@ -266,7 +333,7 @@ impl Http {
         }
         Ok(HttpReply {
             status,
-            headers,
+            retry_after,
             body: Bytes::from(body),
         })
     }

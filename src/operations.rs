@@ -133,31 +133,26 @@ fn check_text(name: &'static str, value: &str, secret: bool) -> Result<(), Error
     })
 }
 
-impl Param for SessionRef<'_> {
-    const XSD_TYPE: &'static str = "s:string";
-    fn check(&self, name: &'static str) -> Result<(), Error> {
-        check_text(name, self.expose(), true)
-    }
-    fn write(&self, name: &str, w: &mut XmlWriter<'_>) {
-        w.leaf(name, self.expose());
-    }
-    fn secret(&self) -> Option<&str> {
-        Some(self.expose())
-    }
+/// A secret text parameter: checked without echoing it, never in errors.
+macro_rules! secret_param {
+    ($ty:ty) => {
+        impl Param for $ty {
+            const XSD_TYPE: &'static str = "s:string";
+            fn check(&self, name: &'static str) -> Result<(), Error> {
+                check_text(name, self.expose(), true)
+            }
+            fn write(&self, name: &str, w: &mut XmlWriter<'_>) {
+                w.leaf(name, self.expose());
+            }
+            fn secret(&self) -> Option<&str> {
+                Some(self.expose())
+            }
+        }
+    };
 }
 
-impl Param for &Password {
-    const XSD_TYPE: &'static str = "s:string";
-    fn check(&self, name: &'static str) -> Result<(), Error> {
-        check_text(name, self.expose(), true)
-    }
-    fn write(&self, name: &str, w: &mut XmlWriter<'_>) {
-        w.leaf(name, self.expose());
-    }
-    fn secret(&self) -> Option<&str> {
-        Some(self.expose())
-    }
-}
+secret_param!(SessionRef<'_>);
+secret_param!(&Password);
 
 impl Param for &str {
     const XSD_TYPE: &'static str = "s:string";

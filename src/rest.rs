@@ -2,7 +2,6 @@
 //! error type, limits, timeouts and retry rules.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -10,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::http::{parse_endpoint, Http, HttpSettings, RetryPolicy};
+use crate::http::{parse_endpoint, Http, HttpSettings};
 use crate::operations::{Idempotency, UserId, ROTATION_UNKNOWN};
 use crate::secret::{ApiKey, Password, SessionId};
 use crate::wire::AuthLevel;
@@ -98,42 +97,7 @@ impl RestClientBuilder {
         self
     }
 
-    /// Time allowed to open a connection (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.http.connect_timeout = timeout;
-        self
-    }
-
-    /// Time allowed for one attempt (default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
-        self
-    }
-
-    /// The `User-Agent` header.
-    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
-        self.http.user_agent = user_agent.into();
-        self
-    }
-
-    /// Largest response body read (default 1 MiB).
-    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
-        self.http.max_response_bytes = bytes;
-        self
-    }
-
-    /// The retry policy. `429` with `Retry-After` is honoured for reads only,
-    /// never for key generation.
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.http.retry = policy;
-        self
-    }
-
-    /// Allows plain `http://` to a host that is not loopback.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.http.allow_insecure_http = allow;
-        self
-    }
+    crate::http::http_setters!();
 
     /// Builds the client.
     pub fn build(self) -> Result<RestClient> {

@@ -1,14 +1,13 @@
 //! The SOAP client: envelopes from [`crate::wire`], posted with reqwest.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::http::{parse_endpoint, Http, HttpSettings, RetryPolicy};
+use crate::http::{parse_endpoint, Http, HttpSettings};
 use crate::operations::{
     GenerateApiKey, Idempotency, Login, Logout, Operation, UserGetApiKey, UserId, Version, WhoAmI,
 };
@@ -61,48 +60,11 @@ impl ClientBuilder {
         self
     }
 
-    /// Time allowed to open a connection (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.http.connect_timeout = timeout;
-        self
-    }
-
-    /// Time allowed for one attempt, from sending to the last byte of the
-    /// response (default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
-        self
-    }
-
-    /// The `User-Agent` header.
-    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
-        self.http.user_agent = user_agent.into();
-        self
-    }
-
-    /// Largest response body read (default 1 MiB); larger ones fail with
-    /// [`Error::LimitExceeded`] without being buffered.
-    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
-        self.http.max_response_bytes = bytes;
-        self
-    }
+    crate::http::http_setters!();
 
     /// Deepest element nesting read (default 64).
     pub fn max_depth(mut self, depth: usize) -> Self {
         self.max_depth = depth;
-        self
-    }
-
-    /// The retry policy (see [`RetryPolicy`] for what is retried).
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.http.retry = policy;
-        self
-    }
-
-    /// Allows plain `http://` to a host that is not loopback. Off by default:
-    /// session IDs and keys would cross the network unencrypted.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.http.allow_insecure_http = allow;
         self
     }
 
@@ -122,6 +84,16 @@ impl ClientBuilder {
             ));
         }
         let http = Http::new(&endpoint, self.http)?;
+        // Header values of the declared operations, built once.
+        let headers = crate::operations::CATALOG
+            .iter()
+            .map(|spec| {
+                Ok((
+                    spec.name,
+                    request_headers(self.version, &self.namespace, spec.name)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -129,6 +101,7 @@ impl ClientBuilder {
                 namespace: self.namespace,
                 version: self.version,
                 max_depth: self.max_depth,
+                headers,
             }),
         })
     }
@@ -141,6 +114,27 @@ struct Inner {
     namespace: String,
     version: SoapVersion,
     max_depth: usize,
+    headers: Vec<(&'static str, RequestHeaders)>,
+}
+
+/// The `Content-Type` and (SOAP 1.1) `SOAPAction` of one operation.
+#[derive(Clone, Debug)]
+struct RequestHeaders {
+    content_type: HeaderValue,
+    soap_action: Option<HeaderValue>,
+}
+
+fn request_headers(
+    version: SoapVersion,
+    namespace: &str,
+    operation: &str,
+) -> Result<RequestHeaders> {
+    let action = wire::soap_action(namespace, operation);
+    let (content_type, soap_action) = version.request_headers(&action);
+    Ok(RequestHeaders {
+        content_type: header_value(&content_type)?,
+        soap_action: soap_action.as_deref().map(header_value).transpose()?,
+    })
 }
 
 /// An async ECGridOS SOAP client. Cheap to clone: clones share one connection
@@ -271,16 +265,19 @@ impl Client {
     async fn attempt<O: Operation>(&self, body: Bytes) -> Result<O::Output> {
         let spec = O::SPEC;
         let inner = &*self.inner;
-        let action = wire::soap_action(&inner.namespace, spec.name);
-        let (content_type, soap_action) = inner.version.request_headers(&action);
+        let headers = match inner.headers.iter().find(|(name, _)| *name == spec.name) {
+            Some((_, headers)) => headers.clone(),
+            // An operation declared outside this crate.
+            None => request_headers(inner.version, &inner.namespace, spec.name)?,
+        };
         let mut request = inner
             .http
             .client
             .post(inner.endpoint.clone())
-            .header(CONTENT_TYPE, header_value(&content_type)?)
+            .header(CONTENT_TYPE, headers.content_type)
             .body(body);
-        if let Some(soap_action) = soap_action {
-            request = request.header("SOAPAction", header_value(&soap_action)?);
+        if let Some(soap_action) = headers.soap_action {
+            request = request.header("SOAPAction", soap_action);
         }
         let reply = match inner.http.exchange(request).await {
             Ok(reply) => reply,

@@ -2,6 +2,8 @@
 //! timeout, without buffering unbounded data and without a panic. Servers are
 //! raw TCP on loopback; every loop is bounded in connections, bytes and time.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +12,7 @@ use ecgridos::{
     ApiKey, Client, Credential, Error, ErrorKind, KeyClient, Limit, RetryPolicy, Rotation,
     SessionId, SoapVersion, TimeoutPhase, UserId,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the server does with one request.
@@ -41,34 +43,6 @@ struct Hostile {
     seen: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-async fn read_request(sock: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && buf.len() < (1 << 20) {
-        let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut chunk))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                return Some(String::from_utf8_lossy(&buf).into_owned());
-            }
-        }
-    }
-    None
-}
-
 fn reset(sock: TcpStream) {
     // Linger 0: closing sends RST instead of FIN.
     let std = sock.into_std().unwrap();
@@ -96,7 +70,7 @@ async fn hostile(script: impl Fn(usize, &str) -> Action + Send + Sync + 'static)
             };
             let (script, r, s, v) = (script.clone(), r.clone(), s.clone(), v.clone());
             tokio::spawn(async move {
-                let Some(request) = read_request(&mut sock).await else {
+                let Some(request) = common::read_http_request(&mut sock).await else {
                     return;
                 };
                 let n = r.fetch_add(1, Ordering::SeqCst);

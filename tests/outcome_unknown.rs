@@ -2,12 +2,14 @@
 //! is never sent twice. The servers here are raw TCP on loopback, each
 //! bounded in connections and time.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ecgridos::{Client, ErrorKind, RetryPolicy, SessionId, TimeoutPhase, UserId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 #[derive(Clone, Copy)]
@@ -18,33 +20,6 @@ enum Behaviour {
     DropMidBody,
     /// Read the request and never answer.
     Silent,
-}
-
-/// Reads one HTTP request (headers and Content-Length body).
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                return Some(buf);
-            }
-        }
-        if buf.len() > 1 << 20 {
-            return None;
-        }
-    }
 }
 
 async fn serve(behaviour: Behaviour) -> (String, Arc<AtomicUsize>) {
@@ -63,7 +38,7 @@ async fn serve(behaviour: Behaviour) -> (String, Arc<AtomicUsize>) {
             };
             let counter = counter.clone();
             tokio::spawn(async move {
-                if read_request(&mut sock).await.is_some() {
+                if common::read_http_request(&mut sock).await.is_some() {
                     counter.fetch_add(1, Ordering::SeqCst);
                 }
                 match behaviour {
