@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ecgridos::operations::{GenerateApiKey, Operation};
-use ecgridos::wire::{read_response, write_request, Reply, SoapVersion};
+use ecgridos::wire::{read_response, read_response_in_full, write_request, Reply, SoapVersion};
 use ecgridos::{ApiKey, SessionId, SessionRef, UserId};
 
 #[path = "alloc_counter.rs"]
@@ -39,6 +39,30 @@ fn read() -> ApiKey {
     }
 }
 
+/// The namespace-resolving reader, as every non-canonical response is read.
+fn read_in_full() -> ApiKey {
+    match read_response_in_full::<ApiKey>(RESPONSE, NS, "GenerateAPIKey", 64) {
+        Ok(Reply::Result(key)) => key,
+        other => panic!("bench input must read: {other:?}"),
+    }
+}
+
+fn figures(label: &str, mut call: impl FnMut()) {
+    const N: u64 = 200_000;
+    let before = alloc_counter::allocations();
+    let started = Instant::now();
+    for _ in 0..N {
+        call();
+    }
+    let elapsed = started.elapsed();
+    let allocs = alloc_counter::allocations() - before;
+    println!(
+        "codec figures, {label}: {:.0} ns per call, {:.2} heap allocations per call",
+        elapsed.as_nanos() as f64 / N as f64,
+        allocs as f64 / N as f64
+    );
+}
+
 fn per_call(c: &mut Criterion) {
     let session = SessionId::new("0f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0");
     let mut group = c.benchmark_group("codec");
@@ -56,21 +80,15 @@ fn per_call(c: &mut Criterion) {
     });
     group.finish();
 
-    // Allocations and a plain timing of the same loop, printed as figures.
-    const N: u64 = 200_000;
-    let before = alloc_counter::allocations();
-    let started = Instant::now();
-    for _ in 0..N {
+    // Allocations and a plain timing of the same loops, printed as figures.
+    figures("build + read (canonical response)", || {
         black_box(build(black_box(&session)));
         black_box(read());
-    }
-    let elapsed = started.elapsed();
-    let allocs = alloc_counter::allocations() - before;
-    println!(
-        "codec figures: {:.0} ns per build+read, {:.2} heap allocations per build+read",
-        elapsed.as_nanos() as f64 / N as f64,
-        allocs as f64 / N as f64
-    );
+    });
+    figures("build + full reader", || {
+        black_box(build(black_box(&session)));
+        black_box(read_in_full());
+    });
 }
 
 criterion_group!(benches, per_call);

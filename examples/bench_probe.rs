@@ -2,7 +2,9 @@
 //! (build + read) and sequential calls per second against a running server.
 //! Prints one JSON object.
 //!
-//! `cargo run --release --example bench_probe -- SOAP_URL API_KEY USER_ID SECONDS`
+//! `cargo run --release --example bench_probe -- SOAP_URL API_KEY USER_ID SECONDS CALLERS`
+//!
+//! The API key must not be the rotated user's own (callers run at once).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -15,9 +17,10 @@ const REPLY: &[u8] = br#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xm
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, key, user, seconds] = args.as_slice() else {
-        return Err("usage: bench_probe SOAP_URL API_KEY USER_ID SECONDS".into());
+    let [_, url, key, user, seconds, callers] = args.as_slice() else {
+        return Err("usage: bench_probe SOAP_URL API_KEY USER_ID SECONDS CALLERS".into());
     };
+    let callers: usize = callers.parse()?;
     let key = ApiKey::new(key.as_str());
     let user: UserId = user.parse()?;
     let seconds: f64 = seconds.parse()?;
@@ -50,27 +53,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     codec(20_000);
     let codec_ns = codec(200_000);
 
-    // Sequential calls against the server, like a synchronous client.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let client = Client::builder()
-        .endpoint(url.as_str())
-        .retry(RetryPolicy::none())
-        .build()?;
-    let calls_per_sec = runtime.block_on(async {
-        let mut key = key.clone();
-        for _ in 0..200 {
-            key = client.generate_api_key(&key, user).await?;
-        }
-        let started = Instant::now();
-        let mut calls = 0u64;
-        while started.elapsed() < Duration::from_secs_f64(seconds) {
-            key = client.generate_api_key(&key, user).await?;
-            calls += 1;
-        }
-        Ok::<_, ecgridos::Error>(calls as f64 / started.elapsed().as_secs_f64())
-    })?;
+    // Calls against the server from `callers` tasks on one thread.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let client = Client::builder().endpoint(url.as_str()).retry(RetryPolicy::none()).build()?;
+    let run = |duration: Duration| {
+        runtime.block_on(async {
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..callers {
+                let (client, key) = (client.clone(), key.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut calls = 0u64;
+                    while started.elapsed() < duration {
+                        client.generate_api_key(&key, user).await?;
+                        calls += 1;
+                    }
+                    Ok::<_, ecgridos::Error>(calls)
+                }));
+            }
+            let mut calls = 0;
+            for task in tasks {
+                calls += task.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(calls as f64 / started.elapsed().as_secs_f64())
+        })
+    };
+    run(Duration::from_millis(200))?;
+    let calls_per_sec = run(Duration::from_secs_f64(seconds))?;
     println!("{{\"codec_ns\": {codec_ns:.1}, \"calls_per_sec\": {calls_per_sec:.1}}}");
     Ok(())
 }
