@@ -54,8 +54,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let codec_ns = codec(200_000);
 
     // Calls against the server from `callers` tasks on one thread.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let client = Client::builder().endpoint(url.as_str()).retry(RetryPolicy::none()).build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = Client::builder()
+        .endpoint(url.as_str())
+        .retry(RetryPolicy::none())
+        .build()?;
     let run = |duration: Duration| {
         runtime.block_on(async {
             let started = Instant::now();
@@ -73,7 +78,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let mut calls = 0;
             for task in tasks {
-                calls += task.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+                calls += task
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
             }
             Ok::<_, String>(calls as f64 / started.elapsed().as_secs_f64())
         })
