@@ -11,18 +11,20 @@ use ecgridos::{ApiKey, AuthLevel, Client, Password};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ecgridos");
 
+const ECGRID_VARS: [&str; 7] = [
+    "ECGRID_ENDPOINT",
+    "ECGRID_REST_URL",
+    "ECGRID_SESSION_ID",
+    "ECGRID_API_KEY",
+    "ECGRID_LOGIN",
+    "ECGRID_PASSWORD",
+    "ECGRID_LOG",
+];
+
 /// A command with no ECGRID_* variables inherited from the environment.
 fn ecgridos(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
-    for var in [
-        "ECGRID_ENDPOINT",
-        "ECGRID_REST_URL",
-        "ECGRID_SESSION_ID",
-        "ECGRID_API_KEY",
-        "ECGRID_LOGIN",
-        "ECGRID_PASSWORD",
-        "ECGRID_LOG",
-    ] {
+    for var in ECGRID_VARS {
         cmd.env_remove(var);
     }
     cmd.args(args).stdin(Stdio::null());
@@ -615,4 +617,96 @@ async fn batch_with_failures_exits_6_and_retries_them_later() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(env.server.rotations(bob as i32), 1);
     assert_eq!(env.server.rotations(env.id("alice").parse().unwrap()), 1);
+}
+
+/// Runs `args` under a pseudo-terminal (util-linux `script`), typing `input`.
+async fn on_terminal(env: &[(&str, String)], args: &str, input: &'static str) -> (i32, String) {
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &format!("{BIN} {args}"), "/dev/null"]);
+    for var in ECGRID_VARS {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run_with_stdin(cmd, input).await;
+    (code(&out), stdout(&out))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asks_for_confirmation_on_a_terminal() {
+    let env = Env::new().await;
+    let alice = env.id("alice");
+    let vars = [
+        ("ECGRID_ENDPOINT", env.server.soap_url()),
+        ("ECGRID_API_KEY", env.key("admin").expose().to_string()),
+    ];
+    let (code_no, screen) =
+        on_terminal(&vars, &format!("generate-api-key --user-id {alice}"), "n\n").await;
+    assert_eq!(code_no, 2, "{screen}");
+    assert!(
+        screen.contains("[y/N]") && screen.contains("nothing was sent"),
+        "{screen}"
+    );
+    assert_eq!(env.server.rotations(alice.parse().unwrap()), 0);
+
+    let (code_yes, screen) =
+        on_terminal(&vars, &format!("generate-api-key --user-id {alice}"), "y\n").await;
+    assert_eq!(code_yes, 0, "{screen}");
+    assert!(screen.contains(env.key("alice").expose()), "{screen}");
+    assert_eq!(env.server.rotations(alice.parse().unwrap()), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_shows_progress_on_a_terminal() {
+    let mut users = Vec::new();
+    for id in 1..=41 {
+        users.push(SeedUser {
+            user_id: id,
+            login: format!("u{id}"),
+            password: Password::new("pw"),
+            api_key: None,
+            auth_level: if id == 1 {
+                AuthLevel::Root
+            } else {
+                AuthLevel::General
+            },
+            network_id: 1,
+            mailbox_id: id,
+        });
+    }
+    let server = FakeServer::builder()
+        .users(users)
+        .latency(Duration::from_millis(10))
+        .start()
+        .await
+        .unwrap();
+    let ids = tempfile("ids.txt");
+    std::fs::write(&ids, (2..=41).map(|i| format!("{i}\n")).collect::<String>()).unwrap();
+    let journal = tempfile("out.jsonl");
+    let vars = [
+        ("ECGRID_ENDPOINT", server.soap_url()),
+        (
+            "ECGRID_API_KEY",
+            server
+                .user("u1")
+                .unwrap()
+                .api_key
+                .unwrap()
+                .expose()
+                .to_string(),
+        ),
+    ];
+    let args = format!(
+        "generate-api-key --user-ids-from {} --output-file {} --concurrency 2 --yes",
+        ids.display(),
+        journal.display()
+    );
+    let (code, screen) = on_terminal(&vars, &args, "").await;
+    assert_eq!(code, 0, "{screen}");
+    assert!(
+        screen.contains("/40"),
+        "a progress bar with the total: {screen}"
+    );
+    assert!(screen.contains("rotated 40, failed 0"), "{screen}");
 }
