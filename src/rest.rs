@@ -225,15 +225,8 @@ impl RestClient {
         auth: impl Into<RestAuth<'a>>,
         user_id: UserId,
     ) -> Result<ApiKey> {
-        let key: String = self
-            .call(
-                &KEY_GENERATE,
-                &format!("/v2/users/key-generate/{user_id}"),
-                Some(auth.into()),
-                None,
-            )
-            .await?;
-        secret_result(KEY_GENERATE.name, key).map(ApiKey::new)
+        let path = format!("/v2/users/key-generate/{user_id}");
+        self.key_call(&KEY_GENERATE, &path, auth.into()).await
     }
 
     /// `GET /v2/users/key/{id}`: the user's current key, without rotating.
@@ -242,15 +235,19 @@ impl RestClient {
         auth: impl Into<RestAuth<'a>>,
         user_id: UserId,
     ) -> Result<ApiKey> {
-        let key: String = self
-            .call(
-                &KEY_READ,
-                &format!("/v2/users/key/{user_id}"),
-                Some(auth.into()),
-                None,
-            )
-            .await?;
-        secret_result(KEY_READ.name, key).map(ApiKey::new)
+        let path = format!("/v2/users/key/{user_id}");
+        self.key_call(&KEY_READ, &path, auth.into()).await
+    }
+
+    /// A call whose `data` is a key.
+    async fn key_call(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        auth: RestAuth<'_>,
+    ) -> Result<ApiKey> {
+        let key: String = self.call(endpoint, path, Some(auth), None).await?;
+        secret_result(endpoint.name, key).map(ApiKey::new)
     }
 
     /// `GET /v2/users/me`: who the credential belongs to.

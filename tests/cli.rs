@@ -345,19 +345,16 @@ async fn output_file_is_private_atomic_and_not_overwritten() {
     let bob_id: i32 = bob.parse().unwrap();
     let path = tempfile("bob.key");
     let p = path.to_str().unwrap();
+    let to_file = [
+        "generate-api-key",
+        "--user-id",
+        &bob,
+        "--yes",
+        "--output-file",
+        p,
+    ];
 
-    let out = run(env.cmd(
-        "admin",
-        &[
-            "generate-api-key",
-            "--user-id",
-            &bob,
-            "--yes",
-            "--output-file",
-            p,
-        ],
-    ))
-    .await;
+    let out = run(env.cmd("admin", &to_file)).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stdout(&out).is_empty(), "the key goes to the file only");
     assert_eq!(
@@ -367,18 +364,7 @@ async fn output_file_is_private_atomic_and_not_overwritten() {
     #[cfg(unix)]
     assert_eq!(mode(&path), 0o600);
 
-    let out = run(env.cmd(
-        "admin",
-        &[
-            "generate-api-key",
-            "--user-id",
-            &bob,
-            "--yes",
-            "--output-file",
-            p,
-        ],
-    ))
-    .await;
+    let out = run(env.cmd("admin", &to_file)).await;
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("--force"));
     assert_eq!(env.server.rotations(bob_id), 1, "refused before sending");
