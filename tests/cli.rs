@@ -451,6 +451,22 @@ async fn failures_have_their_exit_codes() {
     assert_eq!(code(&run(cmd).await), 2);
 }
 
+/// A `Root` user (ID 1, login `root`) and one mailbox user per ID, for batches.
+fn root_and_users(ids: impl Iterator<Item = i32>) -> Vec<SeedUser> {
+    let user = |user_id, login: String, auth_level| SeedUser {
+        user_id,
+        login,
+        password: Password::new("pw"),
+        api_key: None,
+        auth_level,
+        network_id: 1,
+        mailbox_id: user_id,
+    };
+    std::iter::once(user(1, "root".into(), AuthLevel::Root))
+        .chain(ids.map(|id| user(id, format!("user{id}"), AuthLevel::MailboxUser)))
+        .collect()
+}
+
 fn read_records(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -461,26 +477,7 @@ fn read_records(path: &Path) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_killed_part_way_then_resumed_rotates_everyone_exactly_once() {
-    let mut users = vec![SeedUser {
-        user_id: 1,
-        login: "root".into(),
-        password: Password::new("pw"),
-        api_key: None,
-        auth_level: AuthLevel::Root,
-        network_id: 1,
-        mailbox_id: 1,
-    }];
-    for id in 100..140 {
-        users.push(SeedUser {
-            user_id: id,
-            login: format!("user{id}"),
-            password: Password::new("pw"),
-            api_key: None,
-            auth_level: AuthLevel::MailboxUser,
-            network_id: 1,
-            mailbox_id: id,
-        });
-    }
+    let users = root_and_users(100..140);
     let server = FakeServer::builder()
         .users(users)
         .latency(Duration::from_millis(15))
@@ -645,22 +642,7 @@ async fn asks_for_confirmation_on_a_terminal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_shows_progress_on_a_terminal() {
-    let mut users = Vec::new();
-    for id in 1..=41 {
-        users.push(SeedUser {
-            user_id: id,
-            login: format!("u{id}"),
-            password: Password::new("pw"),
-            api_key: None,
-            auth_level: if id == 1 {
-                AuthLevel::Root
-            } else {
-                AuthLevel::General
-            },
-            network_id: 1,
-            mailbox_id: id,
-        });
-    }
+    let users = root_and_users(2..=41);
     let server = FakeServer::builder()
         .users(users)
         .latency(Duration::from_millis(10))
@@ -675,7 +657,7 @@ async fn batch_shows_progress_on_a_terminal() {
         (
             "ECGRID_API_KEY",
             server
-                .user("u1")
+                .user("root")
                 .unwrap()
                 .api_key
                 .unwrap()

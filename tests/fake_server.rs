@@ -7,12 +7,16 @@ use ecgridos::{
     ApiKey, AuthLevel, Client, ErrorKind, FaultCategory, FaultCode, Password, SoapVersion, UserId,
 };
 
-async fn setup() -> (FakeServer, Client) {
-    let server = FakeServer::start().await.unwrap();
-    let client = Client::builder()
+fn soap_client(server: &FakeServer) -> Client {
+    Client::builder()
         .endpoint(server.soap_url())
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+async fn setup() -> (FakeServer, Client) {
+    let server = FakeServer::start().await.unwrap();
+    let client = soap_client(&server);
     (server, client)
 }
 
@@ -67,10 +71,7 @@ async fn faults_carry_category_and_legacy_detail() {
         .start()
         .await
         .unwrap();
-    let client = Client::builder()
-        .endpoint(server.soap_url())
-        .build()
-        .unwrap();
+    let client = soap_client(&server);
     let (alice_key, _) = key(&server, "alice");
     let (_, bob) = key(&server, "bob");
 
@@ -107,10 +108,7 @@ async fn legacy_detail_alone_still_classifies_authentication() {
         .start()
         .await
         .unwrap();
-    let client = Client::builder()
-        .endpoint(server.soap_url())
-        .build()
-        .unwrap();
+    let client = soap_client(&server);
     let err = client.who_am_i(&ApiKey::new("nope")).await.unwrap_err();
     let detail = err.fault().unwrap().detail.clone().unwrap();
     assert_eq!(detail.category, None);
@@ -147,10 +145,7 @@ async fn markup_characters_in_a_credential_arrive_intact() {
         mailbox_id: 1,
     }];
     let server = FakeServer::builder().users(users).start().await.unwrap();
-    let client = Client::builder()
-        .endpoint(server.soap_url())
-        .build()
-        .unwrap();
+    let client = soap_client(&server);
     // The fake looks the key up after parsing the envelope: a match means every
     // character survived escaping and parsing.
     let me = client.who_am_i(&ApiKey::new(tricky)).await.unwrap();
@@ -198,10 +193,7 @@ async fn expired_sessions_are_refused() {
         .start()
         .await
         .unwrap();
-    let client = Client::builder()
-        .endpoint(server.soap_url())
-        .build()
-        .unwrap();
+    let client = soap_client(&server);
     let admin = server.user("admin").unwrap();
     let session = client.login("admin", &admin.password).await.unwrap();
     client.who_am_i(&session).await.unwrap();
