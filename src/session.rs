@@ -132,12 +132,25 @@ impl SessionClient {
     /// Refreshes an idle session with a cheap `WhoAmI` whenever it has been
     /// idle for `interval`, so that a long-idle integration does not pay a
     /// failed call. Off by default; pick an interval below the session's
-    /// `TimeOut`. The task stops when the last clone is dropped. Needs a tokio
-    /// runtime.
+    /// `TimeOut`. The task stops when the last clone is dropped.
+    ///
+    /// An `interval` of zero means off: no task is started. Outside a tokio
+    /// runtime no task can be started either; the keep-alive is then off too
+    /// (and a warning is logged).
     pub fn keep_alive(self, interval: Duration) -> Self {
+        if interval.is_zero() {
+            return self;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("keep-alive needs a tokio runtime; it stays off");
+            return self;
+        };
+        // The idle state is checked four times per interval (at least every
+        // millisecond apart: a zero period would be refused by tokio).
+        let period = (interval / 4).max(Duration::from_millis(1));
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval / 4);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;

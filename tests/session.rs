@@ -174,3 +174,33 @@ async fn keep_alive_holds_an_idle_session_open() {
     );
     drop(session);
 }
+
+#[tokio::test]
+async fn keep_alive_of_zero_is_off_and_never_panics() {
+    // A panic in the keep-alive task would only be logged by tokio: count the
+    // panics of this thread (the runtime's only one) with a hook, chained so
+    // that other tests' panics still print.
+    static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let previous = std::sync::Arc::new(std::panic::take_hook());
+    let chained = previous.clone();
+    let this_thread = std::thread::current().id();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == this_thread {
+            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        chained(info)
+    }));
+    let server = fake(DetailShape::Category).await;
+    let session = admin_session(&server).keep_alive(Duration::ZERO);
+    session.who_am_i().await.unwrap();
+    let tiny = admin_session(&server).keep_alive(Duration::from_nanos(3));
+    tiny.who_am_i().await.unwrap();
+    tokio::time::sleep(EXPIRY / 2).await;
+    let _ = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| previous(info)));
+    assert_eq!(PANICS.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Off: no keep-alive WhoAmI beyond the two calls made here.
+    assert!(server.soap_calls("WhoAmI") >= 2);
+    session.who_am_i().await.unwrap();
+    drop((session, tiny));
+}
