@@ -7,6 +7,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
+use url::Url;
 
 use crate::error::{Error, Result};
 use crate::http::{parse_endpoint, Http, HttpSettings};
@@ -91,7 +92,9 @@ impl Default for RestClientBuilder {
 }
 
 impl RestClientBuilder {
-    /// The base URL (default [`DEFAULT_REST_URL`]).
+    /// The base URL (default [`DEFAULT_REST_URL`]), optionally with a path
+    /// prefix. [`build`](Self::build) refuses one with a query or fragment:
+    /// the endpoint paths are appended to its path as segments.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = url.into();
         self
@@ -99,9 +102,24 @@ impl RestClientBuilder {
 
     crate::http::http_setters!();
 
-    /// Builds the client.
+    /// Builds the client; fails on an invalid base URL (one with a query or
+    /// fragment included).
     pub fn build(self) -> Result<RestClient> {
-        let url = parse_endpoint(&self.base_url)?;
+        let mut url = parse_endpoint(&self.base_url)?;
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(Error::invalid_input(
+                "base URL",
+                "must not have a query or fragment (the API paths are appended to its path)",
+            ));
+        }
+        if url.cannot_be_a_base() {
+            return Err(Error::invalid_input("base URL", "cannot carry a path"));
+        }
+        // One trailing slash at most is dropped, so that the segments follow
+        // the prefix directly.
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty();
+        }
         if self.http.retry.max_attempts == 0 {
             return Err(Error::invalid_input(
                 "retry",
@@ -112,7 +130,8 @@ impl RestClientBuilder {
         Ok(RestClient {
             inner: Arc::new(RestInner {
                 http,
-                base: self.base_url.trim_end_matches('/').to_string(),
+                base: url.as_str().trim_end_matches('/').to_string(),
+                url,
             }),
         })
     }
@@ -121,7 +140,10 @@ impl RestClientBuilder {
 #[derive(Debug)]
 struct RestInner {
     http: Http,
+    /// The base URL as given (without a trailing slash), for display.
     base: String,
+    /// The parsed base URL; call URLs are built from it segment by segment.
+    url: Url,
 }
 
 /// An async client of the ECGridOS REST v2 API. Cheap to clone.
@@ -225,7 +247,8 @@ impl RestClient {
         auth: impl Into<RestAuth<'a>>,
         user_id: UserId,
     ) -> Result<ApiKey> {
-        let path = format!("/v2/users/key-generate/{user_id}");
+        let id = user_id.to_string();
+        let path = ["v2", "users", "key-generate", &id];
         self.key_call(&KEY_GENERATE, &path, auth.into()).await
     }
 
@@ -235,7 +258,8 @@ impl RestClient {
         auth: impl Into<RestAuth<'a>>,
         user_id: UserId,
     ) -> Result<ApiKey> {
-        let path = format!("/v2/users/key/{user_id}");
+        let id = user_id.to_string();
+        let path = ["v2", "users", "key", &id];
         self.key_call(&KEY_READ, &path, auth.into()).await
     }
 
@@ -243,7 +267,7 @@ impl RestClient {
     async fn key_call(
         &self,
         endpoint: &Endpoint,
-        path: &str,
+        path: &[&str],
         auth: RestAuth<'_>,
     ) -> Result<ApiKey> {
         let key: String = self.call(endpoint, path, Some(auth), None).await?;
@@ -252,7 +276,7 @@ impl RestClient {
 
     /// `GET /v2/users/me`: who the credential belongs to.
     pub async fn me<'a>(&self, auth: impl Into<RestAuth<'a>>) -> Result<RestUser> {
-        self.call(&ME, "/v2/users/me", Some(auth.into()), None)
+        self.call(&ME, &["v2", "users", "me"], Some(auth.into()), None)
             .await
     }
 
@@ -265,7 +289,7 @@ impl RestClient {
         }
         let body = serde_json::json!({ "login": login, "password": password.expose() });
         let data: LoginData = self
-            .call(&LOGIN, "/v2/auth/login", None, Some(body))
+            .call(&LOGIN, &["v2", "auth", "login"], None, Some(body))
             .await
             .map_err(|e| e.redact(&[password.expose()]))?;
         secret_result(LOGIN.name, data.token).map(SessionId::new)
@@ -275,7 +299,7 @@ impl RestClient {
     pub async fn logout(&self, token: &SessionId) -> Result<bool> {
         self.call(
             &LOGOUT,
-            "/v2/auth/logout",
+            &["v2", "auth", "logout"],
             Some(RestAuth::Bearer(token)),
             None,
         )
@@ -284,14 +308,16 @@ impl RestClient {
 
     /// `GET /v2/auth/version`.
     pub async fn version(&self) -> Result<String> {
-        let data: VersionData = self.call(&VERSION, "/v2/auth/version", None, None).await?;
+        let data: VersionData = self
+            .call(&VERSION, &["v2", "auth", "version"], None, None)
+            .await?;
         Ok(data.version)
     }
 
     async fn call<T: DeserializeOwned>(
         &self,
         endpoint: &Endpoint,
-        path: &str,
+        path: &[&str],
         auth: Option<RestAuth<'_>>,
         body: Option<Value>,
     ) -> Result<T> {
@@ -304,7 +330,10 @@ impl RestClient {
                 ));
             }
         }
-        let url = format!("{}{path}", self.inner.base);
+        let mut url = self.inner.url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.extend(path);
+        }
         let http = &self.inner.http;
         let result = http
             .with_retries("rest", endpoint.name, endpoint.idempotency, || {
@@ -320,14 +349,14 @@ impl RestClient {
     async fn attempt<T: DeserializeOwned>(
         &self,
         endpoint: &Endpoint,
-        url: &str,
+        url: &Url,
         auth: Option<RestAuth<'_>>,
         body: Option<&Value>,
     ) -> Result<T> {
         let http = &self.inner.http;
         let mut request = http
             .client
-            .request(endpoint.method.clone(), url)
+            .request(endpoint.method.clone(), url.clone())
             .header(reqwest::header::ACCEPT, "application/json");
         match auth {
             Some(RestAuth::ApiKey(key)) => request = request.header("X-API-Key", key.expose()),

@@ -261,3 +261,51 @@ async fn invalid_input_is_refused_before_any_request() {
         .unwrap_err()
         .is_invalid_input());
 }
+
+#[tokio::test]
+async fn rest_base_url_with_query_or_fragment_is_refused_and_ids_land_in_the_path() {
+    use ecgridos::RestClient;
+    for bad in [
+        "http://127.0.0.1:1/v2/users/key-generate/1003?",
+        "http://127.0.0.1:1/api?x=1",
+        "http://127.0.0.1:1/api#frag",
+        "http://127.0.0.1:1/#",
+    ] {
+        let err = RestClient::builder().base_url(bad).build().unwrap_err();
+        assert!(err.is_invalid_input(), "{bad}: {err:?}");
+    }
+    let server = MockServer::start_async().await;
+    let rotate = server
+        .mock_async(|when, then| {
+            when.method(POST)
+                .path("/prefix/v2/users/key-generate/1002")
+                .header("x-api-key", "K");
+            then.status(200)
+                .json_body(serde_json::json!({"success": true, "data": "NEW"}));
+        })
+        .await;
+    let read = server
+        .mock_async(|when, then| {
+            when.method(GET).path("/prefix/v2/users/key/-7");
+            then.status(200)
+                .json_body(serde_json::json!({"success": true, "data": "CUR"}));
+        })
+        .await;
+    // With and without a trailing slash on the prefix.
+    for base in [server.url("/prefix"), server.url("/prefix/")] {
+        let rest = RestClient::builder().base_url(base).build().unwrap();
+        let key = ApiKey::new("K");
+        assert_eq!(
+            rest.generate_api_key(&key, UserId::from(1002))
+                .await
+                .unwrap(),
+            ApiKey::new("NEW")
+        );
+        assert_eq!(
+            rest.get_api_key(&key, UserId::from(-7)).await.unwrap(),
+            ApiKey::new("CUR")
+        );
+    }
+    rotate.assert_calls_async(2).await;
+    read.assert_calls_async(2).await;
+}
