@@ -305,6 +305,16 @@ impl Error {
         matches!(self, Error::OutcomeUnknown { .. })
     }
 
+    /// What to do after an [`Error::OutcomeUnknown`]: the advice of the
+    /// operation that was interrupted (a rotation, a login and a logout each
+    /// have their own). `None` for every other error.
+    pub fn advice(&self) -> Option<&'static str> {
+        match self {
+            Error::OutcomeUnknown { advice, .. } => Some(advice),
+            _ => None,
+        }
+    }
+
     /// The server's `Retry-After`, when it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -271,7 +271,7 @@ impl RestClient {
         auth: RestAuth<'_>,
     ) -> Result<ApiKey> {
         let key: String = self.call(endpoint, path, Some(auth), None).await?;
-        secret_result(endpoint.name, key).map(ApiKey::new)
+        secret_result(endpoint, key).map(ApiKey::new)
     }
 
     /// `GET /v2/users/me`: who the credential belongs to.
@@ -292,7 +292,7 @@ impl RestClient {
             .call(&LOGIN, &["v2", "auth", "login"], None, Some(body))
             .await
             .map_err(|e| e.redact(&[password.expose()]))?;
-        secret_result(LOGIN.name, data.token).map(SessionId::new)
+        secret_result(&LOGIN, data.token).map(SessionId::new)
     }
 
     /// `POST /v2/auth/logout`: ends the bearer session.
@@ -373,20 +373,30 @@ impl RestClient {
             .await
             .map_err(|f| http.failure_to_error(endpoint.name, endpoint.idempotency, f))?;
         let success = (200..300).contains(&reply.status);
+        let state_change = matches!(endpoint.idempotency, Idempotency::NotIdempotent { .. });
         match (serde_json::from_slice::<Envelope>(&reply.body), success) {
             (Ok(env), true) if env.success => serde_json::from_value(env.data)
                 .map_err(|e| unreadable(endpoint, format!("unexpected data: {e}"))),
-            // An error body, under an error status or (oddly) under a success one.
-            (Ok(env), _) => Err(Error::Rest {
-                operation: endpoint.name,
-                status: reply.status,
-                code: env
-                    .error_code
-                    .filter(|c| !c.is_empty())
-                    .unwrap_or_else(|| "Unknown".to_string()),
-                message: env.message.unwrap_or_default(),
-                retry_after: reply.retry_after(),
-            }),
+            // An error body, under an error status or (oddly) under a success
+            // one. For a state change only a body naming an `errorCode` is a
+            // clear refusal; anything else may follow the service acting.
+            (Ok(env), _) => match env.error_code.filter(|c| !c.is_empty()) {
+                None if state_change => Err(unreadable(
+                    endpoint,
+                    format!("HTTP {} with neither success nor errorCode", reply.status),
+                )),
+                code => Err(Error::Rest {
+                    operation: endpoint.name,
+                    status: reply.status,
+                    code: code.unwrap_or_else(|| "Unknown".to_string()),
+                    message: env.message.unwrap_or_default(),
+                    retry_after: reply.retry_after(),
+                }),
+            },
+            (Err(_), false) if state_change => Err(unreadable(
+                endpoint,
+                format!("HTTP {} without a REST error body", reply.status),
+            )),
             (Err(_), false) => Err(Error::HttpStatus {
                 operation: endpoint.name,
                 status: reply.status,
@@ -398,13 +408,13 @@ impl RestClient {
     }
 }
 
-/// A success answer that cannot be read: for a state change the outcome is
-/// unknown, for a read it is a malformed response.
+/// An answer that is neither a readable success nor a clear refusal: for a
+/// state change the outcome is unknown, for a read it is a malformed response.
 fn unreadable(endpoint: &Endpoint, reason: String) -> Error {
     match endpoint.idempotency {
         Idempotency::NotIdempotent { if_unknown } => Error::OutcomeUnknown {
             operation: endpoint.name,
-            cause: format!("the success response cannot be read: {reason}"),
+            cause: format!("the response is not a clear answer: {reason}"),
             advice: if_unknown,
             source: None,
         },
@@ -415,13 +425,15 @@ fn unreadable(endpoint: &Endpoint, reason: String) -> Error {
     }
 }
 
-fn secret_result(operation: &'static str, value: String) -> Result<String> {
+/// The credential of a success answer; a blank one is unreadable (for a
+/// rotation or a login, the outcome is then unknown).
+fn secret_result(endpoint: &Endpoint, value: String) -> Result<String> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
-        return Err(Error::MalformedResponse {
-            operation,
-            reason: "empty credential in the response".into(),
-        });
+        return Err(unreadable(
+            endpoint,
+            "empty credential in the response".to_string(),
+        ));
     }
     Ok(trimmed.to_string())
 }

@@ -295,10 +295,18 @@ impl Client {
         };
         if !(200..300).contains(&reply.status) {
             // asmx sends faults with HTTP 500; anything else under an error
-            // status (an HTML page from a proxy, say) is reported as the status.
-            return Err(match read {
-                Ok(Reply::Fault(f)) => fault(f),
-                _ => Error::HttpStatus {
+            // status (an HTML page from a proxy, say) is reported as the
+            // status. For a state change only a fault is a clear refusal: a
+            // bare error status may come from a proxy after the service acted.
+            return Err(match (read, spec.idempotency) {
+                (Ok(Reply::Fault(f)), _) => fault(f),
+                (_, Idempotency::NotIdempotent { if_unknown }) => Error::OutcomeUnknown {
+                    operation: spec.name,
+                    cause: format!("HTTP {} without a SOAP fault", reply.status),
+                    advice: if_unknown,
+                    source: None,
+                },
+                (_, Idempotency::Idempotent) => Error::HttpStatus {
                     operation: spec.name,
                     status: reply.status,
                     snippet: reply.snippet(),

@@ -38,6 +38,8 @@ type Script = Arc<dyn Fn(usize, &str) -> Action + Send + Sync>;
 
 struct Hostile {
     url: String,
+    /// The REST base URL of the same server.
+    base: String,
     requests: Arc<AtomicUsize>,
     sent: Arc<AtomicU64>,
     seen: Arc<std::sync::Mutex<Vec<String>>>,
@@ -55,16 +57,14 @@ fn reset(sock: TcpStream) {
 async fn hostile(script: impl Fn(usize, &str) -> Action + Send + Sync + 'static) -> Hostile {
     let script: Script = Arc::new(script);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/v4.1/prod/ECGridOS.asmx",
-        listener.local_addr().unwrap()
-    );
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let url = format!("{base}/v4.1/prod/ECGridOS.asmx");
     let requests = Arc::new(AtomicUsize::new(0));
     let sent = Arc::new(AtomicU64::new(0));
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (r, s, v) = (requests.clone(), sent.clone(), seen.clone());
     tokio::spawn(async move {
-        for _ in 0..16 {
+        for _ in 0..32 {
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
@@ -125,6 +125,7 @@ async fn hostile(script: impl Fn(usize, &str) -> Action + Send + Sync + 'static)
     });
     Hostile {
         url,
+        base,
         requests,
         sent,
         seen,
@@ -478,5 +479,260 @@ async fn recovery_reads_the_key_instead_of_rotating_again() {
             .filter(|r| r.contains("GenerateAPIKey"))
             .count();
         assert_eq!(generated, 1, "one rotation request, never a second");
+    }
+}
+
+/// Answers that may follow the service acting, for a SOAP state change.
+fn unclear_soap_answers(op: &str) -> Vec<(&'static str, Action)> {
+    let ok = soap_ok(op, "NEW");
+    let head = ok.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let empty = soap_ok(op, "");
+    vec![
+        (
+            "503 page",
+            Action::Send(http("503 Service Unavailable", "text/html", b"busy")),
+        ),
+        (
+            "500 without fault",
+            Action::Send(http(
+                "500 Internal Server Error",
+                "text/html",
+                b"<h1>Runtime Error</h1>",
+            )),
+        ),
+        (
+            "404 page",
+            Action::Send(http("404 Not Found", "text/html", b"gone")),
+        ),
+        (
+            "html 200",
+            Action::Send(http("200 OK", "text/html", b"<html>proxy</html>")),
+        ),
+        ("blank result", Action::Send(empty)),
+        ("cut short", Action::ResetAfter(ok.clone(), head + 20)),
+    ]
+}
+
+/// The same for a REST state change whose data is a key.
+fn unclear_rest_answers() -> Vec<(&'static str, Action)> {
+    let json = |status, body: &str| Action::Send(http(status, "application/json", body.as_bytes()));
+    vec![
+        ("200 without success", json("200 OK", r#"{"data":"NEW"}"#)),
+        (
+            "200 blank key",
+            json("200 OK", r#"{"success":true,"data":"  "}"#),
+        ),
+        ("200 missing key", json("200 OK", r#"{"success":true}"#)),
+        (
+            "200 null key",
+            json("200 OK", r#"{"success":true,"data":null}"#),
+        ),
+        ("200 not json", json("200 OK", "<html>proxy</html>")),
+        (
+            "500 without errorCode",
+            json("500 Internal Server Error", r#"{"success":false}"#),
+        ),
+        (
+            "502 page",
+            Action::Send(http("502 Bad Gateway", "text/html", b"bad gateway")),
+        ),
+        (
+            "cut short",
+            Action::ResetAfter(
+                http(
+                    "200 OK",
+                    "application/json",
+                    br#"{"success":true,"data":"NEW"}"#,
+                ),
+                80,
+            ),
+        ),
+    ]
+}
+
+fn rest_client(base: &str) -> ecgridos::RestClient {
+    ecgridos::RestClient::builder()
+        .base_url(base)
+        .timeout(Duration::from_millis(1500))
+        .retry(RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        })
+        .build()
+        .unwrap()
+}
+
+fn assert_unknown(what: &str, err: &Error, advice_mentions: &str) {
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{what}: {err:?}");
+    let advice = err.advice().unwrap();
+    assert!(advice.contains(advice_mentions), "{what}: {advice}");
+}
+
+#[tokio::test]
+async fn unclear_answers_to_state_changes_are_outcome_unknown_and_sent_once() {
+    let retrying = |url: &str| {
+        Client::builder()
+            .endpoint(url)
+            .timeout(Duration::from_millis(1500))
+            .retry(RetryPolicy {
+                max_attempts: 4,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(2),
+            })
+            .build()
+            .unwrap()
+    };
+    let session = SessionId::new("s");
+    let password = ecgridos::Password::new("pw");
+    for op in ["GenerateAPIKey", "Login", "Logout"] {
+        for (name, action) in unclear_soap_answers(op) {
+            let server = hostile(move |_, _| action.clone()).await;
+            let c = retrying(&server.url);
+            let (err, advice) = match op {
+                "GenerateAPIKey" => (
+                    c.generate_api_key(&session, UserId::from(1))
+                        .await
+                        .unwrap_err(),
+                    "UserGetAPIKey",
+                ),
+                "Login" => (
+                    c.login("me", &password).await.unwrap_err(),
+                    "session may have been opened",
+                ),
+                _ => (c.logout(&session).await.unwrap_err(), "may have ended"),
+            };
+            assert_unknown(&format!("{op} {name}"), &err, advice);
+            assert_eq!(server.requests.load(Ordering::SeqCst), 1, "{op} {name}");
+        }
+    }
+    for (name, action) in unclear_rest_answers() {
+        let server = hostile(move |_, _| action.clone()).await;
+        let err = rest_client(&server.base)
+            .generate_api_key(&ApiKey::new("k"), UserId::from(1))
+            .await
+            .unwrap_err();
+        assert_unknown(&format!("rest {name}"), &err, "UserGetAPIKey");
+        assert_eq!(server.requests.load(Ordering::SeqCst), 1, "rest {name}");
+    }
+    let server = hostile(|_, _| {
+        Action::Send(http(
+            "200 OK",
+            "application/json",
+            br#"{"success":true,"data":{"token":""}}"#,
+        ))
+    })
+    .await;
+    let err = rest_client(&server.base)
+        .login("me", &password)
+        .await
+        .unwrap_err();
+    assert_unknown(
+        "rest login blank token",
+        &err,
+        "session may have been opened",
+    );
+}
+
+#[tokio::test]
+async fn clear_refusals_of_state_changes_and_unclear_reads_keep_their_errors() {
+    // A fault and a REST error body naming an errorCode are refusals.
+    let fault = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault><faultcode>soap:Client</faultcode><faultstring>no</faultstring><detail><ECGridOSSOAPErrorCode>Authorization</ECGridOSSOAPErrorCode></detail></soap:Fault></soap:Body></soap:Envelope>"#;
+    let server = hostile(move |_, _| {
+        Action::Send(http(
+            "500 Internal Server Error",
+            "text/xml",
+            fault.as_bytes(),
+        ))
+    })
+    .await;
+    let err = client(&server.url)
+        .generate_api_key(&SessionId::new("s"), UserId::from(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Authorization, "{err:?}");
+    let server = hostile(|_, _| {
+        Action::Send(http(
+            "403 Forbidden",
+            "application/json",
+            br#"{"success":false,"errorCode":"AccessDenied","message":"no"}"#,
+        ))
+    })
+    .await;
+    let err = rest_client(&server.base)
+        .generate_api_key(&ApiKey::new("k"), UserId::from(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Authorization, "{err:?}");
+    // Reads: a bare error status stays an HTTP status, a body without
+    // success stays a REST error.
+    let server =
+        hostile(|_, _| Action::Send(http("503 Service Unavailable", "text/html", b"busy"))).await;
+    let err = client(&server.url)
+        .user_get_api_key(&SessionId::new("s"), UserId::from(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::HttpStatus, "{err:?}");
+    let err = rest_client(&server.base)
+        .get_api_key(&ApiKey::new("k"), UserId::from(1))
+        .await
+        .unwrap_err();
+    assert!(err.is_status(), "{err:?}");
+    let server =
+        hostile(|_, _| Action::Send(http("200 OK", "application/json", br#"{"data":"K"}"#))).await;
+    let err = rest_client(&server.base)
+        .get_api_key(&ApiKey::new("k"), UserId::from(1))
+        .await
+        .unwrap_err();
+    assert!(err.is_rest(), "{err:?}");
+}
+
+#[tokio::test]
+async fn recovery_covers_every_unclear_answer() {
+    let soap = unclear_soap_answers("GenerateAPIKey")
+        .into_iter()
+        .map(|(name, action)| (ecgridos::Protocol::Soap, name, action));
+    let rest = unclear_rest_answers()
+        .into_iter()
+        .map(|(name, action)| (ecgridos::Protocol::Rest, name, action));
+    for (protocol, name, action) in soap.chain(rest) {
+        let rotated = Arc::new(AtomicUsize::new(0));
+        let r = rotated.clone();
+        let server = hostile(move |_, request| {
+            let read = |key: &str| match protocol {
+                ecgridos::Protocol::Soap => Action::Send(soap_ok("UserGetAPIKey", key)),
+                ecgridos::Protocol::Rest => Action::Send(http(
+                    "200 OK",
+                    "application/json",
+                    format!(r#"{{"success":true,"data":"{key}"}}"#).as_bytes(),
+                )),
+            };
+            if request.contains("GenerateAPIKey") || request.contains("key-generate") {
+                r.fetch_add(1, Ordering::SeqCst);
+                action.clone()
+            } else if r.load(Ordering::SeqCst) > 0 {
+                read("NEW")
+            } else {
+                read("OLD")
+            }
+        })
+        .await;
+        let key_client = match protocol {
+            ecgridos::Protocol::Soap => KeyClient::from(client(&server.url)),
+            ecgridos::Protocol::Rest => KeyClient::from(rest_client(&server.base)),
+        };
+        let outcome = key_client
+            .generate_api_key_with_recovery(
+                &Credential::ApiKey(ApiKey::new("admin")),
+                UserId::from(9),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{protocol} {name}: {e:?}"));
+        assert_eq!(
+            outcome,
+            Rotation::Recovered(ApiKey::new("NEW")),
+            "{protocol} {name}"
+        );
+        assert_eq!(rotated.load(Ordering::SeqCst), 1, "{protocol} {name}");
     }
 }
