@@ -51,7 +51,10 @@ pub enum Error {
         operation: &'static str,
         /// The HTTP status code.
         status: u16,
-        /// The start of the response body, for diagnosis.
+        /// The start of the response body, for diagnosis: at most
+        /// [`SNIPPET_CHARS`] characters, whitespace collapsed, control
+        /// characters dropped, with any secret of the request removed before
+        /// it was cut.
         snippet: String,
         /// The server's `Retry-After`, when it sent one.
         retry_after: Option<Duration>,
@@ -422,13 +425,21 @@ impl Error {
     }
 
     /// Removes `secrets` from every text in the error that came from the
-    /// server, in case it echoed a request value back.
+    /// server, in case it echoed a request value back, then cuts an
+    /// [`Error::HttpStatus`] body to its snippet. Every error a client
+    /// returns passes through here once, with all the secrets of its request.
     pub(crate) fn redact(mut self, secrets: &[&str]) -> Self {
         match &mut self {
             Error::Fault { fault, .. } => fault.redact(secrets),
-            Error::HttpStatus { snippet: text, .. }
-            | Error::Rest { message: text, .. }
-            | Error::OutcomeUnknown { cause: text, .. } => {
+            Error::HttpStatus { snippet, .. } => {
+                crate::wire::redact_in_place(snippet, secrets);
+                *snippet = cut_snippet(snippet);
+            }
+            Error::Rest { code, message, .. } => {
+                crate::wire::redact_in_place(code, secrets);
+                crate::wire::redact_in_place(message, secrets);
+            }
+            Error::OutcomeUnknown { cause: text, .. } => {
                 crate::wire::redact_in_place(text, secrets)
             }
             Error::MalformedResponse { reason, .. } => {
@@ -440,6 +451,44 @@ impl Error {
         }
         self
     }
+}
+
+/// The longest [`Error::HttpStatus`] snippet, in characters (an ellipsis
+/// marks a cut).
+pub const SNIPPET_CHARS: usize = 200;
+
+/// The start of a (redacted) body as one line of printable text.
+fn cut_snippet(text: &str) -> String {
+    let mut words = text
+        .split_whitespace()
+        .filter(|w| w.chars().any(|c| !c.is_control()));
+    let mut out = String::new();
+    let mut chars = 0;
+    let mut cut = false;
+    'outer: while let Some(word) = words.next() {
+        if chars > 0 {
+            if chars == SNIPPET_CHARS {
+                cut = true;
+                break;
+            }
+            out.push(' ');
+            chars += 1;
+        }
+        for c in word.chars().filter(|c| !c.is_control()) {
+            if chars == SNIPPET_CHARS {
+                cut = true;
+                break 'outer;
+            }
+            out.push(c);
+            chars += 1;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("(empty body)");
+    } else if cut {
+        out.push('…');
+    }
+    out
 }
 
 /// An error and its causes as one line of text.
@@ -456,3 +505,49 @@ fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// A `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(body: String) -> Error {
+        Error::HttpStatus {
+            operation: "X",
+            status: 502,
+            snippet: body,
+            retry_after: None,
+        }
+    }
+
+    fn snippet(err: &Error) -> &str {
+        match err {
+            Error::HttpStatus { snippet, .. } => snippet,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_secret_is_removed_before_the_snippet_is_cut() {
+        let secret = "SECRET-0123456789";
+        // The secret straddles the cut, at every offset around it.
+        for pad in SNIPPET_CHARS - secret.len()..SNIPPET_CHARS + 2 {
+            let body = format!("{}{secret} tail", "x".repeat(pad));
+            let err = status(body).redact(&[secret]);
+            let text = snippet(&err);
+            assert!(!text.contains("SECRET"), "pad {pad}: {text}");
+            assert!(text.chars().count() <= SNIPPET_CHARS + 1, "{text}");
+        }
+    }
+
+    #[test]
+    fn snippets_are_one_line_and_marked_when_cut() {
+        let err = status("a\n\n b\t\u{7}c \u{1} d".into()).redact(&[]);
+        assert_eq!(snippet(&err), "a b c d");
+        let err = status(" \n".into()).redact(&[]);
+        assert_eq!(snippet(&err), "(empty body)");
+        let err = status("y".repeat(SNIPPET_CHARS + 1)).redact(&[]);
+        assert_eq!(snippet(&err), format!("{}…", "y".repeat(SNIPPET_CHARS)));
+        let err = status("y".repeat(SNIPPET_CHARS)).redact(&[]);
+        assert_eq!(snippet(&err), "y".repeat(SNIPPET_CHARS));
+    }
+}

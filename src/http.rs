@@ -192,24 +192,12 @@ impl HttpReply {
         self.retry_after
     }
 
-    /// The start of the body as printable text, for error messages.
-    pub fn snippet(&self) -> String {
-        const MAX: usize = 200;
-        let text = String::from_utf8_lossy(&self.body[..self.body.len().min(MAX * 4)]);
-        let mut out: String = text
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX)
-            .collect();
-        if out.is_empty() {
-            out.push_str("(empty body)");
-        } else if text.chars().count() > MAX || self.body.len() > MAX * 4 {
-            out.push('…');
-        }
-        out
+    /// The whole body as text, for an error message. It is cut to a short
+    /// snippet only after secrets were removed from it (see
+    /// [`Error::redact`]), so that a secret cannot be cut in half and leak
+    /// its start.
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 

@@ -289,9 +289,13 @@ impl RestClient {
         }
         let body = serde_json::json!({ "login": login, "password": password.expose() });
         let data: LoginData = self
-            .call(&LOGIN, &["v2", "auth", "login"], None, Some(body))
-            .await
-            .map_err(|e| e.redact(&[password.expose()]))?;
+            .call(
+                &LOGIN,
+                &["v2", "auth", "login"],
+                None,
+                Some((body, password.expose())),
+            )
+            .await?;
         secret_result(&LOGIN, data.token).map(SessionId::new)
     }
 
@@ -314,12 +318,14 @@ impl RestClient {
         Ok(data.version)
     }
 
+    /// One call: `body` is a JSON body and the secret it carries. Every
+    /// error is redacted of the credential and that secret.
     async fn call<T: DeserializeOwned>(
         &self,
         endpoint: &Endpoint,
         path: &[&str],
         auth: Option<RestAuth<'_>>,
-        body: Option<Value>,
+        body: Option<(Value, &str)>,
     ) -> Result<T> {
         if let Some(auth) = &auth {
             let secret = auth.secret();
@@ -337,12 +343,13 @@ impl RestClient {
         let http = &self.inner.http;
         let result = http
             .with_retries("rest", endpoint.name, endpoint.idempotency, || {
-                self.attempt(endpoint, &url, auth, body.as_ref())
+                self.attempt(endpoint, &url, auth, body.as_ref().map(|(json, _)| json))
             })
             .await;
-        result.map_err(|e| match &auth {
-            Some(auth) => e.redact(&[auth.secret()]),
-            None => e,
+        result.map_err(|e| {
+            let secrets = [auth.as_ref().map(RestAuth::secret), body.map(|(_, s)| s)];
+            let secrets: Vec<&str> = secrets.into_iter().flatten().collect();
+            e.redact(&secrets)
         })
     }
 
@@ -400,7 +407,7 @@ impl RestClient {
             (Err(_), false) => Err(Error::HttpStatus {
                 operation: endpoint.name,
                 status: reply.status,
-                snippet: reply.snippet(),
+                snippet: reply.body_text(),
                 retry_after: reply.retry_after(),
             }),
             (Err(e), true) => Err(unreadable(endpoint, format!("not a JSON envelope: {e}"))),

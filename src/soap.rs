@@ -309,7 +309,7 @@ impl Client {
                 (_, Idempotency::Idempotent) => Error::HttpStatus {
                     operation: spec.name,
                     status: reply.status,
-                    snippet: reply.snippet(),
+                    snippet: reply.body_text(),
                     retry_after: reply.retry_after(),
                 },
             });

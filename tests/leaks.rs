@@ -36,7 +36,9 @@ fn check(what: &str, err: &Error) {
         source = cause.source();
     }
     for text in texts {
-        assert!(!text.contains(SENTINEL), "{what}: secret in {text}");
+        // Its start is enough to leak: a snippet cut in the middle of the
+        // secret must not show the part before the cut.
+        assert!(!text.contains(&SENTINEL[..8]), "{what}: secret in {text}");
     }
 }
 
@@ -123,6 +125,34 @@ async fn drive_every_path() {
         then.status(200).body(format!(r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><{SENTINEL}/></soap:Body></soap:Envelope>"#));
     })
     .await;
+    // The secret as the fault code, and as an unknown fault category.
+    echo.mock_async(|when, then| {
+        when.method(POST).path("/code");
+        then.status(500).body(format!(
+            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault><faultcode>{SENTINEL}</faultcode><faultstring>no</faultstring><detail><ECGridOSSOAPErrorCode>{SENTINEL}</ECGridOSSOAPErrorCode></detail></soap:Fault></soap:Body></soap:Envelope>"#
+        ));
+    })
+    .await;
+    // An error page whose snippet would be cut in the middle of the secret.
+    echo.mock_async(|when, then| {
+        when.method(POST).path("/cut");
+        then.status(502)
+            .body(format!("{}{SENTINEL} and more", "x".repeat(190)));
+    })
+    .await;
+    echo.mock_async(|when, then| {
+        when.path_includes("/rest-code/v2/");
+        then.status(403).json_body(serde_json::json!({
+            "success": false, "errorCode": SENTINEL, "message": "no", "data": null
+        }));
+    })
+    .await;
+    echo.mock_async(|when, then| {
+        when.path_includes("/rest-cut/v2/");
+        then.status(502)
+            .body(format!("{}{SENTINEL} and more", "x".repeat(190)));
+    })
+    .await;
     echo.mock_async(|when, then| {
         when.path_includes("/v2/");
         then.status(401).json_body(serde_json::json!({
@@ -130,7 +160,7 @@ async fn drive_every_path() {
         }));
     })
     .await;
-    for path in ["/fault", "/page", "/malformed"] {
+    for path in ["/fault", "/page", "/malformed", "/code", "/cut"] {
         let c = fast(&echo.url(path));
         check(path, &c.who_am_i(&session).await.unwrap_err());
         check(path, &c.generate_api_key(&key, user).await.unwrap_err());
@@ -153,6 +183,19 @@ async fn drive_every_path() {
         &rest.login("someone", &password).await.unwrap_err(),
     );
     check("rest bearer", &rest.me(&session).await.unwrap_err());
+    for prefix in ["/rest-code", "/rest-cut"] {
+        let rest = RestClient::builder()
+            .base_url(echo.url(prefix))
+            .build()
+            .unwrap();
+        check(prefix, &rest.get_api_key(&key, user).await.unwrap_err());
+        check(
+            prefix,
+            &rest.generate_api_key(&key, user).await.unwrap_err(),
+        );
+        check(prefix, &rest.login("someone", &password).await.unwrap_err());
+        check(prefix, &rest.me(&session).await.unwrap_err());
+    }
 
     // Connection refused, reset after the request (outcome unknown), timeout.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

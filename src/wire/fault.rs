@@ -169,11 +169,17 @@ impl SoapFault {
     /// Replaces every occurrence of each secret in the fault's texts with
     /// `<redacted>`, in case a server echoes a request value back.
     pub(crate) fn redact(&mut self, secrets: &[&str]) {
+        if let FaultCode::Other(code) = &mut self.code {
+            super::redact_in_place(code, secrets);
+        }
         super::redact_in_place(&mut self.message, secrets);
         if let Some(actor) = &mut self.actor {
             super::redact_in_place(actor, secrets);
         }
         if let Some(d) = &mut self.detail {
+            if let Some(FaultCategory::Other(category)) = &mut d.category {
+                super::redact_in_place(category, secrets);
+            }
             let fields = [
                 &mut d.error_code,
                 &mut d.error_string,
