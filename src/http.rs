@@ -2,6 +2,10 @@
 //! client, per-phase timeouts, a body size limit enforced while streaming, and
 //! the retry policy.
 
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -201,10 +205,81 @@ impl HttpReply {
     }
 }
 
+tokio::task_local! {
+    /// The attempt being polled, for the connector to report to. Each
+    /// attempt has its own (no allocation: it lives in the attempt's future).
+    static ATTEMPT: AttemptWatch;
+}
+
+/// What one attempt knows of the connection it may be opening.
+#[derive(Default)]
+struct AttemptWatch {
+    /// How many times the attempt was polled.
+    polls: Cell<u64>,
+    /// The last poll of the attempt in which a connect of its own was polled
+    /// and still pending.
+    connect_pending_at: Cell<u64>,
+}
+
+impl AttemptWatch {
+    /// True when the attempt's latest poll was still waiting for a
+    /// connection it was opening. A connect whose request went out on a
+    /// pooled connection instead is finished in the background, outside the
+    /// attempt, and no longer counts.
+    fn connecting(&self) -> bool {
+        self.connect_pending_at.get() == self.polls.get()
+    }
+}
+
+/// A connector layer that tells the attempt polling a connect that it is
+/// still pending.
+#[derive(Clone, Copy, Debug)]
+struct ConnectWatchLayer;
+
+impl<S> tower_layer::Layer<S> for ConnectWatchLayer {
+    type Service = ConnectWatch<S>;
+    fn layer(&self, inner: S) -> ConnectWatch<S> {
+        ConnectWatch(inner)
+    }
+}
+
+/// See [`ConnectWatchLayer`].
+#[derive(Clone, Debug)]
+struct ConnectWatch<S>(S);
+
+impl<S, R> tower_service::Service<R> for ConnectWatch<S>
+where
+    S: tower_service::Service<R>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        let mut connect = Box::pin(self.0.call(request));
+        Box::pin(std::future::poll_fn(move |cx| {
+            let poll = connect.as_mut().poll(cx);
+            if poll.is_pending() {
+                let _ = ATTEMPT.try_with(|watch| watch.connect_pending_at.set(watch.polls.get()));
+            }
+            poll
+        }))
+    }
+}
+
 /// Why an exchange failed.
 pub(crate) enum Failure {
     /// The connection failed before any of the request was written.
-    NotSent { timed_out: bool, source: BoxError },
+    NotSent {
+        /// The limit that expired while connecting, if one did.
+        timed_out: Option<Duration>,
+        source: BoxError,
+    },
     /// The request may have been (partly) written; no complete answer came.
     MaybeSent {
         phase: Option<TimeoutPhase>,
@@ -233,6 +308,7 @@ impl Http {
             // A redirected POST turns into a GET; a SOAP call must not follow one.
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
+            .connector_layer(ConnectWatchLayer)
             .build()
             .map_err(|e| Error::invalid_input("HTTP client", format!("cannot be built: {e}")))?;
         Ok(Http {
@@ -244,14 +320,36 @@ impl Http {
 
     /// Sends `request` and reads the whole response within the time and size
     /// limits of one attempt. One timer covers the attempt; the phase it was
-    /// in when it expired is kept beside it.
+    /// in when it expired is kept beside it. When it expires while the
+    /// attempt is still opening its connection, nothing was written: that is
+    /// a connect timeout, never a possibly-sent request.
     pub async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<HttpReply, Failure> {
+        ATTEMPT
+            .scope(AttemptWatch::default(), self.exchange_watched(request))
+            .await
+    }
+
+    async fn exchange_watched(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<HttpReply, Failure> {
         let deadline = Instant::now() + self.settings.timeout;
         // Set once the response headers are in: the timeout then expired
         // while reading the body.
         let answered = std::sync::atomic::AtomicBool::new(false);
-        match timeout_at(deadline, self.exchange_untimed(request, &answered)).await {
+        let mut untimed = std::pin::pin!(self.exchange_untimed(request, &answered));
+        let counted = std::future::poll_fn(|cx| {
+            let _ = ATTEMPT.try_with(|watch| watch.polls.set(watch.polls.get() + 1));
+            untimed.as_mut().poll(cx)
+        });
+        match timeout_at(deadline, counted).await {
             Ok(result) => result,
+            Err(_elapsed) if ATTEMPT.try_with(AttemptWatch::connecting).unwrap_or(false) => {
+                Err(Failure::NotSent {
+                    timed_out: Some(self.settings.timeout),
+                    source: "the connection was still being opened".into(),
+                })
+            }
             Err(_elapsed) => {
                 let answered = answered.load(std::sync::atomic::Ordering::Relaxed);
                 Err(Failure::MaybeSent {
@@ -275,7 +373,7 @@ impl Http {
         let mut response = match request.send().await {
             Err(e) if e.is_connect() => {
                 return Err(Failure::NotSent {
-                    timed_out: e.is_timeout(),
+                    timed_out: e.is_timeout().then_some(self.settings.connect_timeout),
                     source: Box::new(e.without_url()),
                 })
             }
@@ -339,13 +437,14 @@ impl Http {
         match (failure, idempotency) {
             (
                 Failure::NotSent {
-                    timed_out: true, ..
+                    timed_out: Some(limit),
+                    ..
                 },
                 _,
             ) => Error::Timeout {
                 operation,
                 phase: TimeoutPhase::Connect,
-                limit: settings.connect_timeout,
+                limit,
             },
             (Failure::NotSent { source, .. }, _) => Error::Transport {
                 operation,

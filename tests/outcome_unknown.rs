@@ -137,3 +137,85 @@ async fn refused_connection_is_transport_for_every_call() {
     // Nothing was written, so this is a plain transport error, not an unknown outcome.
     assert!(err.is_transport(), "{err:?}");
 }
+
+/// A loopback address whose connects never complete: a listener with a
+/// backlog of one that never accepts, its queue filled. Keep the returned
+/// values alive while it is used.
+fn blackhole() -> (
+    socket2::Socket,
+    Vec<std::net::TcpStream>,
+    std::net::SocketAddr,
+) {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    listener
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    listener.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    // Connect until one does not complete: from then on the queue is full.
+    for _ in 0..16 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(stream) => queued.push(stream),
+            Err(_) => return (listener, queued, addr),
+        }
+    }
+    panic!("the listen queue never filled");
+}
+
+#[tokio::test]
+async fn a_connect_that_never_completes_is_a_connect_timeout_not_an_unknown_outcome() {
+    let (_listener, _queued, addr) = blackhole();
+    let url = format!("http://{addr}/v4.1/prod/ECGridOS.asmx");
+    // The attempt limit is shorter than the connect limit: still, nothing
+    // was sent, and the phase is named.
+    let c = Client::builder()
+        .endpoint(&url)
+        .connect_timeout(Duration::from_millis(300))
+        .timeout(Duration::from_millis(200))
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    for err in [
+        c.generate_api_key(&SessionId::new("S"), UserId::from(1))
+            .await
+            .unwrap_err(),
+        c.login("me", &ecgridos::Password::new("pw"))
+            .await
+            .unwrap_err(),
+        c.user_get_api_key(&SessionId::new("S"), UserId::from(1))
+            .await
+            .unwrap_err(),
+    ] {
+        match &err {
+            ecgridos::Error::Timeout { phase, .. } => {
+                assert_eq!(*phase, TimeoutPhase::Connect, "{err:?}")
+            }
+            other => panic!("expected a connect timeout, got {other:?}"),
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let rest = ecgridos::RestClient::builder()
+        .base_url(format!("http://{addr}"))
+        .connect_timeout(Duration::from_millis(300))
+        .timeout(Duration::from_millis(200))
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let err = rest
+        .generate_api_key(&ecgridos::ApiKey::new("k"), UserId::from(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ecgridos::Error::Timeout {
+                phase: TimeoutPhase::Connect,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
