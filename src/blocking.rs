@@ -1,5 +1,6 @@
 //! A blocking wrapper around the async [`Client`](crate::Client), for programs
-//! without an async runtime. It runs its own single-threaded tokio runtime.
+//! without an async runtime. It runs its own tokio runtime with one worker
+//! thread, which keeps driving the pooled connections between calls.
 
 use crate::error::{Error, Result};
 use crate::operations::{Operation, UserId};
@@ -26,8 +27,16 @@ pub struct Client {
 
 impl Client {
     /// Builds the client from an async client's builder.
+    ///
+    /// Its runtime has one worker thread of its own, so that connections
+    /// stay driven while no call is running: a pooled connection the server
+    /// closed while idle is noticed and dropped, instead of being picked for
+    /// the next call and failing it (for a rotation, with a false
+    /// [`Error::OutcomeUnknown`]).
     pub fn new(builder: ClientBuilder) -> Result<Client> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ecgridos-blocking")
             .enable_all()
             .build()
             .map_err(|e| Error::invalid_input("runtime", format!("cannot start: {e}")))?;
