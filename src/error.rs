@@ -459,13 +459,13 @@ pub const SNIPPET_CHARS: usize = 200;
 
 /// The start of a (redacted) body as one line of printable text.
 fn cut_snippet(text: &str) -> String {
-    let mut words = text
+    let words = text
         .split_whitespace()
         .filter(|w| w.chars().any(|c| !c.is_control()));
     let mut out = String::new();
     let mut chars = 0;
     let mut cut = false;
-    'outer: while let Some(word) = words.next() {
+    'outer: for word in words {
         if chars > 0 {
             if chars == SNIPPET_CHARS {
                 cut = true;

@@ -360,3 +360,96 @@ mod raw {
         assert!(text.contains("soapAction=\"https://os.ecgrid.io/GenerateAPIKey\""));
     }
 }
+
+#[tokio::test]
+async fn expired_sessions_are_purged_and_not_counted() {
+    let server = FakeServer::builder()
+        .session_timeout(std::time::Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    let client = soap_client(&server);
+    let admin = server.user("admin").unwrap();
+    for _ in 0..5 {
+        client.login("admin", &admin.password).await.unwrap();
+    }
+    assert_eq!(server.open_sessions(), 5);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(server.open_sessions(), 0, "expired sessions were purged");
+    let session = client.login("admin", &admin.password).await.unwrap();
+    let me = client.who_am_i(&session).await.unwrap();
+    assert_eq!(me.open_sessions, 1, "only the live session is counted");
+}
+
+#[tokio::test]
+async fn idle_and_slow_connections_are_closed_and_never_stop_the_fake() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let limit = Duration::from_millis(400);
+    let server = FakeServer::builder()
+        .idle_timeout(limit)
+        .header_timeout(limit)
+        .body_timeout(limit)
+        .start()
+        .await
+        .unwrap();
+    let addr = server.addr();
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        held.push(("idle", TcpStream::connect(addr).await.unwrap()));
+    }
+    for _ in 0..20 {
+        let mut sock = TcpStream::connect(addr).await.unwrap();
+        sock.write_all(b"POST /v4.1/prod/ECGridOS.asmx HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        held.push(("slow header", sock));
+    }
+    for _ in 0..20 {
+        let mut sock = TcpStream::connect(addr).await.unwrap();
+        sock.write_all(
+            b"POST /v2/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"login\":",
+        )
+        .await
+        .unwrap();
+        held.push(("slow body", sock));
+    }
+    // With all of them open, a normal call is answered at once.
+    let client = Client::builder()
+        .endpoint(server.soap_url())
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(client.version().await.unwrap(), "4.1");
+    assert!(started.elapsed() < limit, "took {:?}", started.elapsed());
+    // The fake closes each of them once its limit passed.
+    let deadline = Instant::now() + limit * 6;
+    for (what, mut sock) in held {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout_at(deadline.into(), sock.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "{what}: still open after {:?}", limit * 6);
+        let answer = String::from_utf8_lossy(&answer);
+        match what {
+            "slow body" => assert!(answer.starts_with("HTTP/1.1 408"), "{answer}"),
+            _ => assert!(answer.is_empty(), "{what}: {answer}"),
+        }
+    }
+    // A keep-alive connection survives shorter pauses between requests,
+    // longer than a third of the limit in all.
+    let mut sock = TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 4096];
+    for _ in 0..3 {
+        tokio::time::sleep(limit / 2).await;
+        sock.write_all(b"GET /v2/auth/version HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let n = tokio::time::timeout(limit, sock.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    }
+}

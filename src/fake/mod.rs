@@ -20,6 +20,7 @@
 //! rotate their own key; `NetworkAdmin` may act on users of its own network;
 //! `NetOps`, `TechOps` and `Root` on anyone; everyone else only on themselves.
 
+mod conn;
 mod rest;
 mod soap;
 mod state;
@@ -32,7 +33,7 @@ use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::secret::ApiKey;
@@ -73,6 +74,7 @@ pub struct FakeServerBuilder {
     detail_shape: DetailShape,
     namespace: String,
     latency: Duration,
+    timeouts: conn::Timeouts,
 }
 
 impl Default for FakeServerBuilder {
@@ -84,6 +86,11 @@ impl Default for FakeServerBuilder {
             detail_shape: DetailShape::default(),
             namespace: crate::wire::DEFAULT_NAMESPACE.to_string(),
             latency: Duration::ZERO,
+            timeouts: conn::Timeouts {
+                idle: Duration::from_secs(30),
+                header: Duration::from_secs(10),
+                body: Duration::from_secs(10),
+            },
         }
     }
 }
@@ -126,6 +133,27 @@ impl FakeServerBuilder {
         self
     }
 
+    /// A connection with no request in progress for this long is closed
+    /// (default 30 s).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.idle = timeout;
+        self
+    }
+
+    /// A request's headers must arrive within this from its first byte, or
+    /// the connection is closed (default 10 s).
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.header = timeout;
+        self
+    }
+
+    /// A request's body must arrive within this once its headers are in, or
+    /// the fake answers 408 and closes the connection (default 10 s).
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.body = timeout;
+        self
+    }
+
     /// Binds and starts serving on the current tokio runtime.
     pub async fn start(self) -> std::io::Result<FakeServer> {
         let users = self.users.unwrap_or_else(SeedUser::defaults);
@@ -160,6 +188,12 @@ impl FakeServerBuilder {
             .route("/v2/auth/version", get(rest::version))
             .fallback(rest::not_found)
             .with_state(shared.clone());
+        let body_timeout = self.timeouts.body;
+        let app = app.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                conn::body_within(body_timeout, request, next)
+            },
+        ));
         let latency = self.latency;
         let app = if latency.is_zero() {
             app
@@ -171,15 +205,8 @@ impl FakeServerBuilder {
                 },
             ))
         };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            let _ = axum::serve(listener, service)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(conn::serve(listener, app, self.timeouts, stopped));
         Ok(FakeServer {
             addr,
             shared,
@@ -194,7 +221,7 @@ impl FakeServerBuilder {
 pub struct FakeServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<watch::Sender<bool>>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -269,6 +296,12 @@ impl FakeServer {
         self.shared.state.rotations(user_id)
     }
 
+    /// Sessions open now. Expired sessions are purged (here and whenever a
+    /// session is opened or counted), never counted.
+    pub fn open_sessions(&self) -> usize {
+        self.shared.state.open_sessions()
+    }
+
     /// The session inactivity timeout in force.
     pub fn session_timeout(&self) -> Duration {
         self.shared.state.session_timeout()
@@ -277,7 +310,7 @@ impl FakeServer {
     /// Stops the server and waits until it has stopped.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
@@ -288,7 +321,7 @@ impl FakeServer {
 impl Drop for FakeServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
     }
 }

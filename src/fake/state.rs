@@ -306,6 +306,7 @@ impl State {
             .ok_or(bad)?;
         user.last_login = Some(SystemTime::now());
         let user_id = user.seed.user_id;
+        self.purge_expired(&mut inner);
         let session = new_key();
         inner.next_event += 1;
         let event_id = inner.next_event;
@@ -318,6 +319,21 @@ impl State {
             },
         );
         Ok(SessionId::new(session))
+    }
+
+    /// Drops the sessions whose inactivity timeout has passed.
+    fn purge_expired(&self, inner: &mut Inner) {
+        let now = Instant::now();
+        inner
+            .sessions
+            .retain(|_, s| now.duration_since(s.last_seen) <= self.session_timeout);
+    }
+
+    /// The sessions open now (expired ones purged first).
+    pub fn open_sessions(&self) -> usize {
+        let mut inner = self.lock();
+        self.purge_expired(&mut inner);
+        inner.sessions.len()
     }
 
     /// `Logout`: true when the session existed.
@@ -340,6 +356,7 @@ impl State {
     pub fn who_am_i(&self, credential: Option<&str>, ip: &str) -> Result<SessionInfo, Denial> {
         let mut inner = self.lock();
         let caller = self.authenticate(&mut inner, credential)?;
+        self.purge_expired(&mut inner);
         let open_sessions = inner
             .sessions
             .values()

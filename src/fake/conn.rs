@@ -1,0 +1,247 @@
+//! The fake's HTTP/1.1 connections, one task each. A connection is closed
+//! when it has been idle too long, when a request's headers or body arrive
+//! too slowly, and (once idle) when the server stops; so idle or stalled
+//! sockets cannot pile up and stop it.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// The time limits of a connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timeouts {
+    /// No request in progress for this long: the connection is closed.
+    pub idle: Duration,
+    /// A request's headers, from its first byte, must arrive within this.
+    pub header: Duration,
+    /// A request's body must arrive within this once its headers are in.
+    pub body: Duration,
+}
+
+/// The largest request body the fake reads (axum's default limit).
+const MAX_BODY: usize = 2 * 1024 * 1024;
+
+/// What a connection is doing, for its watchdog.
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    /// No request in progress since this instant.
+    Idle(Instant),
+    /// The first bytes of a request arrived at this instant; its headers are
+    /// not complete yet.
+    Head(Instant),
+    /// This many requests are being handled.
+    Busy(usize),
+}
+
+#[derive(Debug)]
+struct Activity(Mutex<Phase>);
+
+impl Activity {
+    fn phase(&self) -> MutexGuard<'_, Phase> {
+        // Each update is one assignment: a poisoned lock is still consistent.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bytes_read(&self) {
+        let mut phase = self.phase();
+        if let Phase::Idle(_) = *phase {
+            *phase = Phase::Head(Instant::now());
+        }
+    }
+
+    fn expired(&self, timeouts: &Timeouts) -> bool {
+        match *self.phase() {
+            Phase::Idle(since) => since.elapsed() >= timeouts.idle,
+            Phase::Head(since) => since.elapsed() >= timeouts.header,
+            Phase::Busy(_) => false,
+        }
+    }
+}
+
+/// Marks a request in progress for as long as it lives.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn begin(activity: &Arc<Activity>) -> Busy {
+        let mut phase = activity.phase();
+        *phase = match *phase {
+            Phase::Busy(n) => Phase::Busy(n + 1),
+            _ => Phase::Busy(1),
+        };
+        Busy(activity.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut phase = self.0.phase();
+        *phase = match *phase {
+            Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
+            _ => Phase::Idle(Instant::now()),
+        };
+    }
+}
+
+/// The socket, telling the watchdog when request bytes arrive.
+struct Watched {
+    io: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.io).poll_read(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.activity.bytes_read();
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// Middleware: reads the whole request body within `limit`, or answers 408
+/// and closes the connection.
+pub(crate) async fn body_within(limit: Duration, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, bytes.into())).await,
+        Ok(Err(_)) => (
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            [(axum::http::header::CONNECTION, "close")],
+            "request body too large or broken",
+        )
+            .into_response(),
+        Err(_) => (
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            [(axum::http::header::CONNECTION, "close")],
+            "request body too slow",
+        )
+            .into_response(),
+    }
+}
+
+/// Accepts connections until `stop` changes (or its sender is gone), then
+/// lets every connection finish its request in progress and waits for them.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    timeouts: Timeouts,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let task = connection(stream, peer, router.clone(), timeouts, stop.clone());
+                    connections.spawn(task);
+                }
+                // Out of file descriptors, say: idle connections are being
+                // closed by their watchdogs; try again shortly.
+                Err(e) => {
+                    tracing::debug!(error = %e, "fake: accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    timeouts: Timeouts,
+    mut stop: watch::Receiver<bool>,
+) {
+    let activity = Arc::new(Activity(Mutex::new(Phase::Idle(Instant::now()))));
+    let io = TokioIo::new(Watched {
+        io: stream,
+        activity: activity.clone(),
+    });
+    let requests = activity.clone();
+    let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let busy = Busy::begin(&requests);
+        let mut router = router.clone();
+        async move {
+            let response =
+                tower_service::Service::call(&mut router, request.map(axum::body::Body::new)).await;
+            drop(busy);
+            response
+        }
+    });
+    // The watchdog below keeps the time limits; hyper's own header timer
+    // would also cut idle keep-alive connections at its own default.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .header_read_timeout(None)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let check = (timeouts.idle.min(timeouts.header) / 4).max(Duration::from_millis(5));
+    let mut tick = tokio::time::interval(check);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            // Dropping the connection closes the socket.
+            _ = tick.tick() => if activity.expired(&timeouts) { return },
+            _ = stop.changed() => {
+                // Finish the request in progress, within the time limits.
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(timeouts.header + timeouts.body, conn).await;
+                return;
+            }
+        }
+    }
+}
