@@ -186,8 +186,8 @@ async fn concurrent_rotations_leave_exactly_one_valid_key() {
     assert_eq!(server.api_key(alice.get()), Some(valid[0].clone()));
 }
 
-#[tokio::test]
-async fn expired_sessions_are_refused() {
+/// A fake whose sessions expire after 200 ms, a client of it, and its admin.
+async fn short_sessions() -> (FakeServer, Client, SeedUser) {
     let server = FakeServer::builder()
         .session_timeout(std::time::Duration::from_millis(200))
         .start()
@@ -195,6 +195,12 @@ async fn expired_sessions_are_refused() {
         .unwrap();
     let client = soap_client(&server);
     let admin = server.user("admin").unwrap();
+    (server, client, admin)
+}
+
+#[tokio::test]
+async fn expired_sessions_are_refused() {
+    let (server, client, admin) = short_sessions().await;
     let session = client.login("admin", &admin.password).await.unwrap();
     client.who_am_i(&session).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
@@ -363,13 +369,7 @@ mod raw {
 
 #[tokio::test]
 async fn expired_sessions_are_purged_and_not_counted() {
-    let server = FakeServer::builder()
-        .session_timeout(std::time::Duration::from_millis(200))
-        .start()
-        .await
-        .unwrap();
-    let client = soap_client(&server);
-    let admin = server.user("admin").unwrap();
+    let (server, client, admin) = short_sessions().await;
     for _ in 0..5 {
         client.login("admin", &admin.password).await.unwrap();
     }
