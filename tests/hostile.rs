@@ -153,6 +153,18 @@ fn soap_ok(op: &str, result: &str) -> Vec<u8> {
     )
 }
 
+/// A SOAP 1.1 fault under HTTP 500, with this code and detail markup.
+fn soap_fault(code: &str, detail: &str) -> Vec<u8> {
+    http(
+        "500 Internal Server Error",
+        "text/xml",
+        format!(
+            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault><faultcode>{code}</faultcode><faultstring>x</faultstring>{detail}</soap:Fault></soap:Body></soap:Envelope>"#
+        )
+        .as_bytes(),
+    )
+}
+
 fn client(url: &str) -> Client {
     Client::builder()
         .endpoint(url)
@@ -423,15 +435,8 @@ async fn reads_are_retried_with_backoff_and_recover() {
     );
     assert_eq!(server.requests.load(Ordering::SeqCst), 3);
     // A fault is an answer, never retried.
-    let fault = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault><faultcode>soap:Server</faultcode><faultstring>x</faultstring></soap:Fault></soap:Body></soap:Envelope>"#;
-    let server = hostile(move |_, _| {
-        Action::Send(http(
-            "500 Internal Server Error",
-            "text/xml",
-            fault.as_bytes(),
-        ))
-    })
-    .await;
+    let fault = soap_fault("soap:Server", "");
+    let server = hostile(move |_, _| Action::Send(fault.clone())).await;
     let c = Client::builder().endpoint(&server.url).build().unwrap();
     assert!(c.version().await.unwrap_err().is_fault());
     assert_eq!(server.requests.load(Ordering::SeqCst), 1);
@@ -550,15 +555,18 @@ fn unclear_rest_answers() -> Vec<(&'static str, Action)> {
     ]
 }
 
+/// Retries quickly, so that a second attempt would show.
+const RETRYING: RetryPolicy = RetryPolicy {
+    max_attempts: 4,
+    base_delay: Duration::from_millis(1),
+    max_delay: Duration::from_millis(2),
+};
+
 fn rest_client(base: &str) -> ecgridos::RestClient {
     ecgridos::RestClient::builder()
         .base_url(base)
         .timeout(Duration::from_millis(1500))
-        .retry(RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(2),
-        })
+        .retry(RETRYING)
         .build()
         .unwrap()
 }
@@ -575,11 +583,7 @@ async fn unclear_answers_to_state_changes_are_outcome_unknown_and_sent_once() {
         Client::builder()
             .endpoint(url)
             .timeout(Duration::from_millis(1500))
-            .retry(RetryPolicy {
-                max_attempts: 4,
-                base_delay: Duration::from_millis(1),
-                max_delay: Duration::from_millis(2),
-            })
+            .retry(RETRYING)
             .build()
             .unwrap()
     };
@@ -637,15 +641,11 @@ async fn unclear_answers_to_state_changes_are_outcome_unknown_and_sent_once() {
 #[tokio::test]
 async fn clear_refusals_of_state_changes_and_unclear_reads_keep_their_errors() {
     // A fault and a REST error body naming an errorCode are refusals.
-    let fault = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault><faultcode>soap:Client</faultcode><faultstring>no</faultstring><detail><ECGridOSSOAPErrorCode>Authorization</ECGridOSSOAPErrorCode></detail></soap:Fault></soap:Body></soap:Envelope>"#;
-    let server = hostile(move |_, _| {
-        Action::Send(http(
-            "500 Internal Server Error",
-            "text/xml",
-            fault.as_bytes(),
-        ))
-    })
-    .await;
+    let fault = soap_fault(
+        "soap:Client",
+        "<detail><ECGridOSSOAPErrorCode>Authorization</ECGridOSSOAPErrorCode></detail>",
+    );
+    let server = hostile(move |_, _| Action::Send(fault.clone())).await;
     let err = client(&server.url)
         .generate_api_key(&SessionId::new("s"), UserId::from(1))
         .await
