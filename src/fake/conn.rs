@@ -180,6 +180,8 @@ pub(crate) async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Small answers go out at once, not after Nagle's delay.
+                    let _ = stream.set_nodelay(true);
                     let task = connection(stream, peer, router.clone(), timeouts, stop.clone());
                     connections.spawn(task);
                 }
