@@ -200,7 +200,7 @@ async fn short_sessions() -> (FakeServer, Client, SeedUser) {
 
 #[tokio::test]
 async fn expired_sessions_are_refused() {
-    let (server, client, admin) = short_sessions().await;
+    let (_server, client, admin) = short_sessions().await;
     let session = client.login("admin", &admin.password).await.unwrap();
     client.who_am_i(&session).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
