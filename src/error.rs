@@ -32,7 +32,8 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// A time limit expired.
+    /// A time limit expired. In the [`TimeoutPhase::Connect`] phase nothing
+    /// was sent, whatever the call.
     #[error("{operation}: timed out {phase} after {limit:?}")]
     Timeout {
         /// The operation called.
@@ -43,8 +44,10 @@ pub enum Error {
         limit: Duration,
     },
 
-    /// The server answered with an HTTP error status and no SOAP fault (an
-    /// HTML error page from a proxy, say).
+    /// A read was answered with an HTTP error status and no SOAP fault or
+    /// REST error body (an HTML error page from a proxy, say). For a call
+    /// that changes state such an answer is [`Error::OutcomeUnknown`]: the
+    /// proxy may have answered after the service acted.
     #[error("{operation}: HTTP {status}: {snippet}")]
     HttpStatus {
         /// The operation called.
@@ -112,7 +115,9 @@ pub enum Error {
     },
 
     /// A call that changes state may or may not have taken effect: the request
-    /// may have reached the server and no answer came back. It is not retried.
+    /// may have reached the server, and no answer came back, or one that is
+    /// not a clear refusal (only a SOAP fault or a REST error body naming an
+    /// `errorCode` is). It is not retried; [`Error::advice`] says what to do.
     #[error("{operation}: outcome unknown ({cause}): {advice}")]
     OutcomeUnknown {
         /// The operation called.

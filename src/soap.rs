@@ -180,7 +180,8 @@ impl Client {
     /// working at once.
     ///
     /// This call is never sent twice by the client. When the request may have
-    /// reached the service but no answer came, it fails with
+    /// reached the service but no clear answer came (neither the new key nor a
+    /// fault), it fails with
     /// [`Error::OutcomeUnknown`]: read the current key with
     /// [`user_get_api_key`](Self::user_get_api_key) rather than rotating again.
     pub async fn generate_api_key<'a>(
