@@ -219,3 +219,52 @@ async fn a_connect_that_never_completes_is_a_connect_timeout_not_an_unknown_outc
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_silent_answer_on_a_pooled_connection_is_still_an_unknown_outcome() {
+    // One keep-alive connection: the first request is answered, the second
+    // (a rotation sent on the pooled connection) never is. No connection is
+    // being opened when the time runs out, so it must not pass for a
+    // connect timeout.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/v4.1/prod/ECGridOS.asmx",
+        listener.local_addr().unwrap()
+    );
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        count.fetch_add(1, Ordering::SeqCst);
+        if common::read_http_request(&mut sock).await.is_none() {
+            return;
+        }
+        let body = r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><VersionResponse xmlns="https://os.ecgrid.io/"><VersionResult>4.1</VersionResult></VersionResponse></soap:Body></soap:Envelope>"#;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let _ = sock.write_all(format!("{head}{body}").as_bytes()).await;
+        let _ = common::read_http_request(&mut sock).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let c = Client::builder()
+        .endpoint(&url)
+        .timeout(Duration::from_millis(300))
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    assert_eq!(c.version().await.unwrap(), "4.1");
+    let err = c
+        .generate_api_key(&SessionId::new("S"), UserId::from(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err:?}");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the connection was pooled"
+    );
+}
