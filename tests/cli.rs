@@ -467,11 +467,13 @@ fn root_and_users(ids: impl Iterator<Item = i32>) -> Vec<SeedUser> {
         .collect()
 }
 
+/// The journal's user records (its header left out).
 fn read_records(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r.get("user_id").is_some())
         .collect()
 }
 

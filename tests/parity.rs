@@ -61,7 +61,7 @@ async fn the_scenario_is_the_same_over_both_protocols() {
             Some(&comparison.new_keys[1].1),
             b.server.api_key(alice.get()).as_ref()
         );
-        for step in &steps {
+        for step in steps {
             assert_eq!(step.observed.len(), 2);
             assert!(step.same(), "{step:?}");
             if caller == "alice" && step.step == "unknown user" {

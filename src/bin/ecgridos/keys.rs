@@ -343,7 +343,10 @@ pub async fn compare(g: &Global, args: CompareArgs) -> Exit {
         }
         text
     };
-    let printed = print_secret(&table, &format!("the scenario's results with user {user}'s new keys"));
+    let printed = print_secret(
+        &table,
+        &format!("the scenario's results with user {user}'s new keys"),
+    );
     in_flight.stored();
     if let Some(protocol) = comparison.stopped_after {
         say!("stopped after the {protocol} run: its rotation's outcome is unknown; to see the key now in force, without rotating again: ecgridos get-api-key --user-id {user}");

@@ -36,7 +36,10 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Exit {
     let g = &cli.global;
-    if matches!(cli.command, Command::GenerateApiKey(_) | Command::Compare(_)) {
+    if matches!(
+        cli.command,
+        Command::GenerateApiKey(_) | Command::Compare(_)
+    ) {
         signals::install();
     }
     match cli.command {

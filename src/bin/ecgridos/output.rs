@@ -366,14 +366,15 @@ pub fn prepare_secret_file(target: &Path, force: bool) -> Result<PreparedFile, E
     })
 }
 
-/// Creates a file readable and writable by its owner only.
+/// Creates a file readable and writable by its owner only: a new one for
+/// writing (`exclusive`), or else one opened (or created) for reading and
+/// appending.
 pub fn create_private(path: &Path, exclusive: bool) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true);
     if exclusive {
-        options.create_new(true);
+        options.write(true).create_new(true);
     } else {
-        options.create(true).append(true);
+        options.read(true).create(true).append(true);
     }
     #[cfg(unix)]
     {

@@ -80,7 +80,9 @@ pub fn install() {
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
         ) else {
-            tracing::warn!("cannot watch for SIGINT/SIGTERM; an interrupt ends the process at once");
+            tracing::warn!(
+                "cannot watch for SIGINT/SIGTERM; an interrupt ends the process at once"
+            );
             return;
         };
         tokio::spawn(async move {
@@ -186,7 +188,10 @@ impl Drop for InFlight {
             let (user, key) = state.unsaved.remove(i);
             if !self.stored {
                 // A path that forgot to store the key: showing it beats losing it.
-                say!("the new key for user {user} (store it now): {}", key.expose());
+                say!(
+                    "the new key for user {user} (store it now): {}",
+                    key.expose()
+                );
             }
         }
         if stopping() && state.idle() {
