@@ -680,3 +680,315 @@ async fn batch_shows_progress_on_a_terminal() {
     );
     assert!(screen.contains("rotated 40, failed 0"), "{screen}");
 }
+
+// ---- Key safety (issue 12) ----
+
+impl Env {
+    /// The default users behind a fake that answers every request after `latency`.
+    async fn slow(latency: Duration) -> Env {
+        Env {
+            server: FakeServer::builder()
+                .latency(latency)
+                .start()
+                .await
+                .unwrap(),
+        }
+    }
+
+    /// A command authenticated with the user's login and password (the command
+    /// opens and closes its own session).
+    fn cmd_login(&self, login: &str, args: &[&str]) -> Command {
+        let mut cmd = ecgridos(args);
+        cmd.env("ECGRID_ENDPOINT", self.server.soap_url())
+            .env("ECGRID_LOGIN", login)
+            .env(
+                "ECGRID_PASSWORD",
+                self.server.user(login).unwrap().password.expose(),
+            );
+        cmd
+    }
+}
+
+/// Where the child's standard output goes.
+#[derive(Clone, Copy, Debug)]
+enum Sink {
+    /// File descriptor 1 closed.
+    Closed,
+    /// `/dev/full`: every write fails with ENOSPC.
+    Full,
+    /// A pipe whose reader is already gone: EPIPE.
+    BrokenPipe,
+}
+
+/// Runs `cmd` with its standard output pointing at `sink`.
+async fn run_into(cmd: Command, sink: Sink) -> Output {
+    let mut cmd = match sink {
+        Sink::Closed => {
+            // The same program, arguments and environment, behind a shell
+            // that closes descriptor 1 before exec.
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg("exec \"$0\" \"$@\" >&-")
+                .arg(cmd.get_program())
+                .args(cmd.get_args());
+            for (k, v) in cmd.get_envs() {
+                match v {
+                    Some(v) => sh.env(k, v),
+                    None => sh.env_remove(k),
+                };
+            }
+            sh.stdin(Stdio::null());
+            sh
+        }
+        _ => cmd,
+    };
+    tokio::task::spawn_blocking(move || {
+        cmd.stderr(Stdio::piped());
+        match sink {
+            Sink::Closed => {}
+            Sink::Full => {
+                cmd.stdout(std::fs::File::create("/dev/full").unwrap());
+            }
+            Sink::BrokenPipe => {
+                cmd.stdout(Stdio::piped());
+            }
+        }
+        let mut child = cmd.spawn().unwrap();
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn assert_no_panic(out: &Output) {
+    let err = stderr(out);
+    assert!(
+        !err.contains("panicked") && code(out) != 101,
+        "exit {}: {err}",
+        code(out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_key_that_stdout_cannot_take_goes_to_stderr() {
+    let env = Env::new().await;
+    let alice = env.id("alice");
+    for sink in [Sink::Closed, Sink::Full, Sink::BrokenPipe] {
+        for json in [false, true] {
+            let mut args = vec!["generate-api-key", "--user-id", &alice, "--yes"];
+            if json {
+                args.push("--json");
+            }
+            let out = run_into(env.cmd("admin", &args), sink).await;
+            assert_no_panic(&out);
+            assert_eq!(code(&out), 1, "{sink:?}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(
+                err.contains(&format!("the new key for user {alice} (store it now): "))
+                    && err.contains(env.key("alice").expose()),
+                "{sink:?}: the key in force must be on stderr: {err}"
+            );
+        }
+    }
+    assert_eq!(env.server.rotations(alice.parse().unwrap()), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_commands_fail_cleanly_on_an_unwritable_stdout() {
+    let env = Env::new().await;
+    // login: the session whose ID could not be delivered is ended again.
+    let out = run_into(env.cmd_login("admin", &["login"]), Sink::Full).await;
+    assert_no_panic(&out);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the session was ended"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.server.soap_calls("Logout"), 1);
+
+    for sink in [Sink::Full, Sink::BrokenPipe] {
+        let out = run_into(env.cmd("admin", &["version"]), sink).await;
+        assert_no_panic(&out);
+        assert_eq!(code(&out), 1, "{sink:?}: {}", stderr(&out));
+    }
+
+    // A batch's JSON summary: the keys are in the journal; exit 1, no panic.
+    let ids = tempfile("ids.txt");
+    std::fs::write(&ids, format!("{}\n", env.id("bob"))).unwrap();
+    let journal = tempfile("out.jsonl");
+    let out = run_into(
+        env.cmd(
+            "admin",
+            &[
+                "generate-api-key",
+                "--user-ids-from",
+                ids.to_str().unwrap(),
+                "--output-file",
+                journal.to_str().unwrap(),
+                "--yes",
+                "--json",
+            ],
+        ),
+        Sink::Full,
+    )
+    .await;
+    assert_no_panic(&out);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let rotated = read_records(&journal)
+        .into_iter()
+        .find(|r| r["outcome"] == "rotated")
+        .unwrap();
+    assert_eq!(rotated["api_key"].as_str(), Some(env.key("bob").expose()));
+}
+
+/// Sends `signal` (e.g. "INT") to the process.
+fn kill(pid: u32, signal: &str) {
+    assert!(Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Files left in a directory besides `keep`.
+fn others_in(dir: &Path, keep: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p != keep)
+        .collect()
+}
+
+/// Starts `cmd`, sends the signals after the given delays, and waits.
+async fn signalled(mut cmd: Command, signals: &[(u64, &'static str)]) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    for (at_ms, signal) in signals {
+        let at = Duration::from_millis(*at_ms);
+        tokio::time::sleep(at.saturating_sub(started.elapsed())).await;
+        kill(child.id(), signal);
+    }
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_a_rotation_lets_it_finish_and_store_the_key() {
+    let env = Env::slow(Duration::from_millis(2000)).await;
+    let alice = env.id("alice");
+    let path = tempfile("alice.key");
+    let cmd = env.cmd(
+        "admin",
+        &[
+            "generate-api-key",
+            "--user-id",
+            &alice,
+            "--yes",
+            "--output-file",
+            path.to_str().unwrap(),
+        ],
+    );
+    let out = signalled(cmd, &[(700, "INT")]).await;
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(stderr(&out).contains("letting the rotation in flight finish"));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("{}\n", env.key("alice").expose())
+    );
+    assert!(others_in(path.parent().unwrap(), &path).is_empty());
+    assert_eq!(env.server.rotations(alice.parse().unwrap()), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_is_stored_before_the_session_is_closed() {
+    // Login, rotation and logout take a second each; SIGTERM arrives while
+    // the logout is in flight.
+    let env = Env::slow(Duration::from_millis(1000)).await;
+    let alice = env.id("alice");
+    let path = tempfile("alice.key");
+    let cmd = env.cmd_login(
+        "admin",
+        &[
+            "generate-api-key",
+            "--user-id",
+            &alice,
+            "--yes",
+            "--output-file",
+            path.to_str().unwrap(),
+        ],
+    );
+    let out = signalled(cmd, &[(2500, "TERM")]).await;
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert_eq!(env.server.rotations(alice.parse().unwrap()), 1);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("{}\n", env.key("alice").expose())
+    );
+    assert!(others_in(path.parent().unwrap(), &path).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_aborts_and_says_how_to_find_the_key() {
+    let env = Env::slow(Duration::from_millis(2000)).await;
+    let alice = env.id("alice");
+    let path = tempfile("alice.key");
+    let cmd = env.cmd(
+        "admin",
+        &[
+            "generate-api-key",
+            "--user-id",
+            &alice,
+            "--yes",
+            "--output-file",
+            path.to_str().unwrap(),
+        ],
+    );
+    let out = signalled(cmd, &[(600, "INT"), (900, "TERM")]).await;
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("ecgridos get-api-key --user-id {alice}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .next()
+            .is_none(),
+        "no key file and no temporary file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_before_anything_is_sent_ends_at_once_without_leftovers() {
+    let env = Env::slow(Duration::from_millis(2000)).await;
+    let path = tempfile("alice.key");
+    // Logging in takes 2 s; the signal comes during the login.
+    let cmd = env.cmd_login(
+        "admin",
+        &[
+            "generate-api-key",
+            "--user-id",
+            &env.id("alice"),
+            "--yes",
+            "--output-file",
+            path.to_str().unwrap(),
+        ],
+    );
+    let started = Instant::now();
+    let out = signalled(cmd, &[(600, "INT")]).await;
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_millis(1900));
+    assert!(std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .next()
+        .is_none());
+    assert_eq!(env.server.rotations(env.id("alice").parse().unwrap()), 0);
+}
