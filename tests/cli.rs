@@ -992,3 +992,218 @@ async fn a_signal_before_anything_is_sent_ends_at_once_without_leftovers() {
         .is_none());
     assert_eq!(env.server.rotations(env.id("alice").parse().unwrap()), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_delivers_every_key_and_refuses_the_users_own_key() {
+    let env = Env::new().await;
+    let alice = env.id("alice");
+    let alice_id: i32 = alice.parse().unwrap();
+    let out = run(env.cmd("admin", &["compare", "--user-id", &alice, "--yes"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    let keys: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("new key for user {alice} from the ")))
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2, "{text}");
+    assert_ne!(keys[0], keys[1]);
+    assert!(text.contains("(in force now)"), "{text}");
+    assert_eq!(keys[1], env.key("alice").expose());
+
+    let out = run(env.cmd(
+        "admin",
+        &["compare", "--user-id", &alice, "--yes", "--json"],
+    ))
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["new_keys"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        report["api_key_in_force"].as_str(),
+        Some(env.key("alice").expose())
+    );
+    assert_eq!(env.server.rotations(alice_id), 4);
+
+    // With alice's own key the scenario would rotate its own credential away.
+    let out = run(env.cmd("alice", &["compare", "--user-id", &alice, "--yes"])).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("own key"), "{}", stderr(&out));
+    assert_eq!(env.server.rotations(alice_id), 4, "nothing was sent");
+}
+
+/// A batch over `ids` into `journal`, as root of `server`.
+fn batch_cmd(server: &FakeServer, ids: &Path, journal: &Path) -> Command {
+    let mut cmd = ecgridos(&[
+        "generate-api-key",
+        "--user-ids-from",
+        ids.to_str().unwrap(),
+        "--output-file",
+        journal.to_str().unwrap(),
+        "--yes",
+    ]);
+    cmd.env("ECGRID_ENDPOINT", server.soap_url()).env(
+        "ECGRID_API_KEY",
+        server.user("root").unwrap().api_key.unwrap().expose(),
+    );
+    cmd
+}
+
+/// A fake with root and users 100..=103, and a file listing `ids`.
+async fn batch_setup(ids: &[i32]) -> (FakeServer, std::path::PathBuf) {
+    let server = FakeServer::builder()
+        .users(root_and_users(100..=103))
+        .start()
+        .await
+        .unwrap();
+    let file = tempfile("ids.txt");
+    std::fs::write(
+        &file,
+        ids.iter().map(|i| format!("{i}\n")).collect::<String>(),
+    )
+    .unwrap();
+    (server, file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_of_another_endpoint_is_refused() {
+    let (first, ids) = batch_setup(&[100, 101]).await;
+    let journal = tempfile("out.jsonl");
+    let out = run(batch_cmd(&first, &ids, &journal)).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let header: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&journal)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["protocol"], "soap");
+    assert_eq!(header["endpoint"], first.soap_url());
+
+    let (second, _) = batch_setup(&[]).await;
+    let out = run(batch_cmd(&second, &ids, &journal)).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&first.soap_url()) && stderr(&out).contains(&second.soap_url()),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(second.rotations(100) + second.rotations(101), 0);
+    // The same journal over REST against the first server is another service too.
+    let mut cmd = batch_cmd(&first, &ids, &journal);
+    cmd.args(["--protocol", "rest"])
+        .env("ECGRID_REST_URL", first.rest_url());
+    assert_eq!(code(&run(cmd).await), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_journal_line_blocks_its_user_and_the_next_record_starts_a_new_line() {
+    let (server, ids) = batch_setup(&[100]).await;
+    let journal = tempfile("out.jsonl");
+    assert_eq!(code(&run(batch_cmd(&server, &ids, &journal)).await), 0);
+    // A crash mid-write: user 101's record is cut off, without its newline.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .unwrap();
+    f.write_all(br#"{"user_id":101,"outcome":"star"#).unwrap();
+    drop(f);
+    std::fs::write(&ids, "100\n101\n102\n").unwrap();
+    let out = run(batch_cmd(&server, &ids, &journal)).await;
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{}:4", journal.display())),
+        "names the line: {}",
+        stderr(&out)
+    );
+    assert_eq!(server.rotations(101), 0, "never rotated blind");
+    assert_eq!(server.rotations(102), 1);
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(text.contains("\"outcome\":\"star\n{"), "{text}");
+    let r102 = read_records(&journal)
+        .into_iter()
+        .filter(|r| r["user_id"] == 102)
+        .last()
+        .unwrap();
+    assert_eq!(
+        r102["api_key"].as_str(),
+        Some(server.api_key(102).unwrap().expose())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_the_same_journal_is_refused() {
+    let server = FakeServer::builder()
+        .users(root_and_users(100..=103))
+        .latency(Duration::from_millis(400))
+        .start()
+        .await
+        .unwrap();
+    let ids = tempfile("ids.txt");
+    std::fs::write(&ids, "100\n101\n102\n103\n").unwrap();
+    let journal = tempfile("out.jsonl");
+    let mut first = batch_cmd(&server, &ids, &journal);
+    first.args(["--concurrency", "1"]).stderr(Stdio::piped());
+    let first = first.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read_records(&journal).is_empty() {
+        assert!(Instant::now() < deadline, "the first run made no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let out = run(batch_cmd(&server, &ids, &journal)).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("in use by another"),
+        "{}",
+        stderr(&out)
+    );
+    let first = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    for id in 100..=103 {
+        assert_eq!(server.rotations(id), 1, "user {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_recorded_failed_whose_key_changed_is_recovered_not_rotated() {
+    let (server, ids) = batch_setup(&[100]).await;
+    let journal = tempfile("out.jsonl");
+    // As a run that saw an ambiguous answer would have left it: the key before
+    // (whose hash differs from the key in force) and then `failed`.
+    let header = serde_json::json!({
+        "journal": "ecgridos-batch-rotation", "version": 1, "protocol": "soap",
+        "endpoint": server.soap_url(),
+    });
+    let started = serde_json::json!({
+        "user_id": 100, "outcome": "started", "protocol": "soap",
+        "old_key_sha256": "0".repeat(64),
+    });
+    let failed = serde_json::json!({
+        "user_id": 100, "outcome": "failed", "protocol": "soap",
+        "error_kind": "ServiceError", "error": "HTTP 500",
+    });
+    std::fs::write(&journal, format!("{header}\n{started}\n{failed}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&journal, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = run(batch_cmd(&server, &ids, &journal)).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        server.rotations(100),
+        0,
+        "the service had acted: never again"
+    );
+    let last = read_records(&journal).pop().unwrap();
+    assert_eq!(last["outcome"], "rotated");
+    assert_eq!(last["recovered"], true);
+    assert_eq!(
+        last["api_key"].as_str(),
+        Some(server.api_key(100).unwrap().expose())
+    );
+}
