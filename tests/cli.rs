@@ -422,18 +422,7 @@ async fn failures_have_their_exit_codes() {
     assert_eq!(code(&run(cmd).await), 4);
 
     // The server reads the request and hangs up: outcome unknown.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/x", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        for _ in 0..4 {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let mut buf = vec![0u8; 65536];
-            let _ = tokio::time::timeout(Duration::from_millis(300), sock.read(&mut buf)).await;
-        }
-    });
+    let url = hang_up_server().await;
     let mut cmd = env.cmd("admin", &["generate-api-key", "--user-id", "77", "--yes"]);
     cmd.env("ECGRID_ENDPOINT", url);
     let out = run(cmd).await;
@@ -1206,4 +1195,304 @@ async fn a_user_recorded_failed_whose_key_changed_is_recovered_not_rotated() {
         last["api_key"].as_str(),
         Some(server.api_key(100).unwrap().expose())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_file_that_cannot_be_a_file_is_refused_before_sending() {
+    let env = Env::new().await;
+    let alice = env.id("alice");
+    let dir = tempfile("x").parent().unwrap().to_path_buf();
+    let existing_dir = dir.join("existing");
+    std::fs::create_dir(&existing_dir).unwrap();
+    let cases = [
+        (format!("{}/newdir/", dir.display()), vec![]),
+        (existing_dir.display().to_string(), vec!["--force"]),
+        (format!("{}/", existing_dir.display()), vec!["--force"]),
+        (format!("{}/missing/key.txt", dir.display()), vec![]),
+    ];
+    for (path, extra) in cases {
+        let mut args = vec![
+            "generate-api-key",
+            "--user-id",
+            &alice,
+            "--yes",
+            "--output-file",
+            &path,
+        ];
+        args.extend(extra);
+        let out = run(env.cmd("admin", &args)).await;
+        assert_eq!(code(&out), 2, "{path}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("nothing was sent"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(env.server.rotations(alice.parse().unwrap()), 0);
+    assert_eq!(
+        others_in(&dir, &existing_dir),
+        Vec::<std::path::PathBuf>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_created_during_the_rotation_is_not_replaced() {
+    let env = Env::slow(Duration::from_millis(1500)).await;
+    let alice = env.id("alice");
+    let path = tempfile("alice.key");
+    let mut cmd = env.cmd(
+        "admin",
+        &[
+            "generate-api-key",
+            "--user-id",
+            &alice,
+            "--yes",
+            "--output-file",
+            path.to_str().unwrap(),
+        ],
+    );
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    std::fs::write(&path, "someone else's\n").unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "someone else's\n");
+    assert!(
+        stderr(&out).contains(env.key("alice").expose()),
+        "the key goes to stderr instead: {}",
+        stderr(&out)
+    );
+    assert!(others_in(path.parent().unwrap(), &path).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_input_is_bounded_and_must_not_be_empty() {
+    let (server, _) = batch_setup(&[]).await;
+    let journal = tempfile("out.jsonl");
+    let empty = tempfile("empty.txt");
+    std::fs::write(&empty, "# nobody\n\n").unwrap();
+    let huge = tempfile("huge.txt");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(65 * 1024 * 1024)
+        .unwrap();
+    let long = tempfile("long.txt");
+    std::fs::write(&long, format!("100\n{}\n", "1".repeat(5000))).unwrap();
+    for (ids, says) in [
+        (empty.as_path(), "lists no user ID"),
+        (huge.as_path(), "larger than 64 MiB"),
+        (long.as_path(), "line 2 is longer than"),
+        (Path::new("/dev/zero"), "line 1 is longer than"),
+    ] {
+        let started = Instant::now();
+        let out = run(batch_cmd(&server, ids, &journal)).await;
+        assert_eq!(code(&out), 2, "{}: {}", ids.display(), stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    assert!(!journal.exists(), "no journal for a refused run");
+    assert_eq!(server.soap_requests(), 0);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readable_journal_is_made_private_and_the_id_list_is_not_the_journal() {
+    use std::os::unix::fs::PermissionsExt;
+    let (server, ids) = batch_setup(&[100]).await;
+    let journal = tempfile("out.jsonl");
+    assert_eq!(code(&run(batch_cmd(&server, &ids, &journal)).await), 0);
+    std::fs::set_permissions(&journal, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&ids, "101\n").unwrap();
+    let out = run(batch_cmd(&server, &ids, &journal)).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("mode is now 600"), "{}", stderr(&out));
+    assert_eq!(mode(&journal), 0o600);
+
+    // The same file under another name.
+    let alias = ids.parent().unwrap().join("alias.jsonl");
+    std::fs::hard_link(&ids, &alias).unwrap();
+    let out = run(batch_cmd(&server, &ids, &alias)).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("same file"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&ids).unwrap(), "101\n");
+    assert_eq!(server.rotations(101), 1);
+}
+
+/// A server that reads each request and hangs up without answering.
+async fn hang_up_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/x", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        for _ in 0..4 {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 65536];
+            let _ = tokio::time::timeout(Duration::from_millis(300), sock.read(&mut buf)).await;
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_login_outcome_gives_the_logins_own_advice() {
+    let mut cmd = ecgridos(&["login"]);
+    cmd.env("ECGRID_ENDPOINT", hang_up_server().await)
+        .env("ECGRID_LOGIN", "admin")
+        .env("ECGRID_PASSWORD", "pw");
+    let out = run(cmd).await;
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("a session may have been opened"), "{err}");
+    assert!(!err.contains("get-api-key"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_taken_from_the_environment_only() {
+    let env = Env::new().await;
+    let key = env.key("admin");
+    for args in [
+        vec!["--api-key-from-env", key.expose(), "whoami"],
+        vec![
+            "compare",
+            "--user-id",
+            "1002",
+            "--forbidden-user-id",
+            "1003",
+            "--forbidden-api-key-from-env",
+            key.expose(),
+        ],
+    ] {
+        let mut cmd = ecgridos(&args);
+        cmd.env("ECGRID_ENDPOINT", env.server.soap_url());
+        let out = run(cmd).await;
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("unexpected argument"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(env.server.soap_requests(), 0);
+}
+
+/// Runs `args` in `dir` under strace and returns strace's log.
+async fn traced(mut cmd: Command, dir: &Path) -> (Output, String) {
+    let log = dir.join("strace.log");
+    let mut st = Command::new("strace");
+    st.args(["-f", "-e", "trace=openat,fsync,rename,renameat2,link", "-o"])
+        .arg(&log)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => st.env(k, v),
+            None => st.env_remove(k),
+        };
+    }
+    cmd = st;
+    let out = run(cmd).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    (out, text)
+}
+
+/// The descriptor of the last `openat` of "." before `after`, and whether an
+/// `fsync` of it follows.
+fn dot_synced_after(log: &str, after: &str) -> bool {
+    let Some(start) = log.find(after) else {
+        return false;
+    };
+    let rest = &log[start..];
+    rest.lines().any(|l| {
+        l.contains("openat(AT_FDCWD, \".\"")
+            && l.rsplit("= ").next().is_some_and(|fd| {
+                let fd = fd.trim();
+                rest.contains(&format!("fsync({fd})"))
+            })
+    })
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_is_synced_after_renaming_a_key_file_and_creating_a_journal() {
+    assert!(
+        Command::new("strace").arg("-V").output().is_ok(),
+        "strace is needed for this test"
+    );
+    let env = Env::new().await;
+    let dir = tempfile("x").parent().unwrap().to_path_buf();
+    let cmd = env.cmd(
+        "admin",
+        &[
+            "generate-api-key",
+            "--user-id",
+            &env.id("alice"),
+            "--yes",
+            "--output-file",
+            "alice.key",
+        ],
+    );
+    let (out, log) = traced(cmd, &dir).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(dot_synced_after(&log, "\"alice.key\""), "{log}");
+
+    std::fs::write(dir.join("ids.txt"), format!("{}\n", env.id("bob"))).unwrap();
+    let cmd = env.cmd(
+        "admin",
+        &[
+            "generate-api-key",
+            "--user-ids-from",
+            "ids.txt",
+            "--output-file",
+            "out.jsonl",
+            "--yes",
+        ],
+    );
+    let (out, log) = traced(cmd, &dir).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(dot_synced_after(&log, "\"out.jsonl\", O_"), "{log}");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_cannot_dump_core() {
+    // Run as an unprivileged user: the /proc entries of a non-dumpable
+    // process belong to root instead of the process's user.
+    use std::os::unix::process::CommandExt;
+    let mut child = ecgridos(&["serve-mock"])
+        .uid(65534)
+        .gid(65534)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid = child.id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let values: Vec<&str> = core.split_whitespace().skip(4).take(2).collect();
+    assert_eq!(values, ["0", "0"], "{core}");
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(format!("/proc/{pid}/environ"))
+        .unwrap()
+        .uid();
+    kill(pid, "TERM");
+    let _ = child.wait();
+    assert_eq!(owner, 0, "non-dumpable: /proc entries belong to root");
 }
