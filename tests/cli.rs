@@ -852,7 +852,7 @@ fn others_in(dir: &Path, keep: &Path) -> Vec<std::path::PathBuf> {
 
 /// Starts `cmd`, sends the signals after the given delays, and waits.
 async fn signalled(mut cmd: Command, signals: &[(u64, &'static str)]) -> Output {
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1113,8 +1113,7 @@ async fn a_torn_journal_line_blocks_its_user_and_the_next_record_starts_a_new_li
     assert!(text.contains("\"outcome\":\"star\n{"), "{text}");
     let r102 = read_records(&journal)
         .into_iter()
-        .filter(|r| r["user_id"] == 102)
-        .last()
+        .rfind(|r| r["user_id"] == 102)
         .unwrap();
     assert_eq!(
         r102["api_key"].as_str(),
