@@ -22,7 +22,7 @@ const ECGRID_VARS: [&str; 7] = [
 ];
 
 /// A command with no ECGRID_* variables inherited from the environment.
-fn ecgridos(args: &[&str]) -> Command {
+fn ecgridos<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
     let mut cmd = Command::new(BIN);
     for var in ECGRID_VARS {
         cmd.env_remove(var);
@@ -89,7 +89,7 @@ impl Env {
         self.server.user(login).unwrap().user_id.to_string()
     }
 
-    fn cmd(&self, as_user: &str, args: &[&str]) -> Command {
+    fn cmd<S: AsRef<std::ffi::OsStr>>(&self, as_user: &str, args: &[S]) -> Command {
         let mut cmd = ecgridos(args);
         cmd.env("ECGRID_ENDPOINT", self.server.soap_url())
             .env("ECGRID_REST_URL", self.server.rest_url())
@@ -686,7 +686,7 @@ impl Env {
 
     /// A command authenticated with the user's login and password (the command
     /// opens and closes its own session).
-    fn cmd_login(&self, login: &str, args: &[&str]) -> Command {
+    fn cmd_login<S: AsRef<std::ffi::OsStr>>(&self, login: &str, args: &[S]) -> Command {
         let mut cmd = ecgridos(args);
         cmd.env("ECGRID_ENDPOINT", self.server.soap_url())
             .env("ECGRID_LOGIN", login)
@@ -850,6 +850,20 @@ fn others_in(dir: &Path, keep: &Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// `generate-api-key` of alice's key into `path`, confirmed.
+fn rotate_alice_to(env: &Env, path: &Path) -> Vec<String> {
+    [
+        "generate-api-key",
+        "--user-id",
+        &env.id("alice"),
+        "--yes",
+        "--output-file",
+        path.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// Starts `cmd`, sends the signals after the given delays, and waits.
 async fn signalled(mut cmd: Command, signals: &[(u64, &'static str)]) -> Output {
     let child = cmd
@@ -869,58 +883,35 @@ async fn signalled(mut cmd: Command, signals: &[(u64, &'static str)]) -> Output 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signal_during_a_rotation_lets_it_finish_and_store_the_key() {
-    let env = Env::slow(Duration::from_millis(2000)).await;
-    let alice = env.id("alice");
-    let path = tempfile("alice.key");
-    let cmd = env.cmd(
-        "admin",
-        &[
-            "generate-api-key",
-            "--user-id",
-            &alice,
-            "--yes",
-            "--output-file",
-            path.to_str().unwrap(),
-        ],
-    );
-    let out = signalled(cmd, &[(700, "INT")]).await;
-    assert_eq!(code(&out), 130, "{}", stderr(&out));
-    assert!(stderr(&out).contains("letting the rotation in flight finish"));
-    assert_eq!(
-        std::fs::read_to_string(&path).unwrap(),
-        format!("{}\n", env.key("alice").expose())
-    );
-    assert!(others_in(path.parent().unwrap(), &path).is_empty());
-    assert_eq!(env.server.rotations(alice.parse().unwrap()), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_key_is_stored_before_the_session_is_closed() {
-    // Login, rotation and logout take a second each; SIGTERM arrives while
-    // the logout is in flight.
-    let env = Env::slow(Duration::from_millis(1000)).await;
-    let alice = env.id("alice");
-    let path = tempfile("alice.key");
-    let cmd = env.cmd_login(
-        "admin",
-        &[
-            "generate-api-key",
-            "--user-id",
-            &alice,
-            "--yes",
-            "--output-file",
-            path.to_str().unwrap(),
-        ],
-    );
-    let out = signalled(cmd, &[(2500, "TERM")]).await;
-    assert_eq!(code(&out), 130, "{}", stderr(&out));
-    assert_eq!(env.server.rotations(alice.parse().unwrap()), 1);
-    assert_eq!(
-        std::fs::read_to_string(&path).unwrap(),
-        format!("{}\n", env.key("alice").expose())
-    );
-    assert!(others_in(path.parent().unwrap(), &path).is_empty());
+async fn a_signal_while_a_key_is_at_stake_lets_it_be_stored() {
+    // SIGINT while the rotation is in flight (API key, one 2 s call); SIGTERM
+    // while the logout after the rotation is in flight (login, rotation and
+    // logout take 1 s each): the key must be stored either way.
+    for (with_login, latency_ms, at_ms, signal) in
+        [(false, 2000, 700, "INT"), (true, 1000, 2500, "TERM")]
+    {
+        let env = Env::slow(Duration::from_millis(latency_ms)).await;
+        let path = tempfile("alice.key");
+        let args = rotate_alice_to(&env, &path);
+        let cmd = if with_login {
+            env.cmd_login("admin", &args)
+        } else {
+            env.cmd("admin", &args)
+        };
+        let out = signalled(cmd, &[(at_ms, signal)]).await;
+        assert_eq!(code(&out), 130, "{signal}: {}", stderr(&out));
+        assert_eq!(env.server.rotations(env.id("alice").parse().unwrap()), 1);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{}\n", env.key("alice").expose()),
+            "{signal}: {}",
+            stderr(&out)
+        );
+        assert!(others_in(path.parent().unwrap(), &path).is_empty());
+        if !with_login {
+            assert!(stderr(&out).contains("letting the rotation in flight finish"));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -928,17 +919,7 @@ async fn a_second_signal_aborts_and_says_how_to_find_the_key() {
     let env = Env::slow(Duration::from_millis(2000)).await;
     let alice = env.id("alice");
     let path = tempfile("alice.key");
-    let cmd = env.cmd(
-        "admin",
-        &[
-            "generate-api-key",
-            "--user-id",
-            &alice,
-            "--yes",
-            "--output-file",
-            path.to_str().unwrap(),
-        ],
-    );
+    let cmd = env.cmd("admin", &rotate_alice_to(&env, &path));
     let out = signalled(cmd, &[(600, "INT"), (900, "TERM")]).await;
     assert_eq!(code(&out), 130, "{}", stderr(&out));
     assert!(
@@ -960,17 +941,7 @@ async fn a_signal_before_anything_is_sent_ends_at_once_without_leftovers() {
     let env = Env::slow(Duration::from_millis(2000)).await;
     let path = tempfile("alice.key");
     // Logging in takes 2 s; the signal comes during the login.
-    let cmd = env.cmd_login(
-        "admin",
-        &[
-            "generate-api-key",
-            "--user-id",
-            &env.id("alice"),
-            "--yes",
-            "--output-file",
-            path.to_str().unwrap(),
-        ],
-    );
+    let cmd = env.cmd_login("admin", &rotate_alice_to(&env, &path));
     let started = Instant::now();
     let out = signalled(cmd, &[(600, "INT")]).await;
     assert_eq!(code(&out), 130, "{}", stderr(&out));
@@ -1237,19 +1208,8 @@ async fn an_output_file_that_cannot_be_a_file_is_refused_before_sending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_created_during_the_rotation_is_not_replaced() {
     let env = Env::slow(Duration::from_millis(1500)).await;
-    let alice = env.id("alice");
     let path = tempfile("alice.key");
-    let mut cmd = env.cmd(
-        "admin",
-        &[
-            "generate-api-key",
-            "--user-id",
-            &alice,
-            "--yes",
-            "--output-file",
-            path.to_str().unwrap(),
-        ],
-    );
+    let mut cmd = env.cmd("admin", &rotate_alice_to(&env, &path));
     let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1430,17 +1390,7 @@ async fn the_directory_is_synced_after_renaming_a_key_file_and_creating_a_journa
     );
     let env = Env::new().await;
     let dir = tempfile("x").parent().unwrap().to_path_buf();
-    let cmd = env.cmd(
-        "admin",
-        &[
-            "generate-api-key",
-            "--user-id",
-            &env.id("alice"),
-            "--yes",
-            "--output-file",
-            "alice.key",
-        ],
-    );
+    let cmd = env.cmd("admin", &rotate_alice_to(&env, Path::new("alice.key")));
     let (out, log) = traced(cmd, &dir).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(dot_synced_after(&log, "\"alice.key\""), "{log}");

@@ -131,6 +131,17 @@ async fn hostile(script: impl Fn(usize, &str) -> Action + Send + Sync + 'static)
     }
 }
 
+/// How many rotation requests the server has seen.
+fn rotation_requests(server: &Hostile) -> usize {
+    server
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.contains("GenerateAPIKey"))
+        .count()
+}
+
 fn http(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -470,14 +481,21 @@ async fn recovery_reads_the_key_instead_of_rotating_again() {
             }
         };
         assert_eq!(outcome, expected);
-        let generated = server
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.contains("GenerateAPIKey"))
-            .count();
-        assert_eq!(generated, 1, "one rotation request, never a second");
+        assert_eq!(
+            rotation_requests(&server),
+            1,
+            "one rotation request, never a second"
+        );
+    }
+}
+
+/// A scenario rotating user 7 with a caller's API key.
+fn scenario_for_user_7() -> Scenario {
+    Scenario {
+        credential: Credential::ApiKey(ApiKey::new("caller-key")),
+        user_id: UserId::from(7),
+        unknown_user_id: UserId::from(8),
+        forbidden: None,
     }
 }
 
@@ -498,12 +516,7 @@ async fn the_scenario_hands_back_a_key_created_after_a_failed_read() {
         }
     })
     .await;
-    let scenario = Scenario {
-        credential: Credential::ApiKey(ApiKey::new("caller-key")),
-        user_id: UserId::from(7),
-        unknown_user_id: UserId::from(8),
-        forbidden: None,
-    };
+    let scenario = scenario_for_user_7();
     let run = scenario.run(&KeyClient::from(client(&server.url))).await;
     assert_eq!(run.new_key, Some(ApiKey::new("the-new-key")));
     assert!(!run.rotation_unknown);
@@ -527,22 +540,10 @@ async fn compare_stops_after_a_rotation_of_unknown_outcome() {
         }
     })
     .await;
-    let scenario = Scenario {
-        credential: Credential::ApiKey(ApiKey::new("caller-key")),
-        user_id: UserId::from(7),
-        unknown_user_id: UserId::from(8),
-        forbidden: None,
-    };
+    let scenario = scenario_for_user_7();
     let soap = KeyClient::from(client(&server.url));
     let comparison = scenario.compare(&[soap.clone(), soap]).await;
     assert_eq!(comparison.stopped_after, Some(ecgridos::Protocol::Soap));
     assert!(comparison.new_keys.is_empty());
-    let rotations = server
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.contains("GenerateAPIKey"))
-        .count();
-    assert_eq!(rotations, 1, "never rotated again");
+    assert_eq!(rotation_requests(&server), 1, "never rotated again");
 }
