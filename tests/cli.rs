@@ -122,6 +122,20 @@ async fn demo_runs_and_shows_no_whole_secret() {
     );
 }
 
+/// Starts `serve-mock` and reads the line it prints once it is ready.
+fn serve_mock(mut cmd: Command) -> (std::process::Child, serde_json::Value) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, serde_json::from_str(&line).unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_mock_prints_one_json_line_and_stops_on_sigterm() {
     let users = tempfile("users.json");
@@ -130,22 +144,13 @@ async fn serve_mock_prints_one_json_line_and_stops_on_sigterm() {
         r#"[{"user_id":5,"login":"root","password":"pw","auth_level":"Root"},{"user_id":6,"login":"u","password":"pw2","auth_level":"General","api_key":"fixed-key"}]"#,
     )
     .unwrap();
-    let mut child = ecgridos(&[
+    let (mut child, ready) = serve_mock(ecgridos(&[
         "serve-mock",
         "--listen",
         "127.0.0.1:0",
         "--users",
         users.to_str().unwrap(),
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    ]));
     let soap_url = ready["soap_url"].as_str().unwrap().to_string();
     assert!(ready["rest_url"]
         .as_str()
@@ -1418,17 +1423,9 @@ async fn the_process_cannot_dump_core() {
     // Run as an unprivileged user: the /proc entries of a non-dumpable
     // process belong to root instead of the process's user.
     use std::os::unix::process::CommandExt;
-    let mut child = ecgridos(&["serve-mock"])
-        .uid(65534)
-        .gid(65534)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut cmd = ecgridos(&["serve-mock"]);
+    cmd.uid(65534).gid(65534);
+    let (mut child, _) = serve_mock(cmd);
     let pid = child.id();
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let core = limits
