@@ -812,22 +812,9 @@ async fn other_commands_fail_cleanly_on_an_unwritable_stdout() {
     let ids = tempfile("ids.txt");
     std::fs::write(&ids, format!("{}\n", env.id("bob"))).unwrap();
     let journal = tempfile("out.jsonl");
-    let out = run_into(
-        env.cmd(
-            "admin",
-            &[
-                "generate-api-key",
-                "--user-ids-from",
-                ids.to_str().unwrap(),
-                "--output-file",
-                journal.to_str().unwrap(),
-                "--yes",
-                "--json",
-            ],
-        ),
-        Sink::Full,
-    )
-    .await;
+    let mut cmd = env.cmd("admin", &batch_args(&ids, &journal));
+    cmd.arg("--json");
+    let out = run_into(cmd, Sink::Full).await;
     assert_no_panic(&out);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let rotated = read_records(&journal)
@@ -997,16 +984,23 @@ async fn compare_delivers_every_key_and_refuses_the_users_own_key() {
     assert_eq!(env.server.rotations(alice_id), 4, "nothing was sent");
 }
 
-/// A batch over `ids` into `journal`, as root of `server`.
-fn batch_cmd(server: &FakeServer, ids: &Path, journal: &Path) -> Command {
-    let mut cmd = ecgridos(&[
+/// The arguments of a confirmed batch over `ids` into `journal`.
+fn batch_args(ids: &Path, journal: &Path) -> Vec<String> {
+    [
         "generate-api-key",
         "--user-ids-from",
         ids.to_str().unwrap(),
         "--output-file",
         journal.to_str().unwrap(),
         "--yes",
-    ]);
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A batch over `ids` into `journal`, as root of `server`.
+fn batch_cmd(server: &FakeServer, ids: &Path, journal: &Path) -> Command {
+    let mut cmd = ecgridos(&batch_args(ids, journal));
     cmd.env("ECGRID_ENDPOINT", server.soap_url()).env(
         "ECGRID_API_KEY",
         server.user("root").unwrap().api_key.unwrap().expose(),
