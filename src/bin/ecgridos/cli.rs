@@ -151,6 +151,9 @@ pub enum Command {
     #[command(visible_alias = "rotate-key")]
     GenerateApiKey(GenerateArgs),
     /// Run the migration scenario over SOAP and REST and compare each step.
+    /// It rotates the user's key once per protocol and prints every key it
+    /// created (the last is in force); the user's own key is refused as the
+    /// credential.
     Compare(CompareArgs),
 }
 
