@@ -1414,11 +1414,15 @@ async fn the_directory_is_synced_after_renaming_a_key_file_and_creating_a_journa
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_process_cannot_dump_core() {
-    // Run as an unprivileged user: the /proc entries of a non-dumpable
-    // process belong to root instead of the process's user.
+    // The /proc entries of a non-dumpable process belong to root instead of
+    // the process's user; as root, the child runs as an unprivileged user so
+    // that the difference shows.
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::process::CommandExt;
     let mut cmd = ecgridos(&["serve-mock"]);
-    cmd.uid(65534).gid(65534);
+    if std::fs::metadata("/proc/self").unwrap().uid() == 0 {
+        cmd.uid(65534).gid(65534);
+    }
     let (mut child, _) = serve_mock(cmd);
     let pid = child.id();
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
@@ -1428,7 +1432,6 @@ async fn the_process_cannot_dump_core() {
         .unwrap();
     let values: Vec<&str> = core.split_whitespace().skip(4).take(2).collect();
     assert_eq!(values, ["0", "0"], "{core}");
-    use std::os::unix::fs::MetadataExt;
     let owner = std::fs::metadata(format!("/proc/{pid}/environ"))
         .unwrap()
         .uid();
