@@ -1439,3 +1439,50 @@ async fn the_process_cannot_dump_core() {
     let _ = child.wait();
     assert_eq!(owner, 0, "non-dumpable: /proc entries belong to root");
 }
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_id_list_does_not_spawn_a_task_per_user_up_front() {
+    // 300,000 users, one rotation at a time against a server that takes 3 s
+    // a call: only a handful of tasks may exist, whatever the list's length.
+    let server = FakeServer::builder()
+        .users(root_and_users(std::iter::empty()))
+        .latency(Duration::from_secs(3))
+        .start()
+        .await
+        .unwrap();
+    let ids = tempfile("ids.txt");
+    std::fs::write(
+        &ids,
+        (2..300_002).map(|i| format!("{i}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let journal = tempfile("out.jsonl");
+    let mut cmd = batch_cmd(&server, &ids, &journal);
+    cmd.args(["--concurrency", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    // Wait until the first call is in flight (the journal is locked and
+    // opened by then), then a little longer.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !journal.exists() {
+        assert!(Instant::now() < deadline, "the batch did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    let peak_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(
+        peak_kib < 150 * 1024,
+        "peak memory {} MiB for a list of 300,000 users",
+        peak_kib / 1024
+    );
+}
