@@ -365,7 +365,7 @@ pub struct ScenarioRun {
 }
 
 /// The scenario over several protocols.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[must_use = "the comparison holds the keys the scenario created"]
 pub struct Comparison {
     /// Each step compared across protocols.
@@ -473,32 +473,40 @@ impl Scenario {
     /// blind.
     pub async fn compare(&self, clients: &[KeyClient]) -> Comparison {
         let mut scenario = self.clone();
-        let mut comparison = Comparison {
-            steps: Vec::new(),
-            new_keys: Vec::new(),
-            stopped_after: None,
-        };
+        let mut comparison = Comparison::default();
         for client in clients {
-            let run = scenario.run(client).await;
-            scenario.credential = run.credential;
-            if let Some(key) = run.new_key {
-                comparison.new_keys.push((client.protocol(), key));
-            }
-            for step in run.steps {
-                match comparison.steps.iter_mut().find(|c| c.step == step.step) {
-                    Some(c) => c.observed.push((client.protocol(), step.observed)),
-                    None => comparison.steps.push(StepComparison {
-                        step: step.step,
-                        expected: step.expected,
-                        observed: vec![(client.protocol(), step.observed)],
-                    }),
-                }
-            }
-            if run.rotation_unknown {
-                comparison.stopped_after = Some(client.protocol());
+            if comparison.stopped_after.is_some() {
                 break;
             }
+            let run = scenario.run(client).await;
+            scenario.credential = comparison.record(client.protocol(), run);
         }
         comparison
+    }
+}
+
+impl Comparison {
+    /// Adds one protocol's run (for callers that drive the runs themselves,
+    /// e.g. to stop between them) and returns the credential for the next
+    /// run. Once [`stopped_after`](Self::stopped_after) is set, no further
+    /// run may rotate the key.
+    pub fn record(&mut self, protocol: Protocol, run: ScenarioRun) -> Credential {
+        if let Some(key) = run.new_key {
+            self.new_keys.push((protocol, key));
+        }
+        for step in run.steps {
+            match self.steps.iter_mut().find(|c| c.step == step.step) {
+                Some(c) => c.observed.push((protocol, step.observed)),
+                None => self.steps.push(StepComparison {
+                    step: step.step,
+                    expected: step.expected,
+                    observed: vec![(protocol, step.observed)],
+                }),
+            }
+        }
+        if run.rotation_unknown {
+            self.stopped_after = Some(protocol);
+        }
+        run.credential
     }
 }

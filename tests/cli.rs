@@ -1486,3 +1486,22 @@ async fn a_long_id_list_does_not_spawn_a_task_per_user_up_front() {
         peak_kib / 1024
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_compare_finishes_the_run_and_starts_no_other_rotation() {
+    // Each call takes 300 ms; the signal comes during the SOAP run.
+    let env = Env::slow(Duration::from_millis(300)).await;
+    let alice = env.id("alice");
+    let cmd = env.cmd("admin", &["compare", "--user-id", &alice, "--yes"]);
+    let out = signalled(cmd, &[(800, "INT")]).await;
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert_eq!(env.server.rotations(alice.parse().unwrap()), 1);
+    assert!(
+        stdout(&out).contains(&format!(
+            "new key for user {alice} from the soap run (in force now): {}",
+            env.key("alice").expose()
+        )),
+        "{}",
+        stdout(&out)
+    );
+}

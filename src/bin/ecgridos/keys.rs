@@ -275,10 +275,22 @@ pub async fn compare(g: &Global, args: CompareArgs) -> Exit {
         unknown_user_id: unknown,
         forbidden,
     };
-    let in_flight = InFlight::start(user);
-    let comparison = scenario.compare(&clients).await;
-    if let Some((_, key)) = comparison.new_keys.last() {
-        in_flight.received(key);
+    // Run by run, so that a signal stops the scenario between two rotations;
+    // every key stays guarded until the report holding it is printed.
+    let mut comparison = ecgridos::Comparison::default();
+    let mut scenario = scenario;
+    let mut guards = Vec::new();
+    for client in &clients {
+        if crate::signals::stopping() || comparison.stopped_after.is_some() {
+            break;
+        }
+        let guard = InFlight::start(user);
+        let run = scenario.run(client).await;
+        if let Some(key) = &run.new_key {
+            guard.received(key);
+            guards.push(guard);
+        }
+        scenario.credential = comparison.record(client.protocol(), run);
     }
     let steps = &comparison.steps;
     let all_same = steps.iter().all(|s| s.same());
@@ -347,7 +359,7 @@ pub async fn compare(g: &Global, args: CompareArgs) -> Exit {
         &table,
         &format!("the scenario's results with user {user}'s new keys"),
     );
-    in_flight.stored();
+    guards.into_iter().for_each(InFlight::stored);
     if let Some(protocol) = comparison.stopped_after {
         say!("stopped after the {protocol} run: its rotation's outcome is unknown; to see the key now in force, without rotating again: ecgridos get-api-key --user-id {user}");
         return Exit::OutcomeUnknown;
