@@ -1,6 +1,8 @@
 //! The real `ecgridos` binary against the embedded fake: every subcommand and
 //! every exit code.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -801,6 +803,25 @@ async fn other_commands_fail_cleanly_on_an_unwritable_stdout() {
         stderr(&out)
     );
     assert_eq!(env.server.soap_calls("Logout"), 1);
+    // When the session cannot be ended either, its ID goes to stderr.
+    let url = canned_server(|request| {
+        request.contains("Login\"").then(|| {
+            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><LoginResponse xmlns="https://os.ecgrid.io/"><LoginResult>open-session-id</LoginResult></LoginResponse></soap:Body></soap:Envelope>"#.to_string()
+        })
+    })
+    .await;
+    let mut cmd = ecgridos(&["login"]);
+    cmd.env("ECGRID_ENDPOINT", url)
+        .env("ECGRID_LOGIN", "admin")
+        .env("ECGRID_PASSWORD", "pw");
+    let out = run_into(cmd, Sink::Full).await;
+    assert_no_panic(&out);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the open session's ID: open-session-id"),
+        "{}",
+        stderr(&out)
+    );
 
     for sink in [Sink::Full, Sink::BrokenPipe] {
         let out = run_into(env.cmd("admin", &["version"]), sink).await;
@@ -1282,21 +1303,39 @@ async fn a_readable_journal_is_made_private_and_the_id_list_is_not_the_journal()
     assert_eq!(server.rotations(101), 1);
 }
 
-/// A server that reads each request and hangs up without answering.
-async fn hang_up_server() -> String {
+/// A raw SOAP server on loopback: reads each request (up to 8 connections)
+/// and sends the response `answer` gives for it, or hangs up without one.
+async fn canned_server(answer: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/x", listener.local_addr().unwrap());
+    let answer = std::sync::Arc::new(answer);
     tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        for _ in 0..4 {
+        use tokio::io::AsyncWriteExt;
+        for _ in 0..8 {
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
-            let mut buf = vec![0u8; 65536];
-            let _ = tokio::time::timeout(Duration::from_millis(300), sock.read(&mut buf)).await;
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let Some(request) = common::read_http_request(&mut sock).await else {
+                    return;
+                };
+                if let Some(body) = answer(&request) {
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(response.as_bytes()).await;
+                }
+            });
         }
     });
     url
+}
+
+/// A server that reads each request and hangs up without answering.
+async fn hang_up_server() -> String {
+    canned_server(|_| None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,7 +54,11 @@ pub async fn login(g: &Global) -> Exit {
         say!("error: cannot write the session ID to standard output: {e}");
         match client.logout(&credential).await {
             Ok(_) => say!("the session was ended"),
-            Err(e) => say!("warning: could not end the session: {e}"),
+            Err(e) => {
+                // Still open: its ID must reach someone, to use or end it.
+                say!("error: could not end the session either: {e}");
+                say!("the open session's ID: {}", session.expose());
+            }
         }
         return Exit::Failure;
     }
