@@ -47,8 +47,8 @@ pub use http::{RetryPolicy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,
 pub use operations::UserId;
 pub use rest::{RestAuth, RestClient, RestClientBuilder, RestUser, DEFAULT_REST_URL};
 pub use rotation::{
-    Credential, Identity, KeyClient, Observed, Protocol, Rotation, Scenario, StepComparison,
-    StepResult,
+    Comparison, Credential, Identity, KeyClient, Observed, Protocol, Rotation, Scenario,
+    ScenarioRun, StepComparison, StepResult,
 };
 pub use secret::{ApiKey, Password, SessionId, SessionRef};
 pub use session::SessionClient;

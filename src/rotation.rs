@@ -347,11 +347,41 @@ fn observe<T>(result: &Result<T>, describe: impl FnOnce(&T) -> String) -> Observ
     }
 }
 
-impl Scenario {
-    /// Runs the scenario over one protocol. Returns the steps and the
-    /// credential to use afterwards (the new key, when the caller rotated
+/// One protocol's run of a [`Scenario`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "a run may have created a key that exists nowhere else"]
+pub struct ScenarioRun {
+    /// The steps, in order (steps that could not run are left out).
+    pub steps: Vec<StepResult>,
+    /// The credential to use afterwards (the new key, when the caller rotated
     /// their own).
-    pub async fn run(&self, client: &KeyClient) -> (Vec<StepResult>, Credential) {
+    pub credential: Credential,
+    /// The key the rotation step created, whatever happened before or after
+    /// it. It is the user's only valid key until the next rotation.
+    pub new_key: Option<ApiKey>,
+    /// True when the rotation's outcome is unknown: a key may have been
+    /// created that nobody received, and rotating again is not safe.
+    pub rotation_unknown: bool,
+}
+
+/// The scenario over several protocols.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[must_use = "the comparison holds the keys the scenario created"]
+pub struct Comparison {
+    /// Each step compared across protocols.
+    pub steps: Vec<StepComparison>,
+    /// Every key the scenario created, in the order created; the last one is
+    /// the key in force.
+    pub new_keys: Vec<(Protocol, ApiKey)>,
+    /// Set when a run stopped the comparison because its rotation's outcome
+    /// was unknown (the later protocols did not run).
+    pub stopped_after: Option<Protocol>,
+}
+
+impl Scenario {
+    /// Runs the scenario over one protocol. The result carries the key the
+    /// rotation created even when an earlier or later step failed.
+    pub async fn run(&self, client: &KeyClient) -> ScenarioRun {
         let mut steps = Vec::new();
         let mut credential = self.credential.clone();
         let user = self.user_id;
@@ -376,18 +406,28 @@ impl Scenario {
             observe(&rotated, |_| "new key".into()),
             ok("new key"),
         );
-        let (Ok(old), Ok(new)) = (before, rotated) else {
-            return (steps, credential);
+        let new = match rotated {
+            Ok(new) => new,
+            Err(e) => {
+                return ScenarioRun {
+                    steps,
+                    credential,
+                    new_key: None,
+                    rotation_unknown: e.is_outcome_unknown(),
+                }
+            }
         };
-        if matches!(&credential, Credential::ApiKey(k) if *k == old) {
-            credential = Credential::ApiKey(new.clone());
+        if let Ok(old) = before {
+            if matches!(&credential, Credential::ApiKey(k) if *k == old) {
+                credential = Credential::ApiKey(new.clone());
+            }
+            let old_check = client.check_credential(&Credential::ApiKey(old)).await;
+            push(
+                "old key rejected",
+                observe(&old_check, |_| "accepted".into()),
+                Observed::Failure(crate::ErrorKind::Authentication),
+            );
         }
-        let old_check = client.check_credential(&Credential::ApiKey(old)).await;
-        push(
-            "old key rejected",
-            observe(&old_check, |_| "accepted".into()),
-            Observed::Failure(crate::ErrorKind::Authentication),
-        );
         let new_check = client
             .check_credential(&Credential::ApiKey(new.clone()))
             .await;
@@ -419,28 +459,54 @@ impl Scenario {
                 Observed::Failure(crate::ErrorKind::Authorization),
             );
         }
-        (steps, credential)
+        ScenarioRun {
+            steps,
+            credential,
+            new_key: Some(new),
+            rotation_unknown: false,
+        }
     }
 
     /// Runs the scenario over each client in turn (the credential carried
-    /// from one run to the next) and compares the steps.
-    pub async fn compare(&self, clients: &[KeyClient]) -> Vec<StepComparison> {
+    /// from one run to the next) and compares the steps. Stops after a run
+    /// whose rotation's outcome is unknown, so that no key is rotated again
+    /// blind.
+    pub async fn compare(&self, clients: &[KeyClient]) -> Comparison {
         let mut scenario = self.clone();
-        let mut comparisons: Vec<StepComparison> = Vec::new();
+        let mut comparison = Comparison::default();
         for client in clients {
-            let (steps, credential) = scenario.run(client).await;
-            scenario.credential = credential;
-            for step in steps {
-                match comparisons.iter_mut().find(|c| c.step == step.step) {
-                    Some(c) => c.observed.push((client.protocol(), step.observed)),
-                    None => comparisons.push(StepComparison {
-                        step: step.step,
-                        expected: step.expected,
-                        observed: vec![(client.protocol(), step.observed)],
-                    }),
-                }
+            if comparison.stopped_after.is_some() {
+                break;
+            }
+            let run = scenario.run(client).await;
+            scenario.credential = comparison.record(client.protocol(), run);
+        }
+        comparison
+    }
+}
+
+impl Comparison {
+    /// Adds one protocol's run (for callers that drive the runs themselves,
+    /// e.g. to stop between them) and returns the credential for the next
+    /// run. Once [`stopped_after`](Self::stopped_after) is set, no further
+    /// run may rotate the key.
+    pub fn record(&mut self, protocol: Protocol, run: ScenarioRun) -> Credential {
+        if let Some(key) = run.new_key {
+            self.new_keys.push((protocol, key));
+        }
+        for step in run.steps {
+            match self.steps.iter_mut().find(|c| c.step == step.step) {
+                Some(c) => c.observed.push((protocol, step.observed)),
+                None => self.steps.push(StepComparison {
+                    step: step.step,
+                    expected: step.expected,
+                    observed: vec![(protocol, step.observed)],
+                }),
             }
         }
-        comparisons
+        if run.rotation_unknown {
+            self.stopped_after = Some(protocol);
+        }
+        run.credential
     }
 }

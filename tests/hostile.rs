@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ecgridos::{
     ApiKey, Client, Credential, Error, ErrorKind, KeyClient, Limit, RetryPolicy, Rotation,
-    SessionId, SoapVersion, TimeoutPhase, UserId,
+    Scenario, SessionId, SoapVersion, TimeoutPhase, UserId,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -130,6 +130,17 @@ async fn hostile(script: impl Fn(usize, &str) -> Action + Send + Sync + 'static)
         sent,
         seen,
     }
+}
+
+/// How many rotation requests the server has seen.
+fn rotation_requests(server: &Hostile) -> usize {
+    server
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.contains("GenerateAPIKey"))
+        .count()
 }
 
 fn http(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
@@ -476,14 +487,21 @@ async fn recovery_reads_the_key_instead_of_rotating_again() {
             }
         };
         assert_eq!(outcome, expected);
-        let generated = server
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.contains("GenerateAPIKey"))
-            .count();
-        assert_eq!(generated, 1, "one rotation request, never a second");
+        assert_eq!(
+            rotation_requests(&server),
+            1,
+            "one rotation request, never a second"
+        );
+    }
+}
+
+/// A scenario rotating user 7 with a caller's API key.
+fn scenario_for_user_7() -> Scenario {
+    Scenario {
+        credential: Credential::ApiKey(ApiKey::new("caller-key")),
+        user_id: UserId::from(7),
+        unknown_user_id: UserId::from(8),
+        forbidden: None,
     }
 }
 
@@ -735,4 +753,53 @@ async fn recovery_covers_every_unclear_answer() {
         );
         assert_eq!(rotated.load(Ordering::SeqCst), 1, "{protocol} {name}");
     }
+}
+
+#[tokio::test]
+async fn the_scenario_hands_back_a_key_created_after_a_failed_read() {
+    // Every call but the rotation gets a fault: the read before fails, the
+    // rotation succeeds, and its key must not be dropped.
+    let fault = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault><faultcode>soap:Server</faultcode><faultstring>x</faultstring></soap:Fault></soap:Body></soap:Envelope>"#;
+    let server = hostile(move |_, request| {
+        if request.contains("GenerateAPIKey") {
+            Action::Send(soap_ok("GenerateAPIKey", "the-new-key"))
+        } else {
+            Action::Send(http(
+                "500 Internal Server Error",
+                "text/xml; charset=utf-8",
+                fault.as_bytes(),
+            ))
+        }
+    })
+    .await;
+    let scenario = scenario_for_user_7();
+    let run = scenario.run(&KeyClient::from(client(&server.url))).await;
+    assert_eq!(run.new_key, Some(ApiKey::new("the-new-key")));
+    assert!(!run.rotation_unknown);
+    let rotate = run.steps.iter().find(|s| s.step == "rotate key").unwrap();
+    assert!(rotate.passed(), "{rotate:?}");
+    assert!(
+        run.steps.iter().all(|s| s.step != "old key rejected"),
+        "no old key to check"
+    );
+}
+
+#[tokio::test]
+async fn compare_stops_after_a_rotation_of_unknown_outcome() {
+    // The rotation's request is read and the connection dropped: nobody
+    // knows whether a key was created, so the next protocol must not rotate.
+    let server = hostile(|_, request| {
+        if request.contains("GenerateAPIKey") {
+            Action::Reset
+        } else {
+            Action::Send(soap_ok("UserGetAPIKey", "the-old-key"))
+        }
+    })
+    .await;
+    let scenario = scenario_for_user_7();
+    let soap = KeyClient::from(client(&server.url));
+    let comparison = scenario.compare(&[soap.clone(), soap]).await;
+    assert_eq!(comparison.stopped_after, Some(ecgridos::Protocol::Soap));
+    assert!(comparison.new_keys.is_empty());
+    assert_eq!(rotation_requests(&server), 1, "never rotated again");
 }

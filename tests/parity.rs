@@ -51,9 +51,17 @@ async fn the_scenario_is_the_same_over_both_protocols() {
             unknown_user_id: UserId::from(4242),
             forbidden: Some((cred(&b.server, "bob"), alice)),
         };
-        let steps = scenario.compare(&[b.soap.clone(), b.rest.clone()]).await;
+        let comparison = scenario.compare(&[b.soap.clone(), b.rest.clone()]).await;
+        let steps = &comparison.steps;
         assert_eq!(steps.len(), 7);
-        for step in &steps {
+        // Both keys the scenario created are handed back; the last is in force.
+        let protocols: Vec<_> = comparison.new_keys.iter().map(|(p, _)| *p).collect();
+        assert_eq!(protocols, [Protocol::Soap, Protocol::Rest]);
+        assert_eq!(
+            Some(&comparison.new_keys[1].1),
+            b.server.api_key(alice.get()).as_ref()
+        );
+        for step in steps {
             assert_eq!(step.observed.len(), 2);
             assert!(step.same(), "{step:?}");
             if caller == "alice" && step.step == "unknown user" {

@@ -1,27 +1,38 @@
 //! Batch rotation with a resumable JSON Lines journal.
 //!
-//! For each user the journal gets a `started` record (with a SHA-256 of the
-//! key in force before the rotation) before the rotation is sent, and a final
-//! `rotated`, `failed` or `unknown` record after. Each record is written and
-//! synced before the next step, so a crash or Ctrl-C loses nothing. A re-run
-//! skips users recorded as rotated, retries users recorded as failed (the
-//! service refused them; nothing changed), and for users whose rotation was
-//! interrupted or of unknown outcome reads the current key: if it differs
-//! from the one before, the rotation happened and the current key is
-//! recorded; if not, it is rotated now. No user is rotated twice.
+//! The journal's first line is a header naming the endpoint and protocol it
+//! belongs to; a run against another refuses it. For each user the journal
+//! then gets a `started` record (with a SHA-256 of the key in force before the
+//! rotation) before the rotation is sent, and a final `rotated`, `failed` or
+//! `unknown` record after. Each record is written and synced before the next
+//! step, so a crash or Ctrl-C loses nothing. A re-run skips users recorded as
+//! rotated; for users recorded as failed, interrupted or of unknown outcome it
+//! reads the current key: if it differs from the one before, the rotation
+//! happened and the current key is recorded; if not, it is rotated now. No
+//! user is rotated twice. A user named on a journal line that cannot be read
+//! is not rotated at all. One run at a time holds the journal (flock).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ecgridos::{ApiKey, Credential, KeyClient, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
 
-use crate::cli::{GenerateArgs, Global};
-use crate::output::{confirm, create_private, usage, Authed, Exit};
+use crate::cli::{GenerateArgs, Global, ProtocolArg};
+use crate::output::{
+    confirm, create_private, parent_dir, print_or_fail, say, sync_dir, usage, Authed, Exit,
+};
+use crate::signals::InFlight;
+
+/// The largest user-ID file read.
+const MAX_IDS_FILE: u64 = 64 * 1024 * 1024;
+/// The longest line of a user-ID file.
+const MAX_IDS_LINE: usize = 1024;
+/// The header's `journal` value.
+const JOURNAL_KIND: &str = "ecgridos-batch-rotation";
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -30,6 +41,15 @@ enum Outcome {
     Rotated,
     Failed,
     Unknown,
+}
+
+/// The journal's first line: which service its records are about.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Header {
+    journal: String,
+    version: u32,
+    protocol: String,
+    endpoint: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -51,12 +71,25 @@ struct Record {
 }
 
 /// The last thing the journal says about a user.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Prior {
     Done,
-    Failed,
+    /// Recorded as failed, with the hash of the key before when known: if the
+    /// key changed since, the service did act.
+    Failed(Option<String>),
     /// Started or unknown: it may have happened. The hash of the key before.
     Pending(Option<String>),
+    /// Named on this (1-based) line, which cannot be read: never rotated.
+    Unreadable(usize),
+}
+
+impl Prior {
+    fn old_hash(&self) -> Option<&String> {
+        match self {
+            Prior::Failed(h) | Prior::Pending(h) => h.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 fn sha256_hex(key: &ApiKey) -> String {
@@ -66,54 +99,136 @@ fn sha256_hex(key: &ApiKey) -> String {
         .collect()
 }
 
+/// Reads the user IDs, bounded in size and line length; a user listed twice
+/// is kept once. An empty list is refused.
 fn read_user_ids(path: &Path) -> Result<Vec<UserId>, Exit> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-    let mut seen = BTreeSet::new();
-    let mut ids = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
+    let refuse = |why: String| usage(format!("{}: {why} (nothing was sent)", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
+    if file.metadata().is_ok_and(|m| m.len() > MAX_IDS_FILE) {
+        return Err(refuse(format!(
+            "larger than {} MiB",
+            MAX_IDS_FILE / 1024 / 1024
+        )));
+    }
+    // A device or pipe has no length: the bound applies while reading.
+    let mut reader = std::io::BufReader::new(file.take(MAX_IDS_FILE + 1));
+    let (mut seen, mut ids, mut total) = (BTreeSet::new(), Vec::new(), 0u64);
+    let mut line = Vec::new();
+    for n in 1.. {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_IDS_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| refuse(format!("cannot read it: {e}")))?;
+        if read == 0 {
+            break;
+        }
+        total += read as u64;
+        if total > MAX_IDS_FILE {
+            return Err(refuse(format!(
+                "larger than {} MiB",
+                MAX_IDS_FILE / 1024 / 1024
+            )));
+        }
+        if line.len() > MAX_IDS_LINE {
+            return Err(refuse(format!(
+                "line {n} is longer than {MAX_IDS_LINE} bytes"
+            )));
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.split('#').next().unwrap_or("").trim();
+        if text.is_empty() {
             continue;
         }
-        let id = line
+        let id = text
             .parse::<UserId>()
-            .map_err(|e| usage(format!("{}:{}: {e}", path.display(), n + 1)))?;
-        // A user listed twice is still rotated once.
+            .map_err(|e| usage(format!("{}:{n}: {e}", path.display())))?;
         if seen.insert(id) {
             ids.push(id);
         }
     }
+    if ids.is_empty() {
+        return Err(refuse("lists no user ID".into()));
+    }
     Ok(ids)
 }
 
-fn read_journal(path: &Path) -> Result<BTreeMap<i32, Prior>, Exit> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(usage(format!("cannot read {}: {e}", path.display()))),
+/// The user IDs a line that is not a valid record mentions (`"user_id":N`).
+fn users_named(line: &str) -> Vec<i32> {
+    line.match_indices("\"user_id\":")
+        .filter_map(|(i, m)| {
+            let rest = line[i + m.len()..].trim_start();
+            let end = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+                .unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        })
+        .collect()
+}
+
+/// What an existing journal holds.
+#[derive(Debug, Default)]
+struct JournalState {
+    prior: BTreeMap<i32, Prior>,
+    header: bool,
+    /// The file is not empty and its last byte is not a newline (a torn write).
+    torn_end: bool,
+}
+
+fn parse_journal(text: &str, path: &Path, expected: &Header) -> Result<JournalState, Exit> {
+    let mut state = JournalState {
+        torn_end: !text.is_empty() && !text.ends_with('\n'),
+        ..JournalState::default()
     };
-    let mut state = BTreeMap::new();
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
         if line.trim().is_empty() {
             continue;
         }
-        let Ok(record) = serde_json::from_str::<Record>(&line) else {
-            // Only a crash mid-write leaves a partial line, and only as the last.
-            eprintln!(
-                "warning: {}:{}: unreadable record ignored",
-                path.display(),
-                n + 1
-            );
+        if !state.header {
+            let found = serde_json::from_str::<Header>(line).map_err(|_| {
+                usage(format!(
+                    "{}:{n}: not an ecgridos journal header (endpoint and protocol); use another --output-file (nothing was sent)",
+                    path.display()
+                ))
+            })?;
+            if found.journal != JOURNAL_KIND
+                || found.protocol != expected.protocol
+                || found.endpoint != expected.endpoint
+            {
+                return Err(usage(format!(
+                    "{} is the journal of a run against {} over {}; this run is against {} over {}: its records do not apply (nothing was sent)",
+                    path.display(),
+                    found.endpoint,
+                    found.protocol,
+                    expected.endpoint,
+                    expected.protocol
+                )));
+            }
+            state.header = true;
+            continue;
+        }
+        let Ok(record) = serde_json::from_str::<Record>(line) else {
+            let users = users_named(line);
+            if users.is_empty() {
+                return Err(usage(format!(
+                    "{}:{n}: this line cannot be read and names no user: repair or remove it (nothing was sent)",
+                    path.display()
+                )));
+            }
+            for user in users {
+                state.prior.insert(user, Prior::Unreadable(n));
+            }
             continue;
         };
+        let earlier = state.prior.get(&record.user_id).and_then(Prior::old_hash);
+        let hash = record.old_key_sha256.clone().or_else(|| earlier.cloned());
         let prior = match record.outcome {
             Outcome::Rotated => Prior::Done,
-            Outcome::Failed => Prior::Failed,
-            Outcome::Started | Outcome::Unknown => Prior::Pending(record.old_key_sha256),
+            Outcome::Failed => Prior::Failed(hash),
+            Outcome::Started | Outcome::Unknown => Prior::Pending(hash),
         };
-        state.insert(record.user_id, prior);
+        state.prior.insert(record.user_id, prior);
     }
     Ok(state)
 }
@@ -126,13 +241,17 @@ struct Journal {
 }
 
 impl Journal {
+    fn write_line(&self, line: &str) -> std::io::Result<()> {
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        file.write_all(line.as_bytes())?;
+        file.sync_data()
+    }
+
     fn append(&self, mut record: Record) -> std::io::Result<()> {
         record.protocol = self.protocol.clone();
         let mut line = serde_json::to_string(&record).map_err(std::io::Error::other)?;
         line.push('\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        file.write_all(line.as_bytes())?;
-        file.sync_data()
+        self.write_line(&line)
     }
 }
 
@@ -166,9 +285,9 @@ fn write_or_show(journal: &Journal, rec: Record) -> bool {
     match journal.append(rec) {
         Ok(()) => true,
         Err(e) => {
-            eprintln!("error: cannot write to {}: {e}", journal.path.display());
+            say!("error: cannot write to {}: {e}", journal.path.display());
             if let Some(key) = key {
-                eprintln!("the new key for user {user} (store it now): {key}");
+                say!("the new key for user {user} (store it now): {key}");
             }
             false
         }
@@ -182,6 +301,7 @@ async fn rotate_one(
     user: UserId,
     prior: Option<Prior>,
 ) -> Outcome {
+    let old = prior.as_ref().and_then(Prior::old_hash).cloned();
     // The key in force now: to compare with after an interruption.
     let current = match client.get_api_key(credential, user).await {
         Ok(k) => k,
@@ -191,18 +311,15 @@ async fn rotate_one(
             } else {
                 Outcome::Failed
             };
-            let old = match &prior {
-                Some(Prior::Pending(h)) => h.clone(),
-                _ => None,
-            };
             write_or_show(journal, failure(user, outcome.clone(), &e, old));
             return outcome;
         }
     };
     let current_hash = sha256_hex(&current);
-    if let Some(Prior::Pending(Some(before))) = &prior {
+    if let Some(before) = &old {
+        // Recorded as interrupted, unknown or failed, and the key changed
+        // since: the service did act, and the key in force is its result.
         if *before != current_hash {
-            // The interrupted rotation did happen: the key in force is its result.
             let rec = Record {
                 api_key: Some(current.expose().to_string()),
                 recovered: true,
@@ -228,6 +345,9 @@ async fn rotate_one(
         write_or_show(journal, rec);
         return Outcome::Unknown;
     }
+    if crate::signals::stopping() {
+        return Outcome::Unknown;
+    }
     let started = Record {
         old_key_sha256: Some(current_hash.clone()),
         ..record(user, Outcome::Started)
@@ -236,29 +356,157 @@ async fn rotate_one(
         // Without the record a crash could not be resumed safely: do not rotate.
         return Outcome::Failed;
     }
+    let in_flight = InFlight::start(user);
     match client.generate_api_key(credential, user).await {
         Ok(key) => {
+            in_flight.received(&key);
             let rec = Record {
                 api_key: Some(key.expose().to_string()),
                 ..record(user, Outcome::Rotated)
             };
-            if write_or_show(journal, rec) {
+            // Written, or else shown on stderr: stored either way.
+            let written = write_or_show(journal, rec);
+            in_flight.stored();
+            if written {
                 Outcome::Rotated
             } else {
                 Outcome::Unknown
             }
         }
-        Err(e) if e.is_outcome_unknown() => {
+        Err(e) => {
+            // A clear refusal is `failed`, anything else `unknown`; both keep
+            // the hash before, so that a re-run checks before rotating again.
+            let outcome = if e.is_outcome_unknown() {
+                Outcome::Unknown
+            } else {
+                Outcome::Failed
+            };
             write_or_show(
                 journal,
-                failure(user, Outcome::Unknown, &e, Some(current_hash)),
+                failure(user, outcome.clone(), &e, Some(current_hash)),
             );
-            Outcome::Unknown
+            drop(in_flight);
+            outcome
         }
-        Err(e) => {
-            write_or_show(journal, failure(user, Outcome::Failed, &e, None));
-            Outcome::Failed
+    }
+}
+
+/// The journal file of this run: opened, locked against other runs, private.
+struct OpenJournal {
+    file: std::fs::File,
+    /// Created by this run (removed again if the run sends nothing).
+    created: bool,
+}
+
+/// Opens (or creates) the journal and takes an exclusive lock on it; refuses
+/// when another run holds it. An existing journal readable by others is made
+/// private first.
+fn open_journal(path: &Path) -> Result<OpenJournal, Exit> {
+    let existed = std::fs::symlink_metadata(path).is_ok();
+    let file = create_private(path, false).map_err(|e| {
+        say!(
+            "error: cannot open {}: {e} (nothing was sent)",
+            path.display()
+        );
+        Exit::Failure
+    })?;
+    lock_exclusive(&file).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            usage(format!(
+                "{} is in use by another ecgridos run; wait for it to end (nothing was sent)",
+                path.display()
+            ))
+        } else {
+            say!(
+                "error: cannot lock {}: {e} (nothing was sent)",
+                path.display()
+            );
+            Exit::Failure
         }
+    })?;
+    if !existed {
+        // Make the new directory entry durable before records go in.
+        if let Err(e) = sync_dir(&parent_dir(path)) {
+            say!(
+                "error: cannot sync the directory of {}: {e} (nothing was sent)",
+                path.display()
+            );
+            return Err(Exit::Failure);
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata().map(|m| m.permissions().mode()).unwrap_or(0);
+        if mode & 0o077 != 0 {
+            if let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(0o600)) {
+                say!(
+                    "error: {} is readable by others (mode {:o}) and cannot be made private: {e} (nothing was sent)",
+                    path.display(),
+                    mode & 0o777
+                );
+                return Err(Exit::Failure);
+            }
+            say!(
+                "warning: {} was readable by others (mode {:o}); it holds keys, so its mode is now 600",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    Ok(OpenJournal {
+        file,
+        created: !existed,
+    })
+}
+
+/// An exclusive advisory lock, held until the file is closed; fails with
+/// `WouldBlock` when another process holds it.
+fn lock_exclusive(file: &std::fs::File) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open for the duration of the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
+}
+
+/// True when both paths name the same file (device and inode), whatever
+/// the paths say.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        a == b
+    }
+}
+
+/// The header this run's journal must carry.
+fn expected_header(g: &Global) -> Header {
+    let (protocol, endpoint) = match g.protocol {
+        ProtocolArg::Soap => ("soap", &g.endpoint),
+        ProtocolArg::Rest => ("rest", &g.rest_url),
+    };
+    Header {
+        journal: JOURNAL_KIND.into(),
+        version: 1,
+        protocol: protocol.into(),
+        endpoint: url::Url::parse(endpoint)
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| endpoint.clone()),
     }
 }
 
@@ -271,22 +519,67 @@ pub async fn rotate_many(g: &Global, args: GenerateArgs, ids_file: PathBuf) -> E
             "--force and --print do not apply to a batch: its output file is a resumable journal",
         );
     }
+    if same_file(&ids_file, &out) {
+        return usage(format!(
+            "--output-file {} is the same file as --user-ids-from: the journal would overwrite the list (nothing was sent)",
+            out.display()
+        ));
+    }
     let ids = match read_user_ids(&ids_file) {
         Ok(ids) => ids,
         Err(exit) => return exit,
     };
-    let prior = match read_journal(&out) {
-        Ok(p) => p,
+    let journal = match open_journal(&out) {
+        Ok(j) => j,
         Err(exit) => return exit,
     };
-    let todo: Vec<UserId> = ids
-        .iter()
-        .copied()
-        .filter(|id| !matches!(prior.get(&id.get()), Some(Prior::Done)))
-        .collect();
-    let skipped = ids.len() - todo.len();
+    let created = journal.created;
+    let exit = run_batch(g, &args, &out, ids, journal.file).await;
+    if created && std::fs::metadata(&out).is_ok_and(|m| m.len() == 0) {
+        // This run created the journal and sent nothing: leave no trace.
+        let _ = std::fs::remove_file(&out);
+    }
+    exit
+}
+
+async fn run_batch(
+    g: &Global,
+    args: &GenerateArgs,
+    out: &Path,
+    ids: Vec<UserId>,
+    mut file: std::fs::File,
+) -> Exit {
+    let header = expected_header(g);
+    let mut text = String::new();
+    if let Err(e) = file.read_to_string(&mut text) {
+        return usage(format!("cannot read {}: {e}", out.display()));
+    }
+    let state = match parse_journal(&text, out, &header) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    drop(text);
+    let mut blocked = 0usize;
+    let mut todo = Vec::new();
+    for id in &ids {
+        match state.prior.get(&id.get()) {
+            Some(Prior::Done) => {}
+            Some(Prior::Unreadable(line)) => {
+                blocked += 1;
+                say!(
+                    "error: user {id} is not rotated: {}:{line} names it but cannot be read; check the user's key by hand, then repair or remove that line",
+                    out.display()
+                );
+            }
+            _ => todo.push(*id),
+        }
+    }
+    let skipped = ids.len() - todo.len() - blocked;
     if todo.is_empty() {
-        eprintln!(
+        if blocked > 0 {
+            return Exit::Partial;
+        }
+        say!(
             "all {} users are already rotated according to {}",
             ids.len(),
             out.display()
@@ -301,49 +594,70 @@ pub async fn rotate_many(g: &Global, args: GenerateArgs, ids_file: PathBuf) -> E
     if let Err(exit) = confirm(args.yes, &question) {
         return exit;
     }
-    let file = match create_private(&out, false) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!(
-                "error: cannot open {}: {e} (nothing was sent)",
-                out.display()
-            );
-            return Exit::Failure;
-        }
-    };
     let authed = match Authed::new(g).await {
         Ok(a) => a,
         Err(exit) => return exit,
     };
     let journal = Arc::new(Journal {
         file: Mutex::new(file),
-        path: out.clone(),
+        path: out.to_path_buf(),
         protocol: authed.client.protocol().to_string(),
     });
+    // A torn last line (a crash mid-write) is closed first, so that the next
+    // record starts on a line of its own; a new journal starts with its header.
+    let mut opening = String::new();
+    if state.torn_end {
+        opening.push('\n');
+    }
+    if !state.header {
+        match serde_json::to_string(&header) {
+            Ok(line) => {
+                opening.push_str(&line);
+                opening.push('\n');
+            }
+            Err(e) => {
+                say!("error: cannot write the journal header: {e} (nothing was sent)");
+                authed.close().await;
+                return Exit::Failure;
+            }
+        }
+    }
+    if !opening.is_empty() {
+        if let Err(e) = journal.write_line(&opening) {
+            say!(
+                "error: cannot write to {}: {e} (nothing was sent)",
+                out.display()
+            );
+            authed.close().await;
+            return Exit::Failure;
+        }
+    }
     let progress = if std::io::stderr().is_terminal() && !g.quiet {
         indicatif::ProgressBar::new(todo.len() as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let limit = Arc::new(Semaphore::new(usize::from(args.concurrency)));
     let client = Arc::new(authed.client.clone());
     let credential = Arc::new(authed.credential.clone());
     let mut tasks = tokio::task::JoinSet::new();
-    for user in todo {
-        let (limit, client, credential, journal) = (
-            limit.clone(),
-            client.clone(),
-            credential.clone(),
-            journal.clone(),
-        );
-        let prior = prior.get(&user.get()).cloned();
-        tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await;
-            rotate_one(&client, &credential, &journal, user, prior).await
-        });
-    }
-    let (mut rotated, mut failed, mut unknown) = (0usize, 0usize, 0usize);
-    while let Some(done) = tasks.join_next().await {
+    let mut queue = todo.into_iter();
+    let (mut rotated, mut failed, mut unknown) = (0usize, 0usize, blocked);
+    loop {
+        // At most --concurrency tasks exist at once; none starts after a signal.
+        while tasks.len() < usize::from(args.concurrency) && !crate::signals::stopping() {
+            let Some(user) = queue.next() else {
+                break;
+            };
+            let (client, credential, journal) =
+                (client.clone(), credential.clone(), journal.clone());
+            let prior = state.prior.get(&user.get()).cloned();
+            tasks.spawn(
+                async move { rotate_one(&client, &credential, &journal, user, prior).await },
+            );
+        }
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
         match done {
             Ok(Outcome::Rotated) => rotated += 1,
             Ok(Outcome::Unknown) => unknown += 1,
@@ -353,24 +667,25 @@ pub async fn rotate_many(g: &Global, args: GenerateArgs, ids_file: PathBuf) -> E
     }
     progress.finish_and_clear();
     authed.close().await;
+    let mut exit = if failed + unknown > 0 {
+        Exit::Partial
+    } else {
+        Exit::Ok
+    };
     if g.json {
-        println!(
-            "{}",
-            serde_json::json!({ "rotated": rotated, "failed": failed, "unknown": unknown, "skipped": skipped, "output_file": out })
-        );
+        let summary = serde_json::json!({ "rotated": rotated, "failed": failed, "unknown": unknown, "skipped": skipped, "output_file": out });
+        if print_or_fail(&summary.to_string()) != Exit::Ok && exit == Exit::Ok {
+            exit = Exit::Failure;
+        }
     }
     if !g.quiet {
-        eprintln!(
+        say!(
             "rotated {rotated}, failed {failed}, outcome unknown {unknown}, already done {skipped}; results in {}",
             out.display()
         );
         if unknown > 0 {
-            eprintln!("re-run the same command to settle the unknown ones: it reads their keys and never rotates twice");
+            say!("re-run the same command to settle the unknown ones: it reads their keys and never rotates twice");
         }
     }
-    if failed + unknown > 0 {
-        Exit::Partial
-    } else {
-        Exit::Ok
-    }
+    exit
 }

@@ -8,15 +8,19 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  local failure (a file could not be read or written)
+  1  local failure (a file could not be read or written, standard output could not take a
+     new key: it is then shown on stderr)
   2  usage error or refused input (bad option, invalid user ID, no --yes without a terminal,
-     output file exists without --force); nothing was sent
+     output file exists without --force, journal of another endpoint or in use by another
+     run, empty user list); nothing was sent
   3  the service refused the call (SOAP fault or REST error); nothing changed
   4  the service could not be reached or its answer could not be read (connection, timeout,
      HTTP status, malformed response, size limit)
   5  outcome unknown: a key rotation may or may not have happened; read the current key with
      `ecgridos get-api-key --user-id N` (it does not rotate) instead of rotating again
-  6  batch rotation finished, but some users failed or are unknown (see the output file)";
+  6  batch rotation finished, but some users failed or are unknown (see the output file)
+130  interrupted by SIGINT or SIGTERM (a rotation in flight was let finish and its key saved,
+     unless interrupted twice)";
 
 /// Rotate ECGridOS API keys safely, over SOAP (v4.1) or REST (v2).
 ///
@@ -50,14 +54,9 @@ pub struct Global {
     #[arg(long, global = true, env = "ECGRID_SESSION_ID", hide_env_values = true)]
     pub session_id: Option<String>,
 
-    /// An API key to use as the credential (environment only).
-    #[arg(
-        long = "api-key-from-env",
-        hide = true,
-        global = true,
-        env = "ECGRID_API_KEY",
-        hide_env_values = true
-    )]
+    /// An API key to use as the credential: read from ECGRID_API_KEY only,
+    /// never from a flag (a flag value shows in `ps`).
+    #[arg(skip = std::env::var("ECGRID_API_KEY").ok())]
     pub api_key: Option<String>,
 
     /// Login name for commands that open their own session.
@@ -152,6 +151,9 @@ pub enum Command {
     #[command(visible_alias = "rotate-key")]
     GenerateApiKey(GenerateArgs),
     /// Run the migration scenario over SOAP and REST and compare each step.
+    /// It rotates the user's key once per protocol and prints every key it
+    /// created (the last is in force); the user's own key is refused as the
+    /// credential.
     Compare(CompareArgs),
 }
 
@@ -223,13 +225,9 @@ pub struct CompareArgs {
     /// A user the credential may not act on, for the forbidden step (skipped when absent).
     #[arg(long)]
     pub forbidden_user_id: Option<String>,
-    /// A credential of the forbidden step's caller (an API key; environment only).
-    #[arg(
-        long = "forbidden-api-key-from-env",
-        hide = true,
-        env = "ECGRID_FORBIDDEN_API_KEY",
-        hide_env_values = true
-    )]
+    /// A credential of the forbidden step's caller: read from
+    /// ECGRID_FORBIDDEN_API_KEY only, never from a flag.
+    #[arg(skip = std::env::var("ECGRID_FORBIDDEN_API_KEY").ok())]
     pub forbidden_api_key: Option<String>,
     /// Skip the confirmation: the scenario rotates the user's key once per protocol.
     #[arg(long, short = 'y')]

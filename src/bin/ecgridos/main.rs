@@ -5,6 +5,7 @@ mod cli;
 mod keys;
 mod mock;
 mod output;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -14,6 +15,8 @@ use cli::{Cli, Command};
 use output::Exit;
 
 fn main() -> ExitCode {
+    // Before anything reads a secret (the environment is read while parsing).
+    signals::harden();
     let cli = Cli::parse();
     init_logging(cli.global.verbose, cli.global.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -23,7 +26,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            output::say!("error: cannot start the async runtime: {e}");
             return Exit::Failure.into();
         }
     };
@@ -33,6 +36,12 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Exit {
     let g = &cli.global;
+    if matches!(
+        cli.command,
+        Command::GenerateApiKey(_) | Command::Compare(_)
+    ) {
+        signals::install();
+    }
     match cli.command {
         Command::Demo => mock::demo(g).await,
         Command::ServeMock(args) => mock::serve(g, args).await,

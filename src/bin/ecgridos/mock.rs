@@ -7,7 +7,7 @@ use ecgridos::{ApiKey, Client, Error, SessionId, UserId};
 use serde_json::json;
 
 use crate::cli::{Global, ServeMockArgs};
-use crate::output::{fail, usage, Exit};
+use crate::output::{fail, print_line, print_or_fail, say, usage, Exit};
 
 pub async fn serve(g: &Global, args: ServeMockArgs) -> Exit {
     let mut builder = FakeServer::builder()
@@ -28,7 +28,7 @@ pub async fn serve(g: &Global, args: ServeMockArgs) -> Exit {
     let server = match builder.start().await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!(
+            say!(
                 "error: cannot start the fake server on {}: {e}",
                 args.listen
             );
@@ -50,13 +50,15 @@ pub async fn serve(g: &Global, args: ServeMockArgs) -> Exit {
         .collect();
     // Exactly one line, printed once the server accepts connections: printing
     // the seeded credentials is this command's job.
-    println!(
-        "{}",
-        json!({ "soap_url": server.soap_url(), "rest_url": server.rest_url(), "users": users })
-    );
+    let ready =
+        json!({ "soap_url": server.soap_url(), "rest_url": server.rest_url(), "users": users });
+    if print_or_fail(&ready.to_string()) != Exit::Ok {
+        server.shutdown().await;
+        return Exit::Failure;
+    }
     wait_for_signal().await;
     if !g.quiet {
-        eprintln!("stopping");
+        say!("stopping");
     }
     server.shutdown().await;
     Exit::Ok
@@ -84,19 +86,32 @@ async fn wait_for_signal() {
     }
 }
 
-/// One numbered line of the demo.
-struct Steps(usize);
+/// The demo's output: numbered steps, and whether stdout refused a line.
+struct Steps {
+    shown: usize,
+    write_failed: bool,
+}
 
 impl Steps {
+    fn line(&mut self, text: &str) {
+        if let Err(e) = print_line(text) {
+            if !self.write_failed {
+                say!("error: cannot write to standard output: {e}");
+            }
+            self.write_failed = true;
+        }
+    }
+
     fn show(&mut self, what: &str, result: impl std::fmt::Display) {
-        self.0 += 1;
-        println!("{:>2}. {what:<38} {result}", self.0);
+        self.shown += 1;
+        let text = format!("{:>2}. {what:<38} {result}", self.shown);
+        self.line(&text);
     }
 }
 
 /// A demo expectation that did not hold: the fake or the client is broken.
 fn broken(what: &str) -> Exit {
-    eprintln!("demo failed: {what}");
+    say!("demo failed: {what}");
     Exit::Failure
 }
 
@@ -104,7 +119,7 @@ pub async fn demo(g: &Global) -> Exit {
     let server = match FakeServer::start().await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot start the embedded fake server: {e}");
+            say!("error: cannot start the embedded fake server: {e}");
             return Exit::Failure;
         }
     };
@@ -126,14 +141,17 @@ async fn run_demo(g: &Global, server: &FakeServer) -> Result<Exit, Error> {
         return Ok(broken("the fake has no seeded admin and alice"));
     };
     let alice_id = UserId::from(alice.user_id);
-    println!(
+    let mut steps = Steps {
+        shown: 0,
+        write_failed: false,
+    };
+    steps.line(&format!(
         "ecgridos demo: an embedded fake ECGridOS at {}",
         server.soap_url()
+    ));
+    steps.line(
+        "(SOAP 1.1, nothing leaves this machine; secrets are shown by their first 4 characters)\n",
     );
-    println!(
-        "(SOAP 1.1, nothing leaves this machine; secrets are shown by their first 4 characters)\n"
-    );
-    let mut steps = Steps(0);
 
     steps.show("Version", client.version().await?);
 
@@ -216,9 +234,13 @@ async fn run_demo(g: &Global, server: &FakeServer) -> Result<Exit, Error> {
         Err(e) => return Err(e),
         Ok(_) => return Ok(broken("the session still works after Logout")),
     }
-    println!(
+    steps.line(
         "\nOne rotation; the old key died at once. Against the real service: set ECGRID_LOGIN and \
-         ECGRID_PASSWORD, then `ecgridos generate-api-key --user-id N --output-file key.txt`."
+         ECGRID_PASSWORD, then `ecgridos generate-api-key --user-id N --output-file key.txt`.",
     );
-    Ok(Exit::Ok)
+    Ok(if steps.write_failed {
+        Exit::Failure
+    } else {
+        Exit::Ok
+    })
 }

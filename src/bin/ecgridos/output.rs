@@ -12,6 +12,16 @@ use ecgridos::{
 
 use crate::cli::{Global, ProtocolArg, SoapVersionArg};
 
+/// Writes one line on stderr. A failure to write there is ignored: there is
+/// nowhere left to report it, and a panic would lose more than the line.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+pub(crate) use say;
+
 /// The documented exit codes (see `ecgridos --help`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -22,6 +32,69 @@ pub enum Exit {
     Communication = 4,
     OutcomeUnknown = 5,
     Partial = 6,
+    Interrupted = 130,
+}
+
+/// Writes one line on stdout and flushes it.
+pub fn print_line(line: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
+}
+
+/// Prints a line that holds no secret; a failed write is reported and gives
+/// exit code 1 (never a panic).
+pub fn print_or_fail(line: &str) -> Exit {
+    match print_line(line) {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            say!("error: cannot write to standard output: {e}");
+            Exit::Failure
+        }
+    }
+}
+
+/// Prints a line holding a secret that exists nowhere else (a new key). When
+/// standard output cannot take it (closed, /dev/null, a full disk, a closed
+/// pipe), the line goes to stderr instead and the exit code is 1.
+pub fn print_secret(line: &str, what: &str) -> Exit {
+    let written = if stdout_discards() {
+        Err(std::io::Error::other("it is closed or /dev/null"))
+    } else {
+        print_line(line)
+    };
+    match written {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            say!("error: cannot write {what} to standard output: {e}");
+            say!("{what} (store it now): {line}");
+            Exit::Failure
+        }
+    }
+}
+
+/// True when standard output throws away what is written to it: /dev/null,
+/// or closed (the Rust runtime then opens /dev/null in its place).
+fn stdout_discards() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
+            return true;
+        };
+        let Ok(meta) = std::fs::File::from(fd).metadata() else {
+            return true;
+        };
+        let Ok(null) = std::fs::metadata("/dev/null") else {
+            return false;
+        };
+        meta.file_type().is_char_device() && meta.rdev() == null.rdev()
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
 }
 
 impl From<Exit> for ExitCode {
@@ -46,16 +119,18 @@ pub fn exit_for(err: &Error) -> Exit {
 }
 
 /// Prints the error on stderr (never a secret: the error type holds none) and
-/// returns its exit code.
-pub fn fail(err: &Error, user_id: Option<UserId>) -> Exit {
-    eprintln!("error: {err}");
+/// returns its exit code. The error's own text carries the advice of the
+/// operation that failed; `rotated_user` is given only for a key rotation,
+/// and adds the command that reads that user's key in force.
+pub fn fail(err: &Error, rotated_user: Option<UserId>) -> Exit {
+    say!("error: {err}");
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
-        eprintln!("  caused by: {cause}");
+        say!("  caused by: {cause}");
         source = cause.source();
     }
     if let Some(fault) = err.fault() {
-        eprintln!("  fault code: {}", fault.code);
+        say!("  fault code: {}", fault.code);
         if let Some(detail) = &fault.detail {
             let fields = [
                 (
@@ -69,20 +144,19 @@ pub fn fail(err: &Error, user_id: Option<UserId>) -> Exit {
             ];
             for (name, value) in fields {
                 if let Some(value) = value {
-                    eprintln!("  {name}: {value}");
+                    say!("  {name}: {value}");
                 }
             }
         }
     }
-    if err.is_outcome_unknown() {
-        let user = user_id.map(|u| u.to_string()).unwrap_or_else(|| "N".into());
-        eprintln!("  to see the key now in force, without rotating again: ecgridos get-api-key --user-id {user}");
+    if let (true, Some(user)) = (err.is_outcome_unknown(), rotated_user) {
+        say!("  to see the key now in force, without rotating again: ecgridos get-api-key --user-id {user}");
     }
     exit_for(err)
 }
 
 pub fn usage(message: impl std::fmt::Display) -> Exit {
-    eprintln!("error: {message}");
+    say!("error: {message}");
     Exit::Usage
 }
 
@@ -188,7 +262,7 @@ impl Authed {
     pub async fn close(self) {
         if self.opened {
             if let Err(e) = self.client.logout(&self.credential).await {
-                eprintln!("warning: could not end the session this command opened: {e}");
+                say!("warning: could not end the session this command opened: {e}");
             }
         }
     }
@@ -204,70 +278,103 @@ pub fn confirm(yes: bool, question: &str) -> Result<(), Exit> {
             "{question}\nrefusing without confirmation: there is no terminal to ask on; pass --yes to proceed"
         )));
     }
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
+    {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "{question} [y/N] ");
+        let _ = err.flush();
+    }
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
     if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
         Ok(())
     } else {
-        eprintln!("not confirmed; nothing was sent");
+        say!("not confirmed; nothing was sent");
         Err(Exit::Usage)
     }
 }
 
 /// A file prepared before a key is rotated, so that the key can be stored
 /// the moment it arrives: the temporary file exists (mode 0600) in the target's
-/// directory, and the target is known to be writable and, unless `force`,
-/// absent.
+/// directory, and the target is known to be a file name in an existing
+/// directory and, unless `force`, absent.
 /// Dropping it without [`commit`](PreparedFile::commit) removes the temporary
 /// file.
 pub struct PreparedFile {
     target: PathBuf,
     temp: PathBuf,
     file: std::fs::File,
+    force: bool,
     committed: bool,
 }
 
-pub fn prepare_secret_file(target: &Path, force: bool) -> Result<PreparedFile, Exit> {
-    if target.exists() && !force {
-        return Err(usage(format!(
-            "{} already exists; pass --force to replace it (nothing was sent)",
-            target.display()
-        )));
-    }
-    let dir = match target.parent() {
+/// The directory a path's last component lives in (`.` for a bare name).
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+/// Makes the creation, rename or removal of an entry of `dir` durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+pub fn prepare_secret_file(target: &Path, force: bool) -> Result<PreparedFile, Exit> {
+    let refuse = |why: &str| {
+        Err(usage(format!(
+            "--output-file {}: {why} (nothing was sent)",
+            target.display()
+        )))
     };
+    if target.as_os_str().as_encoded_bytes().ends_with(b"/") || target.file_name().is_none() {
+        return refuse("names a directory, not a file");
+    }
+    let dir = parent_dir(target);
+    if !std::fs::metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        return refuse("its directory does not exist");
+    }
+    match std::fs::metadata(target) {
+        Ok(m) if m.is_dir() => return refuse("is a directory"),
+        Ok(_) if !force => {
+            return Err(usage(format!(
+                "{} already exists; pass --force to replace it (nothing was sent)",
+                target.display()
+            )))
+        }
+        _ => {}
+    }
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let file = create_private(&temp, true).map_err(|e| {
-        eprintln!(
+        say!(
             "error: cannot create {}: {e} (nothing was sent)",
             temp.display()
         );
         Exit::Failure
     })?;
+    crate::signals::register_temp(&temp);
     Ok(PreparedFile {
         target: target.to_path_buf(),
         temp,
         file,
+        force,
         committed: false,
     })
 }
 
-/// Creates a file readable and writable by its owner only.
+/// Creates a file readable and writable by its owner only: a new one for
+/// writing (`exclusive`), or else one opened (or created) for reading and
+/// appending.
 pub fn create_private(path: &Path, exclusive: bool) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true);
     if exclusive {
-        options.create_new(true);
+        options.write(true).create_new(true);
     } else {
-        options.create(true).append(true);
+        options.read(true).create(true).append(true);
     }
     #[cfg(unix)]
     {
@@ -277,20 +384,55 @@ pub fn create_private(path: &Path, exclusive: bool) -> std::io::Result<std::fs::
     options.open(path)
 }
 
+/// Renames `from` to `to` unless `to` exists (atomically, where the file
+/// system can): a file created there meanwhile is never replaced.
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let nul = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::other("the path holds a NUL byte"))
+        };
+        let (old, new) = (nul(from)?, nul(to)?);
+        // SAFETY: both pointers are NUL-terminated strings that outlive the call.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                old.as_ptr(),
+                libc::AT_FDCWD,
+                new.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if !matches!(err.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
+            return Err(err);
+        }
+        // This file system has no no-replace rename: a hard link is one too.
+    }
+    std::fs::hard_link(from, to)?;
+    let _ = std::fs::remove_file(from);
+    Ok(())
+}
+
 impl PreparedFile {
-    /// Writes, syncs and renames into place; only then is the key safe.
+    /// Writes, syncs and renames into place (replacing an existing file only
+    /// with `force`), then syncs the directory; only then is the key safe.
     pub fn commit(mut self, contents: &str) -> std::io::Result<()> {
         self.file.write_all(contents.as_bytes())?;
         self.file.sync_all()?;
-        std::fs::rename(&self.temp, &self.target)?;
-        self.committed = true;
-        if let Some(dir) = self.target.parent().filter(|p| !p.as_os_str().is_empty()) {
-            // Persist the rename itself; not every platform can open a directory.
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+        if self.force {
+            std::fs::rename(&self.temp, &self.target)?;
+        } else {
+            rename_no_replace(&self.temp, &self.target)?;
         }
-        Ok(())
+        self.committed = true;
+        crate::signals::forget_temp(&self.temp);
+        sync_dir(&parent_dir(&self.target))
     }
 }
 
@@ -298,6 +440,7 @@ impl Drop for PreparedFile {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_file(&self.temp);
+            crate::signals::forget_temp(&self.temp);
         }
     }
 }
