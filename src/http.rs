@@ -9,8 +9,9 @@ use reqwest::header::{HeaderMap, CONTENT_LENGTH, RETRY_AFTER};
 use tokio::time::{timeout_at, Instant};
 use url::{Host, Url};
 
-use crate::error::{BoxError, Error, Limit, TimeoutPhase};
+use crate::error::{BoxError, Error, Limit, ProxyRefusal, TimeoutPhase, TlsFailure};
 use crate::operations::Idempotency;
+use crate::secret::{PrivateKeyPem, ProxyUrl};
 
 /// Default limit on a response body.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
@@ -86,13 +87,22 @@ fn retryable(err: &Error, idempotency: Idempotency) -> bool {
         Idempotency::NotIdempotent { .. } => matches!(
             err,
             Error::Transport { .. }
+                | Error::Proxy {
+                    refusal: ProxyRefusal::Unreachable,
+                    ..
+                }
                 | Error::Timeout {
                     phase: TimeoutPhase::Connect,
                     ..
                 }
         ),
         Idempotency::Idempotent => match err {
-            Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::Transport { .. }
+            | Error::Timeout { .. }
+            | Error::Proxy {
+                refusal: ProxyRefusal::Unreachable,
+                ..
+            } => true,
             Error::HttpStatus { status, .. } | Error::Rest { status, .. } => {
                 *status == 429 || *status >= 500
             }
@@ -146,9 +156,77 @@ macro_rules! http_setters {
             self.http.allow_insecure_http = allow;
             self
         }
+
+        /// Sends every request through this HTTP proxy
+        /// (`http://[user:password@]host:port`); HTTPS endpoints are reached
+        /// through a `CONNECT` tunnel. Credentials in the URL are sent as
+        /// `Proxy-Authorization: Basic` and never shown (see
+        /// [`ProxyUrl`](crate::ProxyUrl)). While the environment is honoured
+        /// (see [`proxy_from_env`](Self::proxy_from_env)), hosts in `NO_PROXY`
+        /// bypass it. A refusal by the proxy is
+        /// [`Error::Proxy`](crate::Error::Proxy), not a service error.
+        pub fn proxy(mut self, url: impl Into<String>) -> Self {
+            self.http.proxy = Some(crate::ProxyUrl::new(url));
+            self
+        }
+
+        /// Whether `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`
+        /// (or their lowercase forms) are honoured: on by default. Off, no
+        /// proxy is used unless [`proxy`](Self::proxy) names one.
+        pub fn proxy_from_env(mut self, honour: bool) -> Self {
+            self.http.proxy_from_env = honour;
+            self
+        }
+
+        /// Trusts the PEM certificates in `pem` (one or several, a private
+        /// root CA for instance) besides the platform's roots. May be called
+        /// more than once.
+        pub fn add_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+            self.http.root_certs.push(crate::http::Pem(pem.into()));
+            self
+        }
+
+        /// Offers this client certificate (PEM, chain allowed) with its
+        /// private key (PEM: PKCS#8, PKCS#1 or SEC1) to servers that ask for
+        /// one (mutual TLS).
+        pub fn client_certificate(
+            mut self,
+            cert_pem: impl Into<Vec<u8>>,
+            key_pem: crate::PrivateKeyPem,
+        ) -> Self {
+            self.http.client_identity = Some((crate::http::Pem(cert_pem.into()), key_pem));
+            self
+        }
+
+        /// The lowest TLS version accepted (default TLS 1.2).
+        pub fn tls_min_version(mut self, version: crate::TlsVersion) -> Self {
+            self.http.tls_min = version;
+            self
+        }
     };
 }
 pub(crate) use http_setters;
+
+/// A TLS protocol version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum TlsVersion {
+    /// TLS 1.2 (the default minimum).
+    #[default]
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+/// PEM text that is not secret (certificates); its `Debug` shows its size.
+#[derive(Clone)]
+pub(crate) struct Pem(pub Vec<u8>);
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pem({} bytes)", self.0.len())
+    }
+}
 
 /// Settings of the HTTP layer, shared by both clients' builders.
 #[derive(Clone, Debug)]
@@ -159,6 +237,11 @@ pub(crate) struct HttpSettings {
     pub max_response_bytes: u64,
     pub retry: RetryPolicy,
     pub allow_insecure_http: bool,
+    pub proxy: Option<ProxyUrl>,
+    pub proxy_from_env: bool,
+    pub root_certs: Vec<Pem>,
+    pub client_identity: Option<(Pem, PrivateKeyPem)>,
+    pub tls_min: TlsVersion,
 }
 
 impl Default for HttpSettings {
@@ -170,6 +253,11 @@ impl Default for HttpSettings {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             retry: RetryPolicy::default(),
             allow_insecure_http: false,
+            proxy: None,
+            proxy_from_env: true,
+            root_certs: Vec::new(),
+            client_identity: None,
+            tls_min: TlsVersion::default(),
         }
     }
 }
@@ -183,7 +271,18 @@ pub(crate) struct HttpReply {
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    parse_retry_after(value, std::time::SystemTime::now())
+}
+
+/// `Retry-After` in either form: delay seconds, or an HTTP-date (a date in
+/// the past means now). The retry policy caps the result.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 impl HttpReply {
@@ -226,6 +325,16 @@ pub(crate) enum Failure {
     },
     /// The response body exceeded the limit.
     TooLarge { answered: bool },
+    /// The proxy refused or could not be reached; nothing reached the service.
+    Proxy {
+        refusal: ProxyRefusal,
+        source: Option<BoxError>,
+    },
+    /// The TLS handshake failed; nothing was delivered.
+    Tls {
+        failure: TlsFailure,
+        source: BoxError,
+    },
 }
 
 /// One pooled HTTP client and the settings of the exchange.
@@ -234,23 +343,33 @@ pub(crate) struct Http {
     pub client: reqwest::Client,
     pub settings: HttpSettings,
     pub host: String,
+    /// The proxy requests to the endpoint go through, without credentials.
+    pub proxy: Option<String>,
 }
 
 impl Http {
     pub fn new(endpoint: &Url, settings: HttpSettings) -> Result<Http, Error> {
         check_endpoint(endpoint, settings.allow_insecure_http)?;
-        let client = reqwest::Client::builder()
+        crate::netconf::install_crypto_provider();
+        let builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .user_agent(settings.user_agent.clone())
             // A redirected POST turns into a GET; a SOAP call must not follow one.
             .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(60));
+        let builder = crate::netconf::apply(builder, &settings)?;
+        let client = builder
             .build()
             .map_err(|e| Error::invalid_input("HTTP client", format!("cannot be built: {e}")))?;
+        let proxy = crate::netconf::proxy_for(endpoint, &settings);
+        if let Some(proxy) = &proxy {
+            tracing::debug!(%proxy, "requests go through a proxy");
+        }
         Ok(Http {
             client,
             host: endpoint.host_str().unwrap_or_default().to_string(),
             settings,
+            proxy,
         })
     }
 
@@ -284,7 +403,14 @@ impl Http {
         request: reqwest::RequestBuilder,
         answered: &std::sync::atomic::AtomicBool,
     ) -> Result<HttpReply, Failure> {
-        let mut response = match request.send().await {
+        let sent = request.send().await;
+        if let Err(e) = &sent {
+            // Proxy refusals and TLS failures: nothing reached the service.
+            if let Some(failure) = crate::netconf::classify(e, self.proxy.is_some()) {
+                return Err(failure);
+            }
+        }
+        let mut response = match sent {
             Err(e) if e.is_connect() => {
                 return Err(Failure::NotSent {
                     timed_out: e.is_timeout(),
@@ -302,6 +428,14 @@ impl Http {
         };
         answered.store(true, std::sync::atomic::Ordering::Relaxed);
         let status = response.status().as_u16();
+        if status == 407 && self.proxy.is_some() {
+            // A forwarding proxy asks for credentials before it forwards
+            // anything: the service has not seen the request.
+            return Err(Failure::Proxy {
+                refusal: ProxyRefusal::AuthenticationRequired,
+                source: None,
+            });
+        }
         let retry_after = retry_after(response.headers());
         let limit = self.settings.max_response_bytes;
         let declared = response
@@ -413,6 +547,18 @@ impl Http {
             (Failure::TooLarge { .. }, _) => Error::LimitExceeded {
                 operation,
                 limit: Limit::BodyBytes(settings.max_response_bytes),
+            },
+            (Failure::Proxy { refusal, source }, _) => Error::Proxy {
+                operation,
+                proxy: self.proxy.clone().unwrap_or_default(),
+                refusal,
+                source,
+            },
+            (Failure::Tls { failure, source }, _) => Error::Tls {
+                operation,
+                host: self.host.clone(),
+                failure,
+                source,
             },
         }
     }
