@@ -35,7 +35,9 @@ pub enum Error {
     /// The HTTP proxy refused the request, or could not be reached: the
     /// service itself was not reached, so nothing was delivered to it (not
     /// even a call that changes state).
-    #[error("{operation}: proxy {proxy} refused: {refusal}; the request did not reach the service")]
+    #[error(
+        "{operation}: proxy {proxy} refused: {refusal}; the request did not reach the service"
+    )]
     Proxy {
         /// The operation called.
         operation: &'static str,
@@ -233,9 +235,7 @@ impl fmt::Display for TlsFailure {
             TlsFailure::NoClientCertificate => {
                 "the server requires a client certificate and none was offered"
             }
-            TlsFailure::ClientCertificateRejected => {
-                "the server refused the client certificate"
-            }
+            TlsFailure::ClientCertificateRejected => "the server refused the client certificate",
             TlsFailure::ProtocolVersion => "no TLS version acceptable to both sides",
             TlsFailure::Other => "handshake failed",
         })

@@ -48,9 +48,8 @@ pub(crate) fn apply(
         None => builder = builder.no_proxy(),
     }
     for pem in &settings.root_certs {
-        let certs = reqwest::Certificate::from_pem_bundle(&pem.0).map_err(|e| {
-            Error::invalid_input("root certificate", format!("is not PEM: {e}"))
-        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem.0)
+            .map_err(|e| Error::invalid_input("root certificate", format!("is not PEM: {e}")))?;
         if certs.is_empty() {
             return Err(Error::invalid_input(
                 "root certificate",
@@ -84,8 +83,8 @@ pub(crate) fn apply(
 /// Refuses proxy URLs this client cannot use; the message never quotes the
 /// URL, which may hold a password.
 fn check_proxy_url(url: &str) -> Result<(), Error> {
-    let parsed =
-        Url::parse(url).map_err(|_| Error::invalid_input("proxy", "is not a URL (http://host:port)"))?;
+    let parsed = Url::parse(url)
+        .map_err(|_| Error::invalid_input("proxy", "is not a URL (http://host:port)"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(Error::invalid_input(
             "proxy",
@@ -134,7 +133,11 @@ pub(crate) fn proxy_for(endpoint: &Url, settings: &HttpSettings) -> Option<Strin
         proxy.host().unwrap_or_default(),
         proxy
             .port_u16()
-            .unwrap_or(if proxy.scheme_str() == Some("https") { 443 } else { 80 })
+            .unwrap_or(if proxy.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            })
     ))
 }
 
@@ -231,25 +234,20 @@ fn tls_failure(err: &rustls::Error, during_connect: bool) -> Option<TlsFailure> 
     Some(match err {
         rustls::Error::InvalidCertificate(cert) => match cert {
             Cert::UnknownIssuer | Cert::BadSignature => TlsFailure::UntrustedChain,
-            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
-                TlsFailure::NameMismatch
-            }
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => TlsFailure::NameMismatch,
             Cert::Expired
             | Cert::ExpiredContext { .. }
             | Cert::NotValidYet
             | Cert::NotValidYetContext { .. } => TlsFailure::Expired,
             _ => TlsFailure::Other,
         },
-        rustls::Error::PeerIncompatible(_) | rustls::Error::AlertReceived(Alert::ProtocolVersion) => {
-            TlsFailure::ProtocolVersion
-        }
+        rustls::Error::PeerIncompatible(_)
+        | rustls::Error::AlertReceived(Alert::ProtocolVersion) => TlsFailure::ProtocolVersion,
         // With TLS 1.3 the server judges the client certificate after the
         // client finished its side of the handshake, so these alerts can
         // arrive while the request is being sent; the server's TLS layer
         // refused the connection before any request byte reached the service.
-        rustls::Error::AlertReceived(Alert::CertificateRequired) => {
-            TlsFailure::NoClientCertificate
-        }
+        rustls::Error::AlertReceived(Alert::CertificateRequired) => TlsFailure::NoClientCertificate,
         rustls::Error::AlertReceived(
             Alert::BadCertificate
             | Alert::UnknownCA
@@ -259,6 +257,10 @@ fn tls_failure(err: &rustls::Error, during_connect: bool) -> Option<TlsFailure> 
             | Alert::CertificateExpired
             | Alert::AccessDenied,
         ) => TlsFailure::ClientCertificateRejected,
+        // Alerts only sent during a handshake.
+        rustls::Error::AlertReceived(
+            Alert::HandshakeFailure | Alert::DecryptError | Alert::IllegalParameter,
+        ) => TlsFailure::Other,
         _ if during_connect => TlsFailure::Other,
         _ => return None,
     })
@@ -288,7 +290,11 @@ mod tests {
 
     #[test]
     fn bad_proxy_urls_are_refused_without_quoting_them() {
-        for url in ["not a url sekrit", "ftp://u:sekrit@p:21", "socks5://u:sekrit@p:1"] {
+        for url in [
+            "not a url sekrit",
+            "ftp://u:sekrit@p:21",
+            "socks5://u:sekrit@p:1",
+        ] {
             let err = check_proxy_url(url).unwrap_err();
             assert!(err.is_invalid_input());
             assert!(!format!("{err} {err:?}").contains("sekrit"));
@@ -313,7 +319,10 @@ mod tests {
             Some(TlsFailure::Expired)
         );
         assert_eq!(
-            tls_failure(&rustls::Error::AlertReceived(Alert::CertificateRequired), false),
+            tls_failure(
+                &rustls::Error::AlertReceived(Alert::CertificateRequired),
+                false
+            ),
             Some(TlsFailure::NoClientCertificate)
         );
         assert_eq!(

@@ -184,7 +184,10 @@ mod tests {
     fn proxy_url_hides_credentials() {
         let proxy = ProxyUrl::new("http://bob:pr0xy-sekrit@proxy.corp:3128");
         let shown = format!("{proxy:?} {proxy}");
-        assert!(!shown.contains("pr0xy-sekrit") && !shown.contains("bob"), "{shown}");
+        assert!(
+            !shown.contains("pr0xy-sekrit") && !shown.contains("bob"),
+            "{shown}"
+        );
         assert!(shown.contains("proxy.corp:3128"), "{shown}");
         assert_eq!(ProxyUrl::new("http://p:8080").redacted(), "http://p:8080");
         assert_eq!(

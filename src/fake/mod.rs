@@ -23,8 +23,10 @@
 mod rest;
 mod soap;
 mod state;
+mod tls;
 
 pub use state::SeedUser;
+pub use tls::{FakeTls, TlsMaterial};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,6 +75,7 @@ pub struct FakeServerBuilder {
     detail_shape: DetailShape,
     namespace: String,
     latency: Duration,
+    tls: Option<FakeTls>,
 }
 
 impl Default for FakeServerBuilder {
@@ -84,6 +87,7 @@ impl Default for FakeServerBuilder {
             detail_shape: DetailShape::default(),
             namespace: crate::wire::DEFAULT_NAMESPACE.to_string(),
             latency: Duration::ZERO,
+            tls: None,
         }
     }
 }
@@ -126,18 +130,27 @@ impl FakeServerBuilder {
         self
     }
 
+    /// Serve HTTPS instead of plain HTTP, with certificates made at start
+    /// (see [`FakeServer::tls`] for the CA certificate to trust).
+    pub fn tls(mut self, tls: FakeTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Binds and starts serving on the current tokio runtime.
     pub async fn start(self) -> std::io::Result<FakeServer> {
         let users = self.users.unwrap_or_else(SeedUser::defaults);
         let state = State::new(users, self.session_timeout)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let tls = self.tls.as_ref().map(tls::make).transpose()?;
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
         let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared {
             state,
             namespace: self.namespace,
             detail_shape: self.detail_shape,
-            soap_url: format!("http://{addr}{SOAP_PATH}"),
+            soap_url: format!("{scheme}://{addr}{SOAP_PATH}"),
         });
         let app = Router::new()
             .route(SOAP_PATH, post(soap::handle).get(soap::wsdl))
@@ -172,17 +185,28 @@ impl FakeServerBuilder {
             ))
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            let _ = axum::serve(listener, service)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let (task, material) = match tls {
+            None => {
+                let serving = axum::serve(listener, service).with_graceful_shutdown(stopped);
+                (tokio::spawn(async { drop(serving.await) }), None)
+            }
+            Some((material, config)) => {
+                use axum::serve::ListenerExt;
+                // `tap_io` gives axum the peer address as connect info.
+                let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+                let serving = axum::serve(listener, service).with_graceful_shutdown(stopped);
+                (tokio::spawn(async { drop(serving.await) }), Some(material))
+            }
+        };
         Ok(FakeServer {
             addr,
+            scheme,
             shared,
+            tls: material,
             stop: Some(stop),
             task: Some(task),
         })
@@ -193,7 +217,9 @@ impl FakeServerBuilder {
 /// [`shutdown`](Self::shutdown) stops it and waits.
 pub struct FakeServer {
     addr: SocketAddr,
+    scheme: &'static str,
     shared: Arc<Shared>,
+    tls: Option<TlsMaterial>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -217,14 +243,20 @@ impl FakeServer {
         self.addr
     }
 
-    /// The SOAP endpoint URL (`http://127.0.0.1:PORT/v4.1/prod/ECGridOS.asmx`).
+    /// The certificates made at start, when it serves HTTPS.
+    pub fn tls(&self) -> Option<&TlsMaterial> {
+        self.tls.as_ref()
+    }
+
+    /// The SOAP endpoint URL (`http://127.0.0.1:PORT/v4.1/prod/ECGridOS.asmx`,
+    /// `https://` with TLS).
     pub fn soap_url(&self) -> String {
         self.shared.soap_url.clone()
     }
 
-    /// The REST base URL (`http://127.0.0.1:PORT`).
+    /// The REST base URL (`http://127.0.0.1:PORT`, `https://` with TLS).
     pub fn rest_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// All users, with their current keys.
