@@ -662,6 +662,67 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_in_both_forms_capped_by_the_policy() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        // Sun, 06 Nov 1994 08:49:37 GMT
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        // A date already past means now.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        // An hour ahead from the real clock, through the response headers,
+        // then capped by the policy's max_delay.
+        let mut headers = HeaderMap::new();
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3600));
+        headers.insert(RETRY_AFTER, later.parse().unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(wait > Duration::from_secs(3500), "{wait:?}");
+        let busy = Error::HttpStatus {
+            operation: "X",
+            status: 503,
+            snippet: String::new(),
+            retry_after: Some(wait),
+        };
+        let policy = RetryPolicy::default();
+        assert_eq!(
+            policy.delay_after(1, &busy, Idempotency::Idempotent),
+            Some(policy.max_delay)
+        );
+    }
+
+    #[test]
+    fn a_proxy_that_cannot_be_reached_is_retried_like_a_failed_connection() {
+        let policy = RetryPolicy::default();
+        let proxy = |refusal| Error::Proxy {
+            operation: "X",
+            proxy: String::new(),
+            refusal,
+            source: None,
+        };
+        let rotation = Idempotency::NotIdempotent { if_unknown: "" };
+        assert!(policy
+            .delay_after(1, &proxy(ProxyRefusal::Unreachable), rotation)
+            .is_some());
+        assert!(policy
+            .delay_after(
+                1,
+                &proxy(ProxyRefusal::AuthenticationRequired),
+                Idempotency::Idempotent
+            )
+            .is_none());
+    }
+
+    #[test]
     fn retry_classes() {
         let policy = RetryPolicy::default();
         let rotation = Idempotency::NotIdempotent { if_unknown: "" };

@@ -329,6 +329,10 @@ mod tests {
             tls_failure(&rustls::Error::AlertReceived(Alert::UnknownCA), false),
             Some(TlsFailure::ClientCertificateRejected)
         );
+        assert_eq!(
+            tls_failure(&rustls::Error::AlertReceived(Alert::DecryptError), false),
+            Some(TlsFailure::Other)
+        );
         // A decryption error on an established connection proves nothing
         // about delivery: left to the outcome-unknown rules.
         assert_eq!(tls_failure(&rustls::Error::DecryptError, false), None);
