@@ -136,6 +136,20 @@ async fn mutual_tls_accepts_the_client_certificate_and_refuses_its_absence() {
 }
 
 #[tokio::test]
+async fn the_minimum_tls_version_is_enforced() {
+    let server = fake(FakeTls::new().tls12_only(true)).await;
+    // Refused when the client asks for TLS 1.3 at least ...
+    let strict = trusting(&server)
+        .tls_min_version(TlsVersion::Tls13)
+        .build()
+        .unwrap();
+    refused(&server, strict, TlsFailure::ProtocolVersion).await;
+    // ... accepted by default.
+    let default = trusting(&server).build().unwrap();
+    assert!(default.version().await.is_ok());
+}
+
+#[tokio::test]
 async fn bad_pem_is_refused_at_build_without_quoting_the_key() {
     let err = Client::builder()
         .add_root_certificate("not a certificate")

@@ -27,6 +27,7 @@ pub struct FakeTls {
     names: Vec<String>,
     require_client_cert: bool,
     expired: bool,
+    tls12_only: bool,
 }
 
 impl Default for FakeTls {
@@ -35,6 +36,7 @@ impl Default for FakeTls {
             names: vec!["localhost".to_string(), "127.0.0.1".to_string()],
             require_client_cert: false,
             expired: false,
+            tls12_only: false,
         }
     }
 }
@@ -64,6 +66,13 @@ impl FakeTls {
     /// how clients report it.
     pub fn expired(mut self, expired: bool) -> Self {
         self.expired = expired;
+        self
+    }
+
+    /// Speak TLS 1.2 only (default: TLS 1.2 and 1.3), to test a client's
+    /// minimum version.
+    pub fn tls12_only(mut self, only: bool) -> Self {
+        self.tls12_only = only;
         self
     }
 }
@@ -173,8 +182,13 @@ pub(crate) fn make(
         tls.expired,
         &ca,
     )?;
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls.tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| tls_error("protocol versions", e))?;
     let (builder, client) = if tls.require_client_cert {
         let (client_ca_pem, client_ca) = new_ca("ecgridos fake client CA")?;
