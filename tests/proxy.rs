@@ -102,6 +102,15 @@ impl Tinyproxy {
         format!("http://proxyuser:{password}@127.0.0.1:{}", self.port)
     }
 
+    /// Asserts the proxy's log records a request line containing `needle`.
+    fn assert_saw(&self, needle: &str) {
+        let requests = self.requests();
+        assert!(
+            requests.iter().any(|l| l.contains(needle)),
+            "no {needle:?} went through the proxy: {requests:?}"
+        );
+    }
+
     /// The proxy's log lines that record a request line.
     fn requests(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)
@@ -118,6 +127,14 @@ impl Drop for Tinyproxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+async fn https_fake() -> FakeServer {
+    FakeServer::builder()
+        .tls(FakeTls::new())
+        .start()
+        .await
+        .unwrap()
 }
 
 fn via(proxy: &str, server: &FakeServer) -> ClientBuilder {
@@ -144,11 +161,7 @@ async fn rotate_alice(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soap_over_connect_to_the_https_fake() {
-    let server = FakeServer::builder()
-        .tls(FakeTls::new())
-        .start()
-        .await
-        .unwrap();
+    let server = https_fake().await;
     let port = server.addr().port();
     let Some(proxy) = Tinyproxy::start("connect", port, false) else {
         return;
@@ -159,13 +172,7 @@ async fn soap_over_connect_to_the_https_fake() {
         server.api_key(server.user("alice").unwrap().user_id),
         Some(key)
     );
-    let requests = proxy.requests();
-    assert!(
-        requests
-            .iter()
-            .any(|l| l.contains(&format!("CONNECT 127.0.0.1:{port}"))),
-        "the call did not go through the proxy: {requests:?}"
-    );
+    proxy.assert_saw(&format!("CONNECT 127.0.0.1:{port}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,22 +183,12 @@ async fn plain_http_is_forwarded() {
     };
     let client = via(&proxy.url(), &server).build().unwrap();
     assert!(!client.version().await.unwrap().is_empty());
-    let requests = proxy.requests();
-    assert!(
-        requests
-            .iter()
-            .any(|l| l.contains(&format!("POST {} HTTP/1.1", server.soap_url()))),
-        "the call was not forwarded by the proxy: {requests:?}"
-    );
+    proxy.assert_saw(&format!("POST {} HTTP/1.1", server.soap_url()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_authentication_right_and_wrong() {
-    let server = FakeServer::builder()
-        .tls(FakeTls::new())
-        .start()
-        .await
-        .unwrap();
+    let server = https_fake().await;
     let port = server.addr().port();
     let Some(proxy) = Tinyproxy::start("auth", port, true) else {
         return;
@@ -224,10 +221,7 @@ async fn basic_authentication_right_and_wrong() {
         .unwrap();
     rotate_alice(&server, &right).await.unwrap();
     assert_eq!(server.rotations(server.user("alice").unwrap().user_id), 1);
-    assert!(proxy
-        .requests()
-        .iter()
-        .any(|l| l.contains(&format!("CONNECT 127.0.0.1:{port}"))));
+    proxy.assert_saw(&format!("CONNECT 127.0.0.1:{port}"));
 
     // Plain HTTP forwarded: without credentials the proxy answers 407
     // itself, before forwarding: a proxy refusal, the rotation not sent.
@@ -264,11 +258,7 @@ async fn basic_authentication_right_and_wrong() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_tunnel_is_the_proxys_refusal() {
-    let server = FakeServer::builder()
-        .tls(FakeTls::new())
-        .start()
-        .await
-        .unwrap();
+    let server = https_fake().await;
     // CONNECT is allowed to port 443 only, not to the fake's port.
     let Some(proxy) = Tinyproxy::start("tunnel", 443, false) else {
         return;
@@ -287,14 +277,7 @@ async fn a_refused_tunnel_is_the_proxys_refusal() {
 #[tokio::test]
 async fn an_unreachable_proxy_is_the_proxys_fault_not_the_services() {
     let closed = format!("http://127.0.0.1:{}", free_port());
-    for server in [
-        FakeServer::start().await.unwrap(),
-        FakeServer::builder()
-            .tls(FakeTls::new())
-            .start()
-            .await
-            .unwrap(),
-    ] {
+    for server in [FakeServer::start().await.unwrap(), https_fake().await] {
         let client = via(&closed, &server).build().unwrap();
         let err = rotate_alice(&server, &client).await.unwrap_err();
         assert_eq!(

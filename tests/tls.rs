@@ -22,6 +22,19 @@ fn trusting(server: &FakeServer) -> ClientBuilder {
     client_for(server).add_root_certificate(ca)
 }
 
+/// A client of `server` trusting its CA and offering the client certificate
+/// `issuer` made.
+fn with_client_cert(server: &FakeServer, issuer: &FakeServer) -> Client {
+    let material = issuer.tls().unwrap();
+    trusting(server)
+        .client_certificate(
+            material.client_cert_pem().unwrap(),
+            material.client_key_pem().unwrap().clone(),
+        )
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn trusted_with_the_fakes_ca_over_soap_and_rest() {
     let server = fake(FakeTls::new()).await;
@@ -103,29 +116,15 @@ async fn refused_on_an_expired_certificate() {
 #[tokio::test]
 async fn mutual_tls_accepts_the_client_certificate_and_refuses_its_absence() {
     let server = fake(FakeTls::new().require_client_cert(true)).await;
-    let material = server.tls().unwrap().clone();
     let without = trusting(&server).build().unwrap();
     refused(&server, without, TlsFailure::NoClientCertificate).await;
 
     // A certificate from another CA is refused too.
     let other = fake(FakeTls::new().require_client_cert(true)).await;
-    let foreign = other.tls().unwrap();
-    let wrong = trusting(&server)
-        .client_certificate(
-            foreign.client_cert_pem().unwrap(),
-            foreign.client_key_pem().unwrap().clone(),
-        )
-        .build()
-        .unwrap();
+    let wrong = with_client_cert(&server, &other);
     refused(&server, wrong, TlsFailure::ClientCertificateRejected).await;
 
-    let with = trusting(&server)
-        .client_certificate(
-            material.client_cert_pem().unwrap(),
-            material.client_key_pem().unwrap().clone(),
-        )
-        .build()
-        .unwrap();
+    let with = with_client_cert(&server, &server);
     let alice = server.user("alice").unwrap();
     let key = with
         .generate_api_key(&alice.api_key.clone().unwrap(), UserId::from(alice.user_id))

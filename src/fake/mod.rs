@@ -16,6 +16,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! It speaks plain HTTP by default; [`FakeServerBuilder::tls`] makes it serve
+//! HTTPS with a CA made at start ([`FakeServer::tls`] gives the CA
+//! certificate to trust, and the client certificate when it requires one).
+//!
 //! Authorization follows the service's documented levels: a user may read and
 //! rotate their own key; `NetworkAdmin` may act on users of its own network;
 //! `NetOps`, `TechOps` and `Root` on anyone; everyone else only on themselves.
