@@ -403,13 +403,14 @@ impl Http {
         request: reqwest::RequestBuilder,
         answered: &std::sync::atomic::AtomicBool,
     ) -> Result<HttpReply, Failure> {
-        let sent = request.send().await;
-        if let Err(e) = &sent {
+        let sent = match request.send().await {
             // Proxy refusals and TLS failures: nothing reached the service.
-            if let Some(failure) = crate::netconf::classify(e, self.proxy.is_some()) {
-                return Err(failure);
-            }
-        }
+            Err(e) => match crate::netconf::classify(e, self.proxy.is_some()) {
+                Ok(failure) => return Err(failure),
+                Err(e) => Err(e),
+            },
+            sent => sent,
+        };
         let mut response = match sent {
             Err(e) if e.is_connect() => {
                 return Err(Failure::NotSent {

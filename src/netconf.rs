@@ -141,24 +141,21 @@ pub(crate) fn proxy_for(endpoint: &Url, settings: &HttpSettings) -> Option<Strin
     ))
 }
 
-/// A send error that is a proxy refusal or a TLS failure: in both cases
-/// nothing reached the service. `None` for every other error.
-pub(crate) fn classify(err: &reqwest::Error, via_proxy: bool) -> Option<Failure> {
-    let source = || -> BoxError { Box::new(clone_without_url(err)) };
-    if let Some(rustls_err) = find_rustls_error(err) {
-        if let Some(failure) = tls_failure(rustls_err, err.is_connect()) {
-            return Some(Failure::Tls {
-                failure,
-                source: source(),
-            });
-        }
+/// A send error that is a proxy refusal or a TLS failure (in both cases
+/// nothing reached the service) as that failure; any other error back.
+pub(crate) fn classify(err: reqwest::Error, via_proxy: bool) -> Result<Failure, reqwest::Error> {
+    if let Some(failure) = find_rustls_error(&err).and_then(|e| tls_failure(e, err.is_connect())) {
+        return Ok(Failure::Tls {
+            failure,
+            source: Box::new(err.without_url()),
+        });
     }
     if !via_proxy {
-        return None;
+        return Err(err);
     }
     // The CONNECT tunnel's errors are not public types; their text is
     // hyper-util's ("tunnel error: ...").
-    let tunnel = chain(err).find_map(|e| {
+    let tunnel = chain(&err).find_map(|e| {
         let text = e.to_string();
         text.strip_prefix("tunnel error: ").map(str::to_string)
     });
@@ -169,38 +166,14 @@ pub(crate) fn classify(err: &reqwest::Error, via_proxy: bool) -> Option<Failure>
         // Plain HTTP through a proxy: the only connection opened is to the
         // proxy, so a connection failure is the proxy's.
         None if err.is_connect() => ProxyRefusal::Unreachable,
-        None => return None,
+        None => return Err(err),
     };
-    Some(Failure::Proxy {
+    let source: BoxError = Box::new(err.without_url());
+    Ok(Failure::Proxy {
         refusal,
-        source: Some(source()),
+        source: Some(source),
     })
 }
-
-/// reqwest errors cannot be cloned; the classified error is moved later, so
-/// this keeps its text and chain.
-fn clone_without_url(err: &reqwest::Error) -> ChainText {
-    let mut text = err.to_string();
-    let mut next = std::error::Error::source(err);
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    ChainText(text)
-}
-
-/// An error chain kept as one line of text.
-#[derive(Debug)]
-struct ChainText(String);
-
-impl std::fmt::Display for ChainText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ChainText {}
 
 /// The error and its sources; an `io::Error` wrapping another error counts
 /// that one too (its `source()` skips it).
