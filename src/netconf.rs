@@ -4,8 +4,6 @@
 //!
 //! TLS is rustls with the `ring` provider (see the README, "TLS backend").
 
-use std::sync::Arc;
-
 use url::Url;
 
 use crate::error::{BoxError, Error, ProxyRefusal, TlsFailure};
@@ -22,8 +20,8 @@ pub(crate) fn install_crypto_provider() {
 
 /// The `ring` provider, for TLS configurations built by this crate.
 #[cfg(feature = "fake")]
-pub(crate) fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+pub(crate) fn crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Applies the proxy and TLS settings to a reqwest builder.
