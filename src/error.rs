@@ -32,6 +32,38 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The HTTP proxy refused the request, or could not be reached: the
+    /// service itself was not reached, so nothing was delivered to it (not
+    /// even a call that changes state).
+    #[error(
+        "{operation}: proxy {proxy} refused: {refusal}; the request did not reach the service"
+    )]
+    Proxy {
+        /// The operation called.
+        operation: &'static str,
+        /// The proxy, without credentials (`http://<redacted>@host:port`).
+        proxy: String,
+        /// How it refused.
+        refusal: ProxyRefusal,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The TLS handshake with the service failed: nothing was delivered.
+    #[error("{operation}: TLS with {host} failed: {failure}")]
+    Tls {
+        /// The operation called.
+        operation: &'static str,
+        /// The endpoint host.
+        host: String,
+        /// Which check failed.
+        failure: TlsFailure,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+
     /// A time limit expired. In the [`TimeoutPhase::Connect`] phase nothing
     /// was sent, whatever the call.
     #[error("{operation}: timed out {phase} after {limit:?}")]
@@ -154,6 +186,70 @@ impl fmt::Display for TimeoutPhase {
     }
 }
 
+/// How an HTTP proxy refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProxyRefusal {
+    /// No connection to the proxy could be opened (refused, unreachable).
+    Unreachable,
+    /// The proxy asked for credentials, or refused the ones given (HTTP 407).
+    AuthenticationRequired,
+    /// The proxy refused to open a tunnel to the service (its `CONNECT`
+    /// answer was an error status, 403 for instance).
+    TunnelRefused,
+}
+
+impl fmt::Display for ProxyRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProxyRefusal::Unreachable => "it could not be reached",
+            ProxyRefusal::AuthenticationRequired => {
+                "it requires authentication (HTTP 407: credentials missing or wrong)"
+            }
+            ProxyRefusal::TunnelRefused => "it would not open a tunnel to the service",
+        })
+    }
+}
+
+/// Which TLS check failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The server's certificate chain does not lead to a trusted root (add
+    /// the private CA with `add_root_certificate` / `--ca-cert`).
+    UntrustedChain,
+    /// The certificate is not valid for the host name connected to.
+    NameMismatch,
+    /// The certificate has expired (or is not valid yet).
+    Expired,
+    /// The server requires a client certificate and none was offered.
+    NoClientCertificate,
+    /// The server refused the client certificate offered.
+    ClientCertificateRejected,
+    /// No TLS version acceptable to both sides (see the minimum version).
+    ProtocolVersion,
+    /// Another TLS failure (see the source).
+    Other,
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsFailure::UntrustedChain => {
+                "the server's certificate is not issued by a trusted CA (untrusted chain)"
+            }
+            TlsFailure::NameMismatch => "the server's certificate is not valid for this host name",
+            TlsFailure::Expired => "the server's certificate has expired or is not yet valid",
+            TlsFailure::NoClientCertificate => {
+                "the server requires a client certificate and none was offered"
+            }
+            TlsFailure::ClientCertificateRejected => "the server refused the client certificate",
+            TlsFailure::ProtocolVersion => "no TLS version acceptable to both sides",
+            TlsFailure::Other => "handshake failed",
+        })
+    }
+}
+
 /// A limit on responses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -194,6 +290,10 @@ pub enum ErrorKind {
     OtherServiceError,
     /// Connection failure.
     Transport,
+    /// An HTTP proxy refused the request or could not be reached.
+    Proxy,
+    /// The TLS handshake failed.
+    Tls,
     /// A time limit expired.
     Timeout,
     /// An HTTP error status without a service error body.
@@ -219,6 +319,8 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Transport { .. } => ErrorKind::Transport,
+            Error::Proxy { .. } => ErrorKind::Proxy,
+            Error::Tls { .. } => ErrorKind::Tls,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::HttpStatus { status: 429, .. } => ErrorKind::RateLimited,
             Error::HttpStatus { .. } => ErrorKind::HttpStatus,
@@ -249,6 +351,33 @@ impl Error {
     /// True for a connection failure.
     pub fn is_transport(&self) -> bool {
         matches!(self, Error::Transport { .. })
+    }
+
+    /// True when an HTTP proxy refused the request or could not be reached
+    /// (as opposed to the service refusing it).
+    pub fn is_proxy(&self) -> bool {
+        matches!(self, Error::Proxy { .. })
+    }
+
+    /// How the proxy refused, for a proxy error.
+    pub fn proxy_refusal(&self) -> Option<ProxyRefusal> {
+        match self {
+            Error::Proxy { refusal, .. } => Some(*refusal),
+            _ => None,
+        }
+    }
+
+    /// True when the TLS handshake failed.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Error::Tls { .. })
+    }
+
+    /// Which TLS check failed, for a TLS error.
+    pub fn tls_failure(&self) -> Option<TlsFailure> {
+        match self {
+            Error::Tls { failure, .. } => Some(*failure),
+            _ => None,
+        }
     }
 
     /// True when a time limit expired.
@@ -344,6 +473,28 @@ impl Error {
             } => Error::Transport {
                 operation,
                 host: host.clone(),
+                source: text(source),
+            },
+            Error::Proxy {
+                operation,
+                proxy,
+                refusal,
+                source,
+            } => Error::Proxy {
+                operation,
+                proxy: proxy.clone(),
+                refusal: *refusal,
+                source: source.as_ref().map(text),
+            },
+            Error::Tls {
+                operation,
+                host,
+                failure,
+                source,
+            } => Error::Tls {
+                operation,
+                host: host.clone(),
+                failure: *failure,
                 source: text(source),
             },
             Error::Timeout {

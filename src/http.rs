@@ -13,8 +13,9 @@ use reqwest::header::{HeaderMap, CONTENT_LENGTH, RETRY_AFTER};
 use tokio::time::{timeout_at, Instant};
 use url::{Host, Url};
 
-use crate::error::{BoxError, Error, Limit, TimeoutPhase};
+use crate::error::{BoxError, Error, Limit, ProxyRefusal, TimeoutPhase, TlsFailure};
 use crate::operations::Idempotency;
+use crate::secret::{PrivateKeyPem, ProxyUrl};
 
 /// Default limit on a response body.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
@@ -90,13 +91,22 @@ fn retryable(err: &Error, idempotency: Idempotency) -> bool {
         Idempotency::NotIdempotent { .. } => matches!(
             err,
             Error::Transport { .. }
+                | Error::Proxy {
+                    refusal: ProxyRefusal::Unreachable,
+                    ..
+                }
                 | Error::Timeout {
                     phase: TimeoutPhase::Connect,
                     ..
                 }
         ),
         Idempotency::Idempotent => match err {
-            Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::Transport { .. }
+            | Error::Timeout { .. }
+            | Error::Proxy {
+                refusal: ProxyRefusal::Unreachable,
+                ..
+            } => true,
             Error::HttpStatus { status, .. } | Error::Rest { status, .. } => {
                 *status == 429 || *status >= 500
             }
@@ -150,9 +160,77 @@ macro_rules! http_setters {
             self.http.allow_insecure_http = allow;
             self
         }
+
+        /// Sends every request through this HTTP proxy
+        /// (`http://[user:password@]host:port`); HTTPS endpoints are reached
+        /// through a `CONNECT` tunnel. Credentials in the URL are sent as
+        /// `Proxy-Authorization: Basic` and never shown (see
+        /// [`ProxyUrl`](crate::ProxyUrl)). While the environment is honoured
+        /// (see [`proxy_from_env`](Self::proxy_from_env)), hosts in `NO_PROXY`
+        /// bypass it. A refusal by the proxy is
+        /// [`Error::Proxy`](crate::Error::Proxy), not a service error.
+        pub fn proxy(mut self, url: impl Into<String>) -> Self {
+            self.http.proxy = Some(crate::ProxyUrl::new(url));
+            self
+        }
+
+        /// Whether `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`
+        /// (or their lowercase forms) are honoured: on by default. Off, no
+        /// proxy is used unless [`proxy`](Self::proxy) names one.
+        pub fn proxy_from_env(mut self, honour: bool) -> Self {
+            self.http.proxy_from_env = honour;
+            self
+        }
+
+        /// Trusts the PEM certificates in `pem` (one or several, a private
+        /// root CA for instance) besides the platform's roots. May be called
+        /// more than once.
+        pub fn add_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+            self.http.root_certs.push(crate::http::Pem(pem.into()));
+            self
+        }
+
+        /// Offers this client certificate (PEM, chain allowed) with its
+        /// private key (PEM: PKCS#8, PKCS#1 or SEC1) to servers that ask for
+        /// one (mutual TLS).
+        pub fn client_certificate(
+            mut self,
+            cert_pem: impl Into<Vec<u8>>,
+            key_pem: crate::PrivateKeyPem,
+        ) -> Self {
+            self.http.client_identity = Some((crate::http::Pem(cert_pem.into()), key_pem));
+            self
+        }
+
+        /// The lowest TLS version accepted (default TLS 1.2).
+        pub fn tls_min_version(mut self, version: crate::TlsVersion) -> Self {
+            self.http.tls_min = version;
+            self
+        }
     };
 }
 pub(crate) use http_setters;
+
+/// A TLS protocol version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum TlsVersion {
+    /// TLS 1.2 (the default minimum).
+    #[default]
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+/// PEM text that is not secret (certificates); its `Debug` shows its size.
+#[derive(Clone)]
+pub(crate) struct Pem(pub Vec<u8>);
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pem({} bytes)", self.0.len())
+    }
+}
 
 /// Settings of the HTTP layer, shared by both clients' builders.
 #[derive(Clone, Debug)]
@@ -163,6 +241,11 @@ pub(crate) struct HttpSettings {
     pub max_response_bytes: u64,
     pub retry: RetryPolicy,
     pub allow_insecure_http: bool,
+    pub proxy: Option<ProxyUrl>,
+    pub proxy_from_env: bool,
+    pub root_certs: Vec<Pem>,
+    pub client_identity: Option<(Pem, PrivateKeyPem)>,
+    pub tls_min: TlsVersion,
 }
 
 impl Default for HttpSettings {
@@ -174,6 +257,11 @@ impl Default for HttpSettings {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             retry: RetryPolicy::default(),
             allow_insecure_http: false,
+            proxy: None,
+            proxy_from_env: true,
+            root_certs: Vec::new(),
+            client_identity: None,
+            tls_min: TlsVersion::default(),
         }
     }
 }
@@ -187,7 +275,18 @@ pub(crate) struct HttpReply {
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    parse_retry_after(value, std::time::SystemTime::now())
+}
+
+/// `Retry-After` in either form: delay seconds, or an HTTP-date (a date in
+/// the past means now). The retry policy caps the result.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 impl HttpReply {
@@ -289,6 +388,16 @@ pub(crate) enum Failure {
     },
     /// The response body exceeded the limit.
     TooLarge { answered: bool },
+    /// The proxy refused or could not be reached; nothing reached the service.
+    Proxy {
+        refusal: ProxyRefusal,
+        source: Option<BoxError>,
+    },
+    /// The TLS handshake failed; nothing was delivered.
+    Tls {
+        failure: TlsFailure,
+        source: BoxError,
+    },
 }
 
 /// One pooled HTTP client and the settings of the exchange.
@@ -297,24 +406,34 @@ pub(crate) struct Http {
     pub client: reqwest::Client,
     pub settings: HttpSettings,
     pub host: String,
+    /// The proxy requests to the endpoint go through, without credentials.
+    pub proxy: Option<String>,
 }
 
 impl Http {
     pub fn new(endpoint: &Url, settings: HttpSettings) -> Result<Http, Error> {
         check_endpoint(endpoint, settings.allow_insecure_http)?;
-        let client = reqwest::Client::builder()
+        crate::netconf::install_crypto_provider();
+        let builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .user_agent(settings.user_agent.clone())
             // A redirected POST turns into a GET; a SOAP call must not follow one.
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
-            .connector_layer(ConnectWatchLayer)
+            .connector_layer(ConnectWatchLayer);
+        let builder = crate::netconf::apply(builder, &settings)?;
+        let client = builder
             .build()
             .map_err(|e| Error::invalid_input("HTTP client", format!("cannot be built: {e}")))?;
+        let proxy = crate::netconf::proxy_for(endpoint, &settings);
+        if let Some(proxy) = &proxy {
+            tracing::debug!(%proxy, "requests go through a proxy");
+        }
         Ok(Http {
             client,
             host: endpoint.host_str().unwrap_or_default().to_string(),
             settings,
+            proxy,
         })
     }
 
@@ -370,7 +489,15 @@ impl Http {
         request: reqwest::RequestBuilder,
         answered: &std::sync::atomic::AtomicBool,
     ) -> Result<HttpReply, Failure> {
-        let mut response = match request.send().await {
+        let sent = match request.send().await {
+            // Proxy refusals and TLS failures: nothing reached the service.
+            Err(e) => match crate::netconf::classify(e, self.proxy.is_some()) {
+                Ok(failure) => return Err(failure),
+                Err(e) => Err(e),
+            },
+            sent => sent,
+        };
+        let mut response = match sent {
             Err(e) if e.is_connect() => {
                 return Err(Failure::NotSent {
                     timed_out: e.is_timeout().then_some(self.settings.connect_timeout),
@@ -388,6 +515,14 @@ impl Http {
         };
         answered.store(true, std::sync::atomic::Ordering::Relaxed);
         let status = response.status().as_u16();
+        if status == 407 && self.proxy.is_some() {
+            // A forwarding proxy asks for credentials before it forwards
+            // anything: the service has not seen the request.
+            return Err(Failure::Proxy {
+                refusal: ProxyRefusal::AuthenticationRequired,
+                source: None,
+            });
+        }
         let retry_after = retry_after(response.headers());
         let limit = self.settings.max_response_bytes;
         let declared = response
@@ -501,6 +636,18 @@ impl Http {
                 operation,
                 limit: Limit::BodyBytes(settings.max_response_bytes),
             },
+            (Failure::Proxy { refusal, source }, _) => Error::Proxy {
+                operation,
+                proxy: self.proxy.clone().unwrap_or_default(),
+                refusal,
+                source,
+            },
+            (Failure::Tls { failure, source }, _) => Error::Tls {
+                operation,
+                host: self.host.clone(),
+                failure,
+                source,
+            },
         }
     }
 }
@@ -600,6 +747,67 @@ mod tests {
         assert!(ok("http://os.ecgrid.io/x", true));
         assert!(!ok("ftp://os.ecgrid.io/x", true));
         assert!(parse_endpoint("not a url").unwrap_err().is_invalid_input());
+    }
+
+    #[test]
+    fn retry_after_in_both_forms_capped_by_the_policy() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        // Sun, 06 Nov 1994 08:49:37 GMT
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        // A date already past means now.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        // An hour ahead from the real clock, through the response headers,
+        // then capped by the policy's max_delay.
+        let mut headers = HeaderMap::new();
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3600));
+        headers.insert(RETRY_AFTER, later.parse().unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(wait > Duration::from_secs(3500), "{wait:?}");
+        let busy = Error::HttpStatus {
+            operation: "X",
+            status: 503,
+            snippet: String::new(),
+            retry_after: Some(wait),
+        };
+        let policy = RetryPolicy::default();
+        assert_eq!(
+            policy.delay_after(1, &busy, Idempotency::Idempotent),
+            Some(policy.max_delay)
+        );
+    }
+
+    #[test]
+    fn a_proxy_that_cannot_be_reached_is_retried_like_a_failed_connection() {
+        let policy = RetryPolicy::default();
+        let proxy = |refusal| Error::Proxy {
+            operation: "X",
+            proxy: String::new(),
+            refusal,
+            source: None,
+        };
+        let rotation = Idempotency::NotIdempotent { if_unknown: "" };
+        assert!(policy
+            .delay_after(1, &proxy(ProxyRefusal::Unreachable), rotation)
+            .is_some());
+        assert!(policy
+            .delay_after(
+                1,
+                &proxy(ProxyRefusal::AuthenticationRequired),
+                Idempotency::Idempotent
+            )
+            .is_none());
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! [`Error`] type.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The README's examples are compiled and run as doctests.
 #[cfg(all(doctest, feature = "fake"))]
@@ -28,6 +29,7 @@ pub struct ReadmeDoctests;
 
 pub mod error;
 mod http;
+mod netconf;
 pub mod operations;
 pub mod rest;
 pub mod rotation;
@@ -42,15 +44,17 @@ pub mod fake;
 #[cfg(feature = "blocking")]
 pub mod blocking;
 
-pub use error::{Error, ErrorKind, Limit, Result, TimeoutPhase};
-pub use http::{RetryPolicy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+pub use error::{Error, ErrorKind, Limit, ProxyRefusal, Result, TimeoutPhase, TlsFailure};
+pub use http::{
+    RetryPolicy, TlsVersion, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+};
 pub use operations::UserId;
 pub use rest::{RestAuth, RestClient, RestClientBuilder, RestUser, DEFAULT_REST_URL};
 pub use rotation::{
     Comparison, Credential, Identity, KeyClient, Observed, Protocol, Rotation, Scenario,
     ScenarioRun, StepComparison, StepResult,
 };
-pub use secret::{ApiKey, Password, SessionId, SessionRef};
+pub use secret::{ApiKey, Password, PrivateKeyPem, ProxyUrl, SessionId, SessionRef};
 pub use session::SessionClient;
 pub use soap::{Client, ClientBuilder, DEFAULT_ENDPOINT};
 pub use wire::{

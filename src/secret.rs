@@ -1,4 +1,5 @@
-//! Secret values: session IDs, API keys and passwords.
+//! Secret values: session IDs, API keys, passwords, private keys and proxy
+//! URLs that may carry credentials.
 //!
 //! Each lives in a newtype whose `Debug` and `Display` print `<redacted>`, so a
 //! secret cannot reach a log line, an error message or a panic by accident.
@@ -68,6 +69,64 @@ secret_type! {
     Password
 }
 
+secret_type! {
+    /// A PEM-encoded private key (a TLS client certificate's key, or the
+    /// fake server's CA key).
+    PrivateKeyPem
+}
+
+/// A proxy URL, which may carry credentials (`http://user:password@host:port`).
+///
+/// `Debug` and `Display` show the scheme, host and port only, with any user
+/// name and password replaced by `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ProxyUrl(String);
+
+impl ProxyUrl {
+    /// Wraps a proxy URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL itself, credentials included.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without credentials: `scheme://<redacted>@host:port` when it
+    /// carries any, `scheme://host:port` otherwise, and `<unparsable proxy URL>`
+    /// when it is not a URL (whose text could hold anything).
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(url) => {
+                let auth = if url.username().is_empty() && url.password().is_none() {
+                    ""
+                } else {
+                    "<redacted>@"
+                };
+                let host = url.host_str().unwrap_or_default();
+                match url.port_or_known_default() {
+                    Some(port) => format!("{}://{auth}{host}:{port}", url.scheme()),
+                    None => format!("{}://{auth}{host}", url.scheme()),
+                }
+            }
+            Err(_) => "<unparsable proxy URL>".to_string(),
+        }
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProxyUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
 /// A borrowed credential sent as the `SessionID` parameter: either a
 /// [`SessionId`] or an [`ApiKey`], which the service treats alike.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -119,5 +178,23 @@ mod tests {
         assert!(!format!("{session:?}{session}{r:?}").contains("sekrit"));
         assert_eq!(r.expose(), "sekrit-value-123");
         assert_eq!(key.preview(), "sekr…");
+    }
+
+    #[test]
+    fn proxy_url_hides_credentials() {
+        let proxy = ProxyUrl::new("http://bob:pr0xy-sekrit@proxy.corp:3128");
+        let shown = format!("{proxy:?} {proxy}");
+        assert!(
+            !shown.contains("pr0xy-sekrit") && !shown.contains("bob"),
+            "{shown}"
+        );
+        assert!(shown.contains("proxy.corp:3128"), "{shown}");
+        assert_eq!(ProxyUrl::new("http://p:8080").redacted(), "http://p:8080");
+        assert_eq!(
+            ProxyUrl::new("not a url sekrit").redacted(),
+            "<unparsable proxy URL>"
+        );
+        let key = PrivateKeyPem::new("-----BEGIN PRIVATE KEY-----\nsekrit");
+        assert!(!format!("{key:?}{key}").contains("sekrit"));
     }
 }

@@ -95,12 +95,12 @@ impl Drop for Busy {
 }
 
 /// The socket, telling the watchdog when request bytes arrive.
-struct Watched {
-    io: TcpStream,
+struct Watched<S> {
+    io: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -116,7 +116,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -170,7 +170,7 @@ pub(crate) async fn body_within(limit: Duration, request: Request, next: Next) -
 /// Accepts connections until `stop` changes (or its sender is gone), then
 /// lets every connection finish its request in progress and waits for them.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    mut incoming: Incoming,
     router: Router,
     timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
@@ -178,12 +178,15 @@ pub(crate) async fn serve(
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
+            accepted = incoming.accept() => match accepted {
+                Ok(Accepted::Plain(stream, peer)) => {
                     // Small answers go out at once, not after Nagle's delay.
                     let _ = stream.set_nodelay(true);
-                    let task = connection(stream, peer, router.clone(), timeouts, stop.clone());
-                    connections.spawn(task);
+                    connections.spawn(connection(stream, peer, router.clone(), timeouts, stop.clone()));
+                }
+                Ok(Accepted::Tls(stream, peer)) => {
+                    let _ = stream.get_ref().0.set_nodelay(true);
+                    connections.spawn(connection(*stream, peer, router.clone(), timeouts, stop.clone()));
                 }
                 // Out of file descriptors, say: idle connections are being
                 // closed by their watchdogs; try again shortly.
@@ -196,17 +199,49 @@ pub(crate) async fn serve(
             _ = stop.changed() => break,
         }
     }
-    drop(listener);
+    drop(incoming);
     while connections.join_next().await.is_some() {}
 }
 
-async fn connection(
-    stream: TcpStream,
+/// Where the fake's connections come from: plain TCP, or TLS streams whose
+/// handshake already completed.
+pub(crate) enum Incoming {
+    /// Plain HTTP.
+    Plain(TcpListener),
+    /// HTTPS.
+    Tls(super::tls::TlsListener),
+}
+
+/// One accepted connection.
+enum Accepted {
+    Plain(TcpStream, SocketAddr),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>, SocketAddr),
+}
+
+impl Incoming {
+    async fn accept(&mut self) -> std::io::Result<Accepted> {
+        match self {
+            Incoming::Plain(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                Ok(Accepted::Plain(stream, peer))
+            }
+            Incoming::Tls(listener) => {
+                let (stream, peer) = axum::serve::Listener::accept(listener).await;
+                Ok(Accepted::Tls(Box::new(stream), peer))
+            }
+        }
+    }
+}
+
+async fn connection<S>(
+    stream: S,
     peer: SocketAddr,
     router: Router,
     timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity(Mutex::new(Phase::Idle(Instant::now()))));
     let io = TokioIo::new(Watched {
         io: stream,

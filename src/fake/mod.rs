@@ -16,6 +16,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! It speaks plain HTTP by default; [`FakeServerBuilder::tls`] makes it serve
+//! HTTPS with a CA made at start ([`FakeServer::tls`] gives the CA
+//! certificate to trust, and the client certificate when it requires one).
+//!
 //! Authorization follows the service's documented levels: a user may read and
 //! rotate their own key; `NetworkAdmin` may act on users of its own network;
 //! `NetOps`, `TechOps` and `Root` on anyone; everyone else only on themselves.
@@ -24,8 +28,10 @@ mod conn;
 mod rest;
 mod soap;
 mod state;
+mod tls;
 
 pub use state::SeedUser;
+pub use tls::{FakeTls, TlsMaterial};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,6 +81,7 @@ pub struct FakeServerBuilder {
     namespace: String,
     latency: Duration,
     timeouts: conn::Timeouts,
+    tls: Option<FakeTls>,
 }
 
 impl Default for FakeServerBuilder {
@@ -91,6 +98,7 @@ impl Default for FakeServerBuilder {
                 header: Duration::from_secs(10),
                 body: Duration::from_secs(10),
             },
+            tls: None,
         }
     }
 }
@@ -154,18 +162,27 @@ impl FakeServerBuilder {
         self
     }
 
+    /// Serve HTTPS instead of plain HTTP, with certificates made at start
+    /// (see [`FakeServer::tls`] for the CA certificate to trust).
+    pub fn tls(mut self, tls: FakeTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Binds and starts serving on the current tokio runtime.
     pub async fn start(self) -> std::io::Result<FakeServer> {
         let users = self.users.unwrap_or_else(SeedUser::defaults);
         let state = State::new(users, self.session_timeout)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let tls = self.tls.as_ref().map(tls::make).transpose()?;
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
         let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared {
             state,
             namespace: self.namespace,
             detail_shape: self.detail_shape,
-            soap_url: format!("http://{addr}{SOAP_PATH}"),
+            soap_url: format!("{scheme}://{addr}{SOAP_PATH}"),
         });
         let app = Router::new()
             .route(SOAP_PATH, post(soap::handle).get(soap::wsdl))
@@ -206,10 +223,19 @@ impl FakeServerBuilder {
             ))
         };
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(conn::serve(listener, app, self.timeouts, stopped));
+        let (incoming, material) = match tls {
+            None => (conn::Incoming::Plain(listener), None),
+            Some((material, config)) => (
+                conn::Incoming::Tls(tls::TlsListener::new(listener, config)?),
+                Some(material),
+            ),
+        };
+        let task = tokio::spawn(conn::serve(incoming, app, self.timeouts, stopped));
         Ok(FakeServer {
             addr,
+            scheme,
             shared,
+            tls: material,
             stop: Some(stop),
             task: Some(task),
         })
@@ -220,7 +246,9 @@ impl FakeServerBuilder {
 /// [`shutdown`](Self::shutdown) stops it and waits.
 pub struct FakeServer {
     addr: SocketAddr,
+    scheme: &'static str,
     shared: Arc<Shared>,
+    tls: Option<TlsMaterial>,
     stop: Option<watch::Sender<bool>>,
     task: Option<JoinHandle<()>>,
 }
@@ -244,14 +272,20 @@ impl FakeServer {
         self.addr
     }
 
-    /// The SOAP endpoint URL (`http://127.0.0.1:PORT/v4.1/prod/ECGridOS.asmx`).
+    /// The certificates made at start, when it serves HTTPS.
+    pub fn tls(&self) -> Option<&TlsMaterial> {
+        self.tls.as_ref()
+    }
+
+    /// The SOAP endpoint URL (`http://127.0.0.1:PORT/v4.1/prod/ECGridOS.asmx`,
+    /// `https://` with TLS).
     pub fn soap_url(&self) -> String {
         self.shared.soap_url.clone()
     }
 
-    /// The REST base URL (`http://127.0.0.1:PORT`).
+    /// The REST base URL (`http://127.0.0.1:PORT`, `https://` with TLS).
     pub fn rest_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// All users, with their current keys.

@@ -88,6 +88,40 @@ pub struct Global {
     #[arg(long, global = true)]
     pub allow_insecure_http: bool,
 
+    /// HTTP proxy for every request: http://[user:password@]host:port (HTTPS
+    /// endpoints go through a CONNECT tunnel). Without it, HTTPS_PROXY,
+    /// HTTP_PROXY and NO_PROXY are honoured. Prefer the environment variable
+    /// when the URL holds a password: a flag value is visible to other users.
+    #[arg(
+        long,
+        global = true,
+        env = "ECGRID_PROXY",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub proxy: Option<String>,
+
+    /// Ignore HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY.
+    #[arg(long, global = true)]
+    pub no_env_proxy: bool,
+
+    /// Trust the PEM certificate(s) in FILE besides the system's roots (a
+    /// private root CA); may be given several times.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
+
+    /// Client certificate (PEM) for servers that require one; needs --client-key.
+    #[arg(long, global = true, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --client-cert; never printed or logged.
+    #[arg(long, global = true, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+
+    /// Lowest TLS version accepted.
+    #[arg(long, global = true, value_enum, default_value = "1.2")]
+    pub tls_min: TlsMinArg,
+
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -117,6 +151,17 @@ pub enum SoapVersionArg {
     /// SOAP 1.2.
     #[value(name = "1.2")]
     V12,
+}
+
+/// `--tls-min`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TlsMinArg {
+    /// TLS 1.2.
+    #[value(name = "1.2")]
+    V12,
+    /// TLS 1.3.
+    #[value(name = "1.3")]
+    V13,
 }
 
 /// `--protocol`.
@@ -170,6 +215,19 @@ pub struct ServeMockArgs {
     /// Seconds of inactivity after which a session expires.
     #[arg(long, default_value_t = 1200.0, value_parser = parse_seconds)]
     pub session_timeout: f64,
+    /// Serve HTTPS with a certificate issued by a CA made at start; the CA
+    /// certificate's path is given in the ready line ("ca_cert").
+    #[arg(long)]
+    pub tls: bool,
+    /// Require a client certificate (mutual TLS); a client certificate and key
+    /// the server accepts are written beside the CA certificate ("client_cert",
+    /// "client_key" in the ready line).
+    #[arg(long, requires = "tls")]
+    pub require_client_cert: bool,
+    /// Directory for the certificate files (default: a new directory under
+    /// the system's temporary directory).
+    #[arg(long, requires = "tls", value_name = "DIR")]
+    pub tls_dir: Option<PathBuf>,
 }
 
 /// `get-api-key`.

@@ -4,6 +4,7 @@ mod batch;
 mod cli;
 mod keys;
 mod mock;
+mod net;
 mod output;
 mod signals;
 

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use ecgridos::fake::{FakeServer, SeedUser};
+use std::path::{Path, PathBuf};
+
+use ecgridos::fake::{FakeServer, FakeTls, SeedUser, TlsMaterial};
 use ecgridos::{ApiKey, Client, Error, SessionId, UserId};
 use serde_json::json;
 
@@ -24,6 +26,9 @@ pub async fn serve(g: &Global, args: ServeMockArgs) -> Exit {
             Ok(users) => builder = builder.users(users),
             Err(e) => return usage(format!("--users {}: {e}", path.display())),
         }
+    }
+    if args.tls {
+        builder = builder.tls(FakeTls::new().require_client_cert(args.require_client_cert));
     }
     let server = match builder.start().await {
         Ok(s) => s,
@@ -48,10 +53,39 @@ pub async fn serve(g: &Global, args: ServeMockArgs) -> Exit {
             })
         })
         .collect();
-    // Exactly one line, printed once the server accepts connections: printing
-    // the seeded credentials is this command's job.
-    let ready =
+    let mut ready =
         json!({ "soap_url": server.soap_url(), "rest_url": server.rest_url(), "users": users });
+    let mut made_dir = None;
+    if let Some(material) = server.tls() {
+        let (dir, made) = match &args.tls_dir {
+            Some(dir) => (dir.clone(), false),
+            None => (
+                std::env::temp_dir().join(format!(
+                    "ecgridos-mock-{}-{:08x}",
+                    std::process::id(),
+                    fastrand::u32(..)
+                )),
+                true,
+            ),
+        };
+        match write_tls_files(&dir, material) {
+            Ok(paths) => {
+                for (name, path) in paths {
+                    ready[name] = json!(path.display().to_string());
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: cannot write the certificates to {}: {e}",
+                    dir.display()
+                );
+                return Exit::Failure;
+            }
+        }
+        made_dir = made.then_some(dir);
+    }
+    // Exactly one line, printed once the server accepts connections: printing
+    // the seeded credentials (and the certificate paths) is this command's job.
     if print_or_fail(&ready.to_string()) != Exit::Ok {
         server.shutdown().await;
         return Exit::Failure;
@@ -61,7 +95,44 @@ pub async fn serve(g: &Global, args: ServeMockArgs) -> Exit {
         say!("stopping");
     }
     server.shutdown().await;
+    if let Some(dir) = made_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Exit::Ok
+}
+
+/// Writes the CA certificate (and, with mutual TLS, the client CA, client
+/// certificate and its key, mode 0600) into `dir`; returns the ready line's
+/// names and the paths.
+fn write_tls_files(
+    dir: &Path,
+    material: &TlsMaterial,
+) -> std::io::Result<Vec<(&'static str, PathBuf)>> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    let mut write = |name: &'static str, file: &str, text: &str, private: bool| {
+        let path = dir.join(file);
+        let _ = std::fs::remove_file(&path);
+        let mut out = if private {
+            crate::output::create_private(&path, true)?
+        } else {
+            std::fs::File::create(&path)?
+        };
+        std::io::Write::write_all(&mut out, text.as_bytes())?;
+        written.push((name, path));
+        std::io::Result::Ok(())
+    };
+    write("ca_cert", "ca.pem", material.ca_cert_pem(), false)?;
+    if let (Some(ca), Some(cert), Some(key)) = (
+        material.client_ca_cert_pem(),
+        material.client_cert_pem(),
+        material.client_key_pem(),
+    ) {
+        write("client_ca_cert", "client-ca.pem", ca, false)?;
+        write("client_cert", "client.pem", cert, false)?;
+        write("client_key", "client-key.pem", key.expose(), true)?;
+    }
+    Ok(written)
 }
 
 async fn wait_for_signal() {

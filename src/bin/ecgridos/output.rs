@@ -161,7 +161,7 @@ pub fn usage(message: impl std::fmt::Display) -> Exit {
 }
 
 pub fn soap_client(g: &Global) -> Result<Client, Error> {
-    Client::builder()
+    let builder = Client::builder()
         .endpoint(&g.endpoint)
         .namespace(&g.namespace)
         .soap_version(match g.soap_version {
@@ -169,16 +169,16 @@ pub fn soap_client(g: &Global) -> Result<Client, Error> {
             SoapVersionArg::V12 => SoapVersion::V12,
         })
         .timeout(Duration::from_secs_f64(g.timeout))
-        .allow_insecure_http(g.allow_insecure_http)
-        .build()
+        .allow_insecure_http(g.allow_insecure_http);
+    crate::net::with_net!(builder, g).build()
 }
 
 pub fn rest_client(g: &Global) -> Result<RestClient, Error> {
-    RestClient::builder()
+    let builder = RestClient::builder()
         .base_url(&g.rest_url)
         .timeout(Duration::from_secs_f64(g.timeout))
-        .allow_insecure_http(g.allow_insecure_http)
-        .build()
+        .allow_insecure_http(g.allow_insecure_http);
+    crate::net::with_net!(builder, g).build()
 }
 
 pub fn key_client(g: &Global) -> Result<KeyClient, Error> {
