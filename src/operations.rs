@@ -7,7 +7,7 @@
 
 use crate::error::Error;
 use crate::secret::{ApiKey, Password, SessionId, SessionRef};
-use crate::wire::{check_xml_text, ResultValue, SessionInfo, XmlWriter};
+use crate::wire::{check_xml_text, IntFlag, ResultValue, SessionInfo, XmlWriter};
 
 /// A user's numeric ID (`UserID`, an xsd `int` on the wire).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -263,12 +263,12 @@ operations! {
         if_unknown: "a session may have been opened; it ends by itself after its inactivity timeout",
     };
 
-    /// `Logout(SessionID)`: ends the session. True when it ended, false when it
-    /// was already gone.
+    /// `Logout(SessionID)`: ends the session. The result is an `s:int`: 1 when
+    /// it ended, 0 when it was already gone.
     "Logout" => Logout<'a> {
         /// The session to end.
         session_id: SessionRef<'a> = "SessionID",
-    } -> bool, Idempotency::NotIdempotent {
+    } -> IntFlag, Idempotency::NotIdempotent {
         if_unknown: "the session may have ended; WhoAmI tells whether it is still open",
     };
 

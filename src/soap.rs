@@ -223,6 +223,7 @@ impl Client {
             session_id: session.into(),
         })
         .await
+        .map(|ended| ended.0)
     }
 
     /// What the service knows of the session (or API key).

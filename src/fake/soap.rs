@@ -17,7 +17,7 @@ use crate::operations::{
 };
 use crate::wire::{
     self, read_request, write_fault, write_response, EcgridDetail, FaultCategory, FaultCode,
-    ResultValue, SoapFault, SoapRequest, SoapVersion,
+    IntFlag, ResultValue, SoapFault, SoapRequest, SoapVersion,
 };
 
 fn reply(version: SoapVersion, status: StatusCode, body: Vec<u8>) -> Response {
@@ -244,7 +244,9 @@ pub(super) async fn handle(
             state.login(request.param("LoginName"), request.param("Password")),
             "LoginName"
         ),
-        n if n == Logout::SPEC.name => success(version, namespace, n, &state.logout(session)),
+        n if n == Logout::SPEC.name => {
+            success(version, namespace, n, &IntFlag(state.logout(session)))
+        }
         n if n == WhoAmI::SPEC.name => answer!(
             WhoAmI,
             state.who_am_i(session, &peer.ip().to_string()),

@@ -15,7 +15,7 @@ pub use reader::{
     read_request, read_response, read_response_in_full, Ns, Reply, RequestParam, SoapRequest,
     Start, XmlCursor,
 };
-pub use values::{AuthLevel, ResultValue, SessionInfo};
+pub use values::{AuthLevel, IntFlag, ResultValue, SessionInfo};
 
 use std::borrow::Cow;
 

@@ -97,6 +97,24 @@ impl ResultValue for bool {
     }
 }
 
+/// A yes/no answer the contract types as `s:int` (`LogoutResult`): written
+/// as `1` or `0`; read from any integer (non-zero is yes) and, for services
+/// that answer `true`/`false`, from those too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntFlag(pub bool);
+
+impl ResultValue for IntFlag {
+    const XSD_TYPE: &'static str = "s:int";
+
+    fn from_text(text: &str) -> Option<Result<Self, ReadError>> {
+        bool::from_text(text).map(|r| r.map(IntFlag))
+    }
+
+    fn write(&self, w: &mut XmlWriter<'_>) {
+        w.text(if self.0 { "1" } else { "0" });
+    }
+}
+
 /// A user's authority level, highest first.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -216,9 +234,8 @@ pub struct SessionInfo {
     pub email: String,
     /// `Phone`.
     pub phone: String,
-    /// `TimeZoneOffset`: the wire schema says a short, the vendor's class docs a
-    /// float of minutes; both are read.
-    pub time_zone_offset: f64,
+    /// `TimeZoneOffset`: an `s:float` in the contract (integers are read too).
+    pub time_zone_offset: f32,
     /// `AuthLevel`.
     pub auth_level: Option<AuthLevel>,
     /// `LastLogin`, as the xsd:dateTime text the service sent.
