@@ -33,6 +33,35 @@ pub trait ResultValue: Sized {
 
     /// Writes the content of the result element.
     fn write(&self, w: &mut XmlWriter<'_>);
+
+    /// The value of an absent or nil result element; `None` (an error) for a
+    /// result that must be present.
+    fn absent() -> Option<Self> {
+        None
+    }
+}
+
+/// A result with `minOccurs="0"`: `None` when the element is absent or nil.
+impl<T: ResultValue> ResultValue for Option<T> {
+    const XSD_TYPE: &'static str = T::XSD_TYPE;
+
+    fn read(cur: &mut XmlCursor<'_>, start: &Start<'_>) -> Result<Self, ReadError> {
+        T::read(cur, start).map(Some)
+    }
+
+    fn from_text(text: &str) -> Option<Result<Self, ReadError>> {
+        T::from_text(text).map(|r| r.map(Some))
+    }
+
+    fn write(&self, w: &mut XmlWriter<'_>) {
+        if let Some(v) = self {
+            v.write(w);
+        }
+    }
+
+    fn absent() -> Option<Self> {
+        Some(None)
+    }
 }
 
 impl ResultValue for String {
