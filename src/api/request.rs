@@ -185,6 +185,8 @@ pub type JsonFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, Error>> + Se
 pub struct OperationEntry {
     /// The contract facts.
     pub info: OperationInfo,
+    /// Builds the request from `params` and checks it, without any I/O.
+    pub check: fn(&Params) -> Result<(), Error>,
     /// Builds the request from `params` (refusing before any I/O), calls it
     /// and returns the result as JSON.
     pub call_json: for<'a> fn(&'a Client, Params) -> JsonFuture<'a>,
@@ -206,9 +208,14 @@ impl OperationEntry {
     {
         OperationEntry {
             info: R::INFO,
+            check: check::<R>,
             call_json: call_json::<R>,
         }
     }
+}
+
+fn check<R: Request>(params: &Params) -> Result<(), Error> {
+    R::from_params(params)?.check()
 }
 
 fn call_json<R: Request>(client: &Client, params: Params) -> JsonFuture<'_>

@@ -6,7 +6,7 @@
 //! types are lists; unknown child elements are skipped when reading.
 
 crate::wire::xml_array! {
-    /// `ArrayOfCallBackQueueIDInfo`: a list of `<CallBackQueueIDInfo>` items of type `tns:CallBackQueueIDInfo` (nil items are skipped).
+    /// `ArrayOfCallBackQueueIDInfo`: a list of `<CallBackQueueIDInfo>` items of type `tns:CallBackQueueIDInfo` (a nil item is `None`).
     ArrayOfCallBackQueueIdInfo = "ArrayOfCallBackQueueIDInfo" [crate::api::types::CallBackQueueIdInfo; "CallBackQueueIDInfo"]
 }
 
@@ -87,7 +87,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfCallBackLogInfo`: a list of `<CallBackLogInfo>` items of type `tns:CallBackLogInfo` (nil items are skipped).
+    /// `ArrayOfCallBackLogInfo`: a list of `<CallBackLogInfo>` items of type `tns:CallBackLogInfo` (a nil item is `None`).
     ArrayOfCallBackLogInfo = "ArrayOfCallBackLogInfo" [crate::api::types::CallBackLogInfo; "CallBackLogInfo"]
 }
 
@@ -206,7 +206,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfCertificate`: a list of `<Certificate>` items of type `tns:Certificate` (nil items are skipped).
+    /// `ArrayOfCertificate`: a list of `<Certificate>` items of type `tns:Certificate` (a nil item is `None`).
     ArrayOfCertificate = "ArrayOfCertificate" [crate::api::types::Certificate; "Certificate"]
 }
 
@@ -269,7 +269,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfCommIDInfo`: a list of `<CommIDInfo>` items of type `tns:CommIDInfo` (nil items are skipped).
+    /// `ArrayOfCommIDInfo`: a list of `<CommIDInfo>` items of type `tns:CommIDInfo` (a nil item is `None`).
     ArrayOfCommIdInfo = "ArrayOfCommIDInfo" [crate::api::types::CommIdInfo; "CommIDInfo"]
 }
 
@@ -322,7 +322,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfCertificateInfo`: a list of `<CertificateInfo>` items of type `tns:CertificateInfo` (nil items are skipped).
+    /// `ArrayOfCertificateInfo`: a list of `<CertificateInfo>` items of type `tns:CertificateInfo` (a nil item is `None`).
     ArrayOfCertificateInfo = "ArrayOfCertificateInfo" [crate::api::types::CertificateInfo; "CertificateInfo"]
 }
 
@@ -379,7 +379,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfParcelIDInfo`: a list of `<ParcelIDInfo>` items of type `tns:ParcelIDInfo` (nil items are skipped).
+    /// `ArrayOfParcelIDInfo`: a list of `<ParcelIDInfo>` items of type `tns:ParcelIDInfo` (a nil item is `None`).
     ArrayOfParcelIdInfo = "ArrayOfParcelIDInfo" [crate::api::types::ParcelIdInfo; "ParcelIDInfo"]
 }
 
@@ -440,7 +440,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfInterchangeIDInfo`: a list of `<InterchangeIDInfo>` items of type `tns:InterchangeIDInfo` (nil items are skipped).
+    /// `ArrayOfInterchangeIDInfo`: a list of `<InterchangeIDInfo>` items of type `tns:InterchangeIDInfo` (a nil item is `None`).
     ArrayOfInterchangeIdInfo = "ArrayOfInterchangeIDInfo" [crate::api::types::InterchangeIdInfo; "InterchangeIDInfo"]
 }
 
@@ -581,7 +581,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfManifestInfo`: a list of `<ManifestInfo>` items of type `tns:ManifestInfo` (nil items are skipped).
+    /// `ArrayOfManifestInfo`: a list of `<ManifestInfo>` items of type `tns:ManifestInfo` (a nil item is `None`).
     ArrayOfManifestInfo = "ArrayOfManifestInfo" [crate::api::types::ManifestInfo; "ManifestInfo"]
 }
 
@@ -610,7 +610,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfParcelNote`: a list of `<ParcelNote>` items of type `tns:ParcelNote` (nil items are skipped).
+    /// `ArrayOfParcelNote`: a list of `<ParcelNote>` items of type `tns:ParcelNote` (a nil item is `None`).
     ArrayOfParcelNote = "ArrayOfParcelNote" [crate::api::types::ParcelNote; "ParcelNote"]
 }
 
@@ -709,12 +709,12 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfCallBackEventIDInfo`: a list of `<CallBackEventIDInfo>` items of type `tns:CallBackEventIDInfo` (nil items are skipped).
+    /// `ArrayOfCallBackEventIDInfo`: a list of `<CallBackEventIDInfo>` items of type `tns:CallBackEventIDInfo` (a nil item is `None`).
     ArrayOfCallBackEventIdInfo = "ArrayOfCallBackEventIDInfo" [crate::api::types::CallBackEventIdInfo; "CallBackEventIDInfo"]
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfMailboxIDInfo`: a list of `<MailboxIDInfo>` items of type `tns:MailboxIDInfo` (nil items are skipped).
+    /// `ArrayOfMailboxIDInfo`: a list of `<MailboxIDInfo>` items of type `tns:MailboxIDInfo` (a nil item is `None`).
     ArrayOfMailboxIdInfo = "ArrayOfMailboxIDInfo" [crate::api::types::MailboxIdInfo; "MailboxIDInfo"]
 }
 
@@ -787,7 +787,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfECGridIDInfo`: a list of `<ECGridIDInfo>` items of type `tns:ECGridIDInfo` (nil items are skipped).
+    /// `ArrayOfECGridIDInfo`: a list of `<ECGridIDInfo>` items of type `tns:ECGridIDInfo` (a nil item is `None`).
     ArrayOfEcGridIdInfo = "ArrayOfECGridIDInfo" [crate::api::types::EcGridIdInfo; "ECGridIDInfo"]
 }
 
@@ -858,7 +858,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfInterconnectNote`: a list of `<InterconnectNote>` items of type `tns:InterconnectNote` (nil items are skipped).
+    /// `ArrayOfInterconnectNote`: a list of `<InterconnectNote>` items of type `tns:InterconnectNote` (a nil item is `None`).
     ArrayOfInterconnectNote = "ArrayOfInterconnectNote" [crate::api::types::InterconnectNote; "InterconnectNote"]
 }
 
@@ -897,12 +897,12 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfInterconnectIDInfo`: a list of `<InterconnectIDInfo>` items of type `tns:InterconnectIDInfo` (nil items are skipped).
+    /// `ArrayOfInterconnectIDInfo`: a list of `<InterconnectIDInfo>` items of type `tns:InterconnectIDInfo` (a nil item is `None`).
     ArrayOfInterconnectIdInfo = "ArrayOfInterconnectIDInfo" [crate::api::types::InterconnectIdInfo; "InterconnectIDInfo"]
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfMigrationIDInfo`: a list of `<MigrationIDInfo>` items of type `tns:MigrationIDInfo` (nil items are skipped).
+    /// `ArrayOfMigrationIDInfo`: a list of `<MigrationIDInfo>` items of type `tns:MigrationIDInfo` (a nil item is `None`).
     ArrayOfMigrationIdInfo = "ArrayOfMigrationIDInfo" [crate::api::types::MigrationIdInfo; "MigrationIDInfo"]
 }
 
@@ -1195,7 +1195,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfString`: a list of `<string>` items of type `s:string` (nil items are skipped).
+    /// `ArrayOfString`: a list of `<string>` items of type `s:string` (a nil item is `None`).
     ArrayOfString = "ArrayOfString" [String; "string"]
 }
 
@@ -1222,7 +1222,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfMigrationBatch`: a list of `<MigrationBatch>` items of type `tns:MigrationBatch` (nil items are skipped).
+    /// `ArrayOfMigrationBatch`: a list of `<MigrationBatch>` items of type `tns:MigrationBatch` (a nil item is `None`).
     ArrayOfMigrationBatch = "ArrayOfMigrationBatch" [crate::api::types::MigrationBatch; "MigrationBatch"]
 }
 
@@ -1263,7 +1263,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfMigrationTP`: a list of `<MigrationTP>` items of type `tns:MigrationTP` (nil items are skipped).
+    /// `ArrayOfMigrationTP`: a list of `<MigrationTP>` items of type `tns:MigrationTP` (a nil item is `None`).
     ArrayOfMigrationTp = "ArrayOfMigrationTP" [crate::api::types::MigrationTp; "MigrationTP"]
 }
 
@@ -1282,7 +1282,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfMigrationNote`: a list of `<MigrationNote>` items of type `tns:MigrationNote` (nil items are skipped).
+    /// `ArrayOfMigrationNote`: a list of `<MigrationNote>` items of type `tns:MigrationNote` (a nil item is `None`).
     ArrayOfMigrationNote = "ArrayOfMigrationNote" [crate::api::types::MigrationNote; "MigrationNote"]
 }
 
@@ -1339,7 +1339,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfCarbonCopyIDInfo`: a list of `<CarbonCopyIDInfo>` items of type `tns:CarbonCopyIDInfo` (nil items are skipped).
+    /// `ArrayOfCarbonCopyIDInfo`: a list of `<CarbonCopyIDInfo>` items of type `tns:CarbonCopyIDInfo` (a nil item is `None`).
     ArrayOfCarbonCopyIdInfo = "ArrayOfCarbonCopyIDInfo" [crate::api::types::CarbonCopyIdInfo; "CarbonCopyIDInfo"]
 }
 
@@ -1408,7 +1408,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfUserIDInfo`: a list of `<UserIDInfo>` items of type `tns:UserIDInfo` (nil items are skipped).
+    /// `ArrayOfUserIDInfo`: a list of `<UserIDInfo>` items of type `tns:UserIDInfo` (a nil item is `None`).
     ArrayOfUserIdInfo = "ArrayOfUserIDInfo" [crate::api::types::UserIdInfo; "UserIDInfo"]
 }
 
@@ -1439,7 +1439,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfSessionEvents`: a list of `<SessionEvents>` items of type `tns:SessionEvents` (nil items are skipped).
+    /// `ArrayOfSessionEvents`: a list of `<SessionEvents>` items of type `tns:SessionEvents` (a nil item is `None`).
     ArrayOfSessionEvents = "ArrayOfSessionEvents" [crate::api::types::SessionEvents; "SessionEvents"]
 }
 
@@ -1462,7 +1462,7 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfSessionLogInfo`: a list of `<SessionLogInfo>` items of type `tns:SessionLogInfo` (nil items are skipped).
+    /// `ArrayOfSessionLogInfo`: a list of `<SessionLogInfo>` items of type `tns:SessionLogInfo` (a nil item is `None`).
     ArrayOfSessionLogInfo = "ArrayOfSessionLogInfo" [crate::api::types::SessionLogInfo; "SessionLogInfo"]
 }
 
@@ -1493,12 +1493,12 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfKeyValue`: a list of `<KeyValue>` items of type `tns:KeyValue` (nil items are skipped).
+    /// `ArrayOfKeyValue`: a list of `<KeyValue>` items of type `tns:KeyValue` (a nil item is `None`).
     ArrayOfKeyValue = "ArrayOfKeyValue" [crate::api::types::KeyValue; "KeyValue"]
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfStatusInfo`: a list of `<StatusInfo>` items of type `tns:StatusInfo` (nil items are skipped).
+    /// `ArrayOfStatusInfo`: a list of `<StatusInfo>` items of type `tns:StatusInfo` (a nil item is `None`).
     ArrayOfStatusInfo = "ArrayOfStatusInfo" [crate::api::types::StatusInfo; "StatusInfo"]
 }
 
@@ -1517,6 +1517,6 @@ crate::wire::xml_struct! {
 }
 
 crate::wire::xml_array! {
-    /// `ArrayOfNetworkIDInfo`: a list of `<NetworkIDInfo>` items of type `tns:NetworkIDInfo` (nil items are skipped).
+    /// `ArrayOfNetworkIDInfo`: a list of `<NetworkIDInfo>` items of type `tns:NetworkIDInfo` (a nil item is `None`).
     ArrayOfNetworkIdInfo = "ArrayOfNetworkIDInfo" [crate::api::types::NetworkIdInfo; "NetworkIDInfo"]
 }

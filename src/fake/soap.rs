@@ -20,7 +20,7 @@ use crate::wire::{
     IntFlag, ResultValue, SoapFault, SoapRequest, SoapVersion,
 };
 
-fn reply(version: SoapVersion, status: StatusCode, body: Vec<u8>) -> Response {
+pub(super) fn reply(version: SoapVersion, status: StatusCode, body: Vec<u8>) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, version.response_content_type())],
@@ -29,7 +29,7 @@ fn reply(version: SoapVersion, status: StatusCode, body: Vec<u8>) -> Response {
         .into_response()
 }
 
-fn fault_response(version: SoapVersion, fault: SoapFault) -> Response {
+pub(super) fn fault_response(version: SoapVersion, fault: SoapFault) -> Response {
     let mut body = Vec::with_capacity(512);
     write_fault(&mut body, version, &fault);
     reply(version, StatusCode::INTERNAL_SERVER_ERROR, body)
@@ -163,6 +163,16 @@ pub(super) async fn handle(
             .map(|v| v.trim().trim_matches('"').to_string()),
         SoapVersion::V12 => v12_action,
     };
+    if let Some(response) = super::stubs::answer(
+        &shared.stubs,
+        &shared.state,
+        version,
+        namespace,
+        action.as_deref(),
+        &request,
+    ) {
+        return response;
+    }
     let by_action = action.as_deref().map(|action| {
         operations::CATALOG
             .iter()

@@ -285,6 +285,48 @@ pub fn write_repeated<T: XmlValue>(w: &mut XmlWriter<'_>, name: &str, items: &[T
     }
 }
 
+/// Reads the items called `item` of a list element; a nil item is `None`,
+/// other children are skipped.
+pub fn read_items<T: XmlValue>(
+    cur: &mut XmlCursor<'_>,
+    start: &Start<'_>,
+    item: &str,
+    field: &'static str,
+) -> Result<Vec<Option<T>>, ReadError> {
+    let mut items = Vec::new();
+    if start.empty {
+        return Ok(items);
+    }
+    while let Some(child) = cur.next_child()? {
+        if child.local != item {
+            cur.skip(&child)?;
+        } else if child.nil {
+            cur.skip(&child)?;
+            items.push(None);
+        } else {
+            items.push(Some(
+                T::read_xml(cur, &child).map_err(|e| in_field(e, field))?,
+            ));
+        }
+    }
+    Ok(items)
+}
+
+/// Writes list items; a `None` as `<item xsi:nil="true" />` (the envelope
+/// declares `xsi`).
+pub fn write_items<T: XmlValue>(w: &mut XmlWriter<'_>, item: &str, items: &[Option<T>]) {
+    for value in items {
+        match value {
+            Some(v) => write_element(w, item, v),
+            None => {
+                w.markup("<");
+                w.markup(item);
+                w.markup(" xsi:nil=\"true\" />");
+            }
+        }
+    }
+}
+
 /// The JSON of an optional value: `null` when absent.
 pub fn json_optional<T: XmlValue>(value: &Option<T>) -> Value {
     value.as_ref().map_or(Value::Null, XmlValue::to_json)
@@ -384,30 +426,37 @@ macro_rules! xml_struct {
     };
 }
 
-/// Declares an `ArrayOf…` type: a list of items named `$item`.
+/// Declares an `ArrayOf…` type: a list of items named `$item`. The items
+/// are nillable in the contract, so each is an `Option` (`None` for
+/// `xsi:nil="true"`, written back as such).
 macro_rules! xml_array {
     ($(#[$doc:meta])* $name:ident = $xml:literal [$ty:ty; $item:literal]) => {
         $(#[$doc])*
         #[derive(Clone, Debug, Default, PartialEq)]
-        pub struct $name(pub Vec<$ty>);
+        pub struct $name(pub Vec<Option<$ty>>);
 
         impl $name {
             /// The contract name of this type.
             pub const XML_NAME: &'static str = $xml;
             /// The element name of each item.
             pub const ITEM: &'static str = $item;
+
+            /// The items that are not nil.
+            pub fn items(&self) -> impl Iterator<Item = &$ty> {
+                self.0.iter().flatten()
+            }
         }
 
         impl std::ops::Deref for $name {
-            type Target = Vec<$ty>;
-            fn deref(&self) -> &Vec<$ty> {
+            type Target = Vec<Option<$ty>>;
+            fn deref(&self) -> &Vec<Option<$ty>> {
                 &self.0
             }
         }
 
         impl From<Vec<$ty>> for $name {
             fn from(items: Vec<$ty>) -> Self {
-                $name(items)
+                $name(items.into_iter().map(Some).collect())
             }
         }
 
@@ -416,25 +465,17 @@ macro_rules! xml_array {
                 cur: &mut $crate::wire::XmlCursor<'_>,
                 start: &$crate::wire::Start<'_>,
             ) -> Result<Self, $crate::wire::ReadError> {
-                let mut items = Vec::new();
-                if !start.empty {
-                    while let Some(child) = cur.next_child()? {
-                        if child.local == $item {
-                            $crate::wire::read_slot(&mut items, cur, &child, concat!($xml, ".", $item))?;
-                        } else {
-                            cur.skip(&child)?;
-                        }
-                    }
-                }
-                Ok($name(items))
+                $crate::wire::read_items(cur, start, $item, concat!($xml, ".", $item)).map($name)
             }
 
             fn write_content(&self, w: &mut $crate::wire::XmlWriter<'_>) {
-                $crate::wire::write_repeated(w, $item, &self.0);
+                $crate::wire::write_items(w, $item, &self.0);
             }
 
             fn to_json(&self) -> serde_json::Value {
-                $crate::wire::json_repeated(&self.0)
+                serde_json::Value::Array(
+                    self.0.iter().map($crate::wire::json_optional).collect(),
+                )
             }
         }
 

@@ -303,7 +303,7 @@ fn types_file(c: &Contract, names: &Names<'_>) -> Result<String, String> {
             let _ = writeln!(out, "crate::wire::xml_array! {{");
             let _ = writeln!(
                 out,
-                "    /// `{}`: a list of `<{}>` items of type `{}` (nil items are skipped).",
+                "    /// `{}`: a list of `<{}>` items of type `{}` (a nil item is `None`).",
                 t.name, f.name, f.ty
             );
             let _ = writeln!(out, "    {rust} = \"{}\" [{item}; \"{}\"]", t.name, f.name);
