@@ -383,3 +383,48 @@ macro_rules! operation {
 }
 
 pub(crate) use operation;
+
+/// One row of [`TYPES`](crate::api::TYPES): a generated complex type or
+/// enumeration and a write-after-read of it, for tests of every type.
+#[derive(Clone, Copy)]
+pub struct TypeEntry {
+    /// The contract name of the type.
+    pub name: &'static str,
+    /// Reads a SOAP response whose `<ProbeResult>` holds a value of this
+    /// type, and writes the value back into a response of the same shape.
+    pub round_trip: fn(&[u8], &str) -> Result<Vec<u8>, crate::wire::ReadError>,
+}
+
+impl std::fmt::Debug for TypeEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypeEntry")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TypeEntry {
+    /// The entry of type `T`, called `name` in the contract.
+    pub const fn of<T: crate::wire::ResultValue>(name: &'static str) -> Self {
+        TypeEntry {
+            name,
+            round_trip: round_trip::<T>,
+        }
+    }
+}
+
+fn round_trip<T: crate::wire::ResultValue>(
+    xml: &[u8],
+    namespace: &str,
+) -> Result<Vec<u8>, crate::wire::ReadError> {
+    use crate::wire::{read_response_in_full, write_response, Reply, SoapVersion};
+    let value = match read_response_in_full::<T>(xml, namespace, "Probe", 256)? {
+        Reply::Result(value) => value,
+        Reply::Fault(_) => return Err(crate::wire::ReadError::Malformed("a fault".into())),
+    };
+    let mut out = Vec::with_capacity(xml.len());
+    write_response(&mut out, SoapVersion::V11, namespace, "Probe", |w| {
+        value.write(w)
+    });
+    Ok(out)
+}

