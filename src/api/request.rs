@@ -390,6 +390,8 @@ pub(crate) use operation;
 pub struct TypeEntry {
     /// The contract name of the type.
     pub name: &'static str,
+    /// The fields of a complex type (empty for lists and enumerations).
+    pub fields: &'static [FieldSpec],
     /// Reads a SOAP response whose `<ProbeResult>` holds a value of this
     /// type, and writes the value back into a response of the same shape.
     pub round_trip: fn(&[u8], &str) -> Result<Vec<u8>, crate::wire::ReadError>,
@@ -404,10 +406,14 @@ impl std::fmt::Debug for TypeEntry {
 }
 
 impl TypeEntry {
-    /// The entry of type `T`, called `name` in the contract.
-    pub const fn of<T: crate::wire::ResultValue>(name: &'static str) -> Self {
+    /// The entry of type `T`, called `name` in the contract, with `fields`.
+    pub const fn of<T: crate::wire::ResultValue>(
+        name: &'static str,
+        fields: &'static [FieldSpec],
+    ) -> Self {
         TypeEntry {
             name,
+            fields,
             round_trip: round_trip::<T>,
         }
     }

@@ -432,7 +432,7 @@ fn area_file(
     Ok(out)
 }
 
-fn mod_file(c: &Contract, areas: &BTreeMap<String, Vec<&Operation>>) -> String {
+fn mod_file(c: &Contract, names: &Names<'_>, areas: &BTreeMap<String, Vec<&Operation>>) -> String {
     let mut out = String::new();
     header(
         &mut out,
@@ -469,17 +469,22 @@ fn mod_file(c: &Contract, areas: &BTreeMap<String, Vec<&Operation>>) -> String {
     );
     out.push_str("pub const TYPES: &[request::TypeEntry] = &[\n");
     for t in &c.complex_types {
+        let rust = camel(&t.name);
+        let fields = if names.arrays.contains(t.name.as_str()) {
+            "&[]".to_string()
+        } else {
+            format!("types::{rust}::FIELDS")
+        };
         let _ = writeln!(
             out,
-            "    request::TypeEntry::of::<types::{}>(\"{}\"),",
-            camel(&t.name),
+            "    request::TypeEntry::of::<types::{rust}>(\"{}\", {fields}),",
             t.name
         );
     }
     for e in &c.enumerations {
         let _ = writeln!(
             out,
-            "    request::TypeEntry::of::<enums::{}>(\"{}\"),",
+            "    request::TypeEntry::of::<enums::{}>(\"{}\", &[]),",
             camel(&e.name),
             e.name
         );
@@ -531,7 +536,7 @@ pub fn generate(c: &Contract) -> Result<Vec<(PathBuf, String)>, String> {
             .map(|o| (o.name.as_str(), camel(&o.name))),
     )?;
     let mut files = vec![
-        (PathBuf::from("src/api/mod.rs"), mod_file(c, &areas)),
+        (PathBuf::from("src/api/mod.rs"), mod_file(c, &names, &areas)),
         (PathBuf::from("src/api/enums.rs"), enums_file(c, &names)?),
         (PathBuf::from("src/api/types.rs"), types_file(c, &names)?),
     ];
