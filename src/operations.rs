@@ -119,8 +119,13 @@ fn check_text(name: &'static str, value: &str, secret: bool) -> Result<(), Error
     if value.is_empty() {
         return Err(Error::invalid_input(name, "must not be empty"));
     }
+    check_xml_chars(name, value, secret)
+}
+
+/// Refuses text XML 1.0 cannot carry; for a secret, the error says which
+/// character is bad but not what is around it.
+pub(crate) fn check_xml_chars(name: &'static str, value: &str, secret: bool) -> Result<(), Error> {
     check_xml_text(value).map_err(|bad| {
-        // For a secret, say where the bad character is but not what is around it.
         let reason = if secret {
             format!(
                 "contains a character XML 1.0 cannot carry (U+{:04X})",

@@ -123,4 +123,13 @@ fn secret_values_never_reach_debug_output() {
     request.cert = Some(SecretBytes::new(b"sekrit-pfx".to_vec()));
     let text = format!("{info:?}{root:?}{request:?}");
     assert!(!text.contains("sekrit"), "{text}");
+
+    // A secret XML cannot carry is refused without echoing it.
+    use ecgridos::operations::Operation;
+    request.password = Some(Password::new("sekrit\u{1}password"));
+    let err = request.check().unwrap_err();
+    assert!(err.is_invalid_input());
+    assert!(!format!("{err} {err:?}").contains("sekrit"), "{err}");
+    request.password = Some(Password::new(""));
+    assert!(request.check().is_ok(), "an empty optional value may be sent");
 }

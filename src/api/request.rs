@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::operations::{Idempotency, Operation};
 use crate::secret::SessionId;
-use crate::wire::{check_xml_text, FieldSpec, TextValue};
+use crate::wire::{FieldSpec, TextValue};
 use crate::Client;
 
 /// What calling an operation does, from the contract's `effect`.
@@ -141,17 +141,7 @@ impl Params {
 
 /// Refuses text the service cannot be sent, without echoing a secret.
 pub fn check_param<T: TextValue>(spec: &FieldSpec, value: &T) -> Result<(), Error> {
-    check_xml_text(&value.to_text()).map_err(|bad| {
-        let reason = if spec.secret {
-            format!(
-                "contains a character XML 1.0 cannot carry (U+{:04X})",
-                bad.ch as u32
-            )
-        } else {
-            bad.to_string()
-        };
-        Error::invalid_input(spec.name, reason)
-    })
+    crate::operations::check_xml_chars(spec.name, &value.to_text(), spec.secret)
 }
 
 /// A generated request: an [`Operation`] with its contract facts, built from
