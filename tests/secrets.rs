@@ -131,5 +131,8 @@ fn secret_values_never_reach_debug_output() {
     assert!(err.is_invalid_input());
     assert!(!format!("{err} {err:?}").contains("sekrit"), "{err}");
     request.password = Some(Password::new(""));
-    assert!(request.check().is_ok(), "an empty optional value may be sent");
+    assert!(
+        request.check().is_ok(),
+        "an empty optional value may be sent"
+    );
 }

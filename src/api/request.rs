@@ -9,9 +9,9 @@ use std::pin::Pin;
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::operations::{Idempotency, Operation};
+use crate::operations::{Idempotency, Operation, OperationSpec};
 use crate::secret::SessionId;
-use crate::wire::{FieldSpec, TextValue};
+use crate::wire::{read_response, FieldSpec, ReadError, Reply, TextValue};
 use crate::Client;
 
 /// What calling an operation does, from the contract's `effect`.
@@ -208,15 +208,61 @@ fn check<R: Request>(params: &Params) -> Result<(), Error> {
     R::from_params(params)?.check()
 }
 
+/// A request whose type is erased: what the one transport path needs of it.
+trait ErasedRequest: Send + Sync {
+    fn write_params(&self, w: &mut crate::wire::XmlWriter<'_>);
+    fn for_each_secret(&self, f: &mut dyn FnMut(&str));
+}
+
+impl<R: Operation + Send + Sync> ErasedRequest for R {
+    fn write_params(&self, w: &mut crate::wire::XmlWriter<'_>) {
+        Operation::write_params(self, w)
+    }
+    fn for_each_secret(&self, f: &mut dyn FnMut(&str)) {
+        Operation::for_each_secret(self, f)
+    }
+}
+
+type JsonReader = fn(&[u8], &str, usize) -> Result<Reply<Value>, ReadError>;
+
 fn call_json<R: Request>(client: &Client, params: Params) -> JsonFuture<'_>
 where
     R::Output: Send,
 {
-    Box::pin(async move {
-        let request = R::from_params(&params)?;
-        let output = client.call(request).await?;
-        Ok(R::output_json(&output))
-    })
+    // Only building and reading are per operation; the call itself is one
+    // function for all of them (221 copies of it would double the binary).
+    let request = R::from_params(&params).and_then(|request| {
+        request.check()?;
+        Ok(Box::new(request) as Box<dyn ErasedRequest>)
+    });
+    Box::pin(call_erased(client, &R::SPEC, request, read_json::<R>))
+}
+
+async fn call_erased(
+    client: &Client,
+    spec: &OperationSpec,
+    request: Result<Box<dyn ErasedRequest>, Error>,
+    read: JsonReader,
+) -> Result<Value, Error> {
+    let request = request?;
+    client
+        .call_with::<Value>(spec, &|w| request.write_params(w), &read, &|f| {
+            request.for_each_secret(f)
+        })
+        .await
+}
+
+fn read_json<R: Request>(
+    xml: &[u8],
+    namespace: &str,
+    max_depth: usize,
+) -> Result<Reply<Value>, ReadError> {
+    Ok(
+        match read_response::<R::Output>(xml, namespace, R::SPEC.name, max_depth)? {
+            Reply::Result(output) => Reply::Result(R::output_json(&output)),
+            Reply::Fault(fault) => Reply::Fault(fault),
+        },
+    )
 }
 
 /// The entry of the operation called `name`.
