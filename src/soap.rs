@@ -17,6 +17,14 @@ use crate::wire::{self, read_response, write_request, Reply, SessionInfo, SoapVe
 
 pub use crate::wire::DEFAULT_ENDPOINT;
 
+/// Reads a response body, given the namespace and depth limit.
+pub(crate) type ReadWith<'a, T> =
+    dyn Fn(&[u8], &str, usize) -> std::result::Result<Reply<T>, wire::ReadError> + Sync + 'a;
+/// Reads a response body.
+type ReadBody<'a, T> = dyn Fn(&[u8]) -> std::result::Result<Reply<T>, wire::ReadError> + Sync + 'a;
+/// Calls its argument with each secret of a request.
+pub(crate) type SecretsOf<'a> = dyn Fn(&mut dyn FnMut(&str)) + Sync + 'a;
+
 /// Builds a [`Client`]. Every setting has a default that talks to the
 /// production service.
 #[derive(Clone, Debug)]
@@ -266,9 +274,8 @@ impl Client {
         &self,
         spec: &OperationSpec,
         write_params: &(dyn Fn(&mut wire::XmlWriter<'_>) + Sync),
-        read: &(dyn Fn(&[u8], &str, usize) -> std::result::Result<Reply<T>, wire::ReadError>
-              + Sync),
-        for_each_secret: &(dyn Fn(&mut dyn FnMut(&str)) + Sync),
+        read: &ReadWith<'_, T>,
+        for_each_secret: &SecretsOf<'_>,
     ) -> Result<T> {
         let inner = &*self.inner;
         let mut body = Vec::with_capacity(512);
@@ -286,7 +293,7 @@ impl Client {
         &self,
         spec: &OperationSpec,
         body: Bytes,
-        read: &(dyn Fn(&[u8]) -> std::result::Result<Reply<T>, wire::ReadError> + Sync),
+        read: &ReadBody<'_, T>,
         for_each_secret: S,
     ) -> Result<T> {
         let result = self
@@ -308,7 +315,7 @@ impl Client {
         &self,
         spec: &OperationSpec,
         body: Bytes,
-        read: &(dyn Fn(&[u8]) -> std::result::Result<Reply<T>, wire::ReadError> + Sync),
+        read: &ReadBody<'_, T>,
     ) -> Result<T> {
         let inner = &*self.inner;
         let headers = match inner.headers.iter().find(|(name, _)| *name == spec.name) {
