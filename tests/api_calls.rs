@@ -238,3 +238,39 @@ async fn cli_lists_operations() {
         tokio::task::block_in_place(|| call(&server, "k", &["operations", "--area", "parcels"]));
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn retry_class_and_advice_follow_the_contract_effect() {
+    use ecgridos::api::{Effect, OPERATIONS};
+    use ecgridos::operations::Idempotency;
+
+    let contract: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contract/ecgridos-v4.1-contract.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let ops = contract["operations"].as_array().unwrap();
+    assert_eq!(OPERATIONS.len(), ops.len());
+    for (entry, op) in OPERATIONS.iter().zip(ops) {
+        assert_eq!(entry.info.name, op["name"]);
+        assert_eq!(entry.info.area, op["area"]);
+        assert_eq!(entry.info.effect.as_str(), op["effect"]);
+        match entry.info.effect.idempotency() {
+            Idempotency::Idempotent => assert_ne!(op["effect"], "write"),
+            Idempotency::NotIdempotent { if_unknown } => {
+                assert_eq!(op["effect"], "write");
+                assert!(if_unknown.len() > 20, "{}", entry.info.name);
+            }
+        }
+    }
+    let advice = |name: &str| match ecgridos::api::request::find(name).unwrap().info.effect {
+        Effect::Write { if_unknown } => if_unknown,
+        other => panic!("{name} is {other:?}"),
+    };
+    assert!(advice("ParcelDownload").contains("ParcelDownloadNoUpdate"));
+    assert!(advice("ParcelUploadEx").contains("ParcelOutBox"));
+    assert!(advice("GenerateAPIKey").contains("UserGetAPIKey"));
+}
