@@ -28,6 +28,11 @@ pub trait XmlValue: Sized {
 
 /// A value carried as element text.
 pub trait TextValue: Sized {
+    /// True when the text form may hold any characters (strings, secrets,
+    /// enumerations, which keep unknown values): those are checked before
+    /// sending. Numbers, booleans, dateTimes and base64 cannot hold a
+    /// character XML forbids.
+    const FREE_TEXT: bool = true;
     /// The value of `text`, or why it does not fit.
     fn parse_text(text: &str) -> Result<Self, String>;
     /// The text form.
@@ -63,6 +68,7 @@ impl TextValue for String {
 macro_rules! integer {
     ($($ty:ty => $xsd:literal),*) => {$(
         impl TextValue for $ty {
+            const FREE_TEXT: bool = false;
             fn parse_text(text: &str) -> Result<Self, String> {
                 text.trim()
                     .parse()
@@ -81,6 +87,7 @@ macro_rules! integer {
 integer!(i16 => "s:short", i32 => "s:int", i64 => "s:long", u8 => "s:unsignedByte");
 
 impl TextValue for f32 {
+    const FREE_TEXT: bool = false;
     fn parse_text(text: &str) -> Result<Self, String> {
         match text.trim() {
             "INF" => Ok(f32::INFINITY),
@@ -112,6 +119,7 @@ impl TextValue for f32 {
 }
 
 impl TextValue for bool {
+    const FREE_TEXT: bool = false;
     fn parse_text(text: &str) -> Result<Self, String> {
         match text.trim() {
             "true" | "1" => Ok(true),
@@ -128,6 +136,7 @@ impl TextValue for bool {
 }
 
 impl TextValue for DateTime {
+    const FREE_TEXT: bool = false;
     fn parse_text(text: &str) -> Result<Self, String> {
         text.parse().map_err(|e| format!("{text:?}: {e}"))
     }
@@ -152,6 +161,7 @@ fn base64_encode(bytes: &[u8]) -> String {
 pub struct Base64(pub Vec<u8>);
 
 impl TextValue for Base64 {
+    const FREE_TEXT: bool = false;
     fn parse_text(text: &str) -> Result<Self, String> {
         base64_decode(text).map(Base64)
     }
@@ -161,6 +171,7 @@ impl TextValue for Base64 {
 }
 
 impl TextValue for SecretBytes {
+    const FREE_TEXT: bool = false;
     fn parse_text(text: &str) -> Result<Self, String> {
         base64_decode(text).map(SecretBytes::new)
     }
