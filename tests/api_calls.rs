@@ -151,20 +151,13 @@ async fn cli_call_prints_the_result_as_json() {
         *log.lock().unwrap() = request.session_id.map(|s| s.expose().to_string());
         Ok(Some(mailbox(request.mailbox_id)))
     });
-    let out = tokio::task::spawn_blocking({
-        let url = server.soap_url();
-        let key = key.expose().to_string();
-        move || {
-            Command::new(BIN)
-                .args(["call", "MailboxInfo", "MailboxID=9", "--endpoint", &url])
-                .env_clear()
-                .env("ECGRID_API_KEY", key)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let out = tokio::task::block_in_place(|| {
+        call(
+            &server,
+            key.expose(),
+            &["call", "MailboxInfo", "MailboxID=9"],
+        )
+    });
     assert_eq!(
         out.status.code(),
         Some(0),

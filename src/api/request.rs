@@ -320,12 +320,9 @@ macro_rules! operation {
             ),* $(,)?
         } -> $rkind:ident $rty:ty = $rname:literal $rxsd:literal $rsecret:literal;
     ) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, Default, PartialEq)]
-        #[non_exhaustive]
-        pub struct $name {
-            $( $(#[$fdoc])* pub $field: $crate::wire::xml_struct!(@ty $kind $fty), )*
-        }
+        $crate::wire::xml_struct!(@decl $(#[$doc])* $name {
+            $( $(#[$fdoc])* $field : $kind $fty ),*
+        });
 
         impl $name {
             const PARAMS: &'static [$crate::wire::FieldSpec] = &[

@@ -36,7 +36,7 @@ pub(super) fn fault_response(version: SoapVersion, fault: SoapFault) -> Response
 }
 
 /// A fault raised by the framework itself, before any ECGridOS code ran.
-fn framework_fault(version: SoapVersion, code: FaultCode, message: String) -> Response {
+pub(super) fn framework_fault(version: SoapVersion, code: FaultCode, message: String) -> Response {
     fault_response(
         version,
         SoapFault {

@@ -109,16 +109,19 @@ fn fault(
     message: String,
     detail: Option<EcgridDetail>,
 ) -> Response {
-    super::soap::fault_response(
-        version,
-        SoapFault {
+    match detail {
+        None => super::soap::framework_fault(version, code, message),
+        Some(detail) => super::soap::fault_response(
             version,
-            code,
-            message,
-            actor: None,
-            detail,
-        },
-    )
+            SoapFault {
+                version,
+                code,
+                message,
+                actor: None,
+                detail: Some(detail),
+            },
+        ),
+    }
 }
 
 /// The generated operation a request is for: by its action, or (SOAP 1.2

@@ -351,6 +351,16 @@ pub fn json_repeated<T: XmlValue>(items: &[T]) -> Value {
 /// Declares a complex type: the struct, its reader, writer, JSON form and
 /// field table. Field kinds: `req` (`T`), `opt` (`Option<T>`), `many` (`Vec<T>`).
 macro_rules! xml_struct {
+    (@decl $(#[$doc:meta])* $name:ident {
+        $( $(#[$fdoc:meta])* $field:ident : $kind:ident $fty:ty ),*
+    }) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, Default, PartialEq)]
+        #[non_exhaustive]
+        pub struct $name {
+            $( $(#[$fdoc])* pub $field: $crate::wire::xml_struct!(@ty $kind $fty), )*
+        }
+    };
     (@ty req $t:ty) => { $t };
     (@ty opt $t:ty) => { Option<$t> };
     (@ty many $t:ty) => { Vec<$t> };
@@ -378,12 +388,9 @@ macro_rules! xml_struct {
             ),* $(,)?
         }
     ) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, Default, PartialEq)]
-        #[non_exhaustive]
-        pub struct $name {
-            $( $(#[$fdoc])* pub $field: $crate::wire::xml_struct!(@ty $kind $fty), )*
-        }
+        $crate::wire::xml_struct!(@decl $(#[$doc])* $name {
+            $( $(#[$fdoc])* $field : $kind $fty ),*
+        });
 
         impl $name {
             /// The contract name of this type.

@@ -229,6 +229,32 @@ fn occurs(f: &Field) -> String {
     s
 }
 
+/// Appends the declaration of one field or parameter of `owner` (its doc
+/// line and its macro line: Rust name, kind, type, XML name, contract type,
+/// whether it is secret).
+fn field_lines(out: &mut String, names: &Names<'_>, owner: &str, f: &Field) -> Result<(), String> {
+    let secret = secret(owner, &f.name);
+    let ty = names.rust_type(&f.ty, secret)?;
+    let redacted = if secret.is_some() { " Redacted." } else { "" };
+    let _ = writeln!(
+        out,
+        "        /// `{}`: `{}`, {}.{redacted}",
+        f.name,
+        f.ty,
+        occurs(f)
+    );
+    let _ = writeln!(
+        out,
+        "        {}: {} {ty} = \"{}\" \"{}\" {},",
+        snake(&f.name),
+        kind(f),
+        f.name,
+        f.ty,
+        secret.is_some()
+    );
+    Ok(())
+}
+
 /// Checks that no two names in `names` map to the same Rust identifier.
 fn unique<'a>(what: &str, names: impl Iterator<Item = (&'a str, String)>) -> Result<(), String> {
     let mut seen = BTreeMap::new();
@@ -318,25 +344,7 @@ fn types_file(c: &Contract, names: &Names<'_>) -> Result<String, String> {
         let _ = writeln!(out, "    /// `{}`.", t.name);
         let _ = writeln!(out, "    {rust} = \"{}\" {{", t.name);
         for f in &t.fields {
-            let secret = secret(&t.name, &f.name);
-            let ty = names.rust_type(&f.ty, secret)?;
-            let redacted = if secret.is_some() { " Redacted." } else { "" };
-            let _ = writeln!(
-                out,
-                "        /// `{}`: `{}`, {}.{redacted}",
-                f.name,
-                f.ty,
-                occurs(f)
-            );
-            let _ = writeln!(
-                out,
-                "        {}: {} {ty} = \"{}\" \"{}\" {},",
-                snake(&f.name),
-                kind(f),
-                f.name,
-                f.ty,
-                secret.is_some()
-            );
+            field_lines(&mut out, names, &t.name, f)?;
         }
         out.push_str("    }\n}\n\n");
     }
@@ -399,25 +407,7 @@ fn area_file(
             op.area
         );
         for p in &op.params {
-            let secret = secret(&op.name, &p.name);
-            let ty = names.rust_type(&p.ty, secret)?;
-            let redacted = if secret.is_some() { " Redacted." } else { "" };
-            let _ = writeln!(
-                out,
-                "        /// `{}`: `{}`, {}.{redacted}",
-                p.name,
-                p.ty,
-                occurs(p)
-            );
-            let _ = writeln!(
-                out,
-                "        {}: {} {ty} = \"{}\" \"{}\" {},",
-                snake(&p.name),
-                kind(p),
-                p.name,
-                p.ty,
-                secret.is_some()
-            );
+            field_lines(&mut out, names, &op.name, p)?;
         }
         let _ = writeln!(
             out,
