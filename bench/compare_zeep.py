@@ -35,7 +35,7 @@ def zeep_side(url, key, user, seconds):
     from zeep.loader import parse_xml
 
     client = zeep.Client(str(ROOT / "wsdl" / "ECGridOS.wsdl"))
-    svc = client.create_service("{https://os.ecgrid.io/}ECGridOSSoap", url)
+    svc = client.create_service("{https://os.ecgrid.io/}ECGridOS_x0020_API_x0020_v4Soap", url)
     operation = svc._binding._operations["GenerateAPIKey"]
     reply = (
         b'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '

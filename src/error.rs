@@ -577,6 +577,10 @@ impl Error {
                 limit: Limit::Depth(limit),
             },
             ReadError::Malformed(reason) => Error::MalformedResponse { operation, reason },
+            field @ ReadError::Field { .. } => Error::MalformedResponse {
+                operation,
+                reason: field.to_string().into(),
+            },
         }
     }
 

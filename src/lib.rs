@@ -27,6 +27,7 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+pub mod api;
 pub mod error;
 mod http;
 mod netconf;

@@ -7,7 +7,7 @@
 
 use crate::error::Error;
 use crate::secret::{ApiKey, Password, SessionId, SessionRef};
-use crate::wire::{check_xml_text, ResultValue, SessionInfo, XmlWriter};
+use crate::wire::{check_xml_text, IntFlag, ResultValue, SessionInfo, XmlWriter};
 
 /// A user's numeric ID (`UserID`, an xsd `int` on the wire).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -119,8 +119,13 @@ fn check_text(name: &'static str, value: &str, secret: bool) -> Result<(), Error
     if value.is_empty() {
         return Err(Error::invalid_input(name, "must not be empty"));
     }
+    check_xml_chars(name, value, secret)
+}
+
+/// Refuses text XML 1.0 cannot carry; for a secret, the error says which
+/// character is bad but not what is around it.
+pub(crate) fn check_xml_chars(name: &'static str, value: &str, secret: bool) -> Result<(), Error> {
     check_xml_text(value).map_err(|bad| {
-        // For a secret, say where the bad character is but not what is around it.
         let reason = if secret {
             format!(
                 "contains a character XML 1.0 cannot carry (U+{:04X})",
@@ -263,12 +268,12 @@ operations! {
         if_unknown: "a session may have been opened; it ends by itself after its inactivity timeout",
     };
 
-    /// `Logout(SessionID)`: ends the session. True when it ended, false when it
-    /// was already gone.
+    /// `Logout(SessionID)`: ends the session. The result is an `s:int`: 1 when
+    /// it ended, 0 when it was already gone.
     "Logout" => Logout<'a> {
         /// The session to end.
         session_id: SessionRef<'a> = "SessionID",
-    } -> bool, Idempotency::NotIdempotent {
+    } -> IntFlag, Idempotency::NotIdempotent {
         if_unknown: "the session may have ended; WhoAmI tells whether it is still open",
     };
 

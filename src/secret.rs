@@ -157,6 +157,35 @@ impl fmt::Debug for SessionRef<'_> {
     }
 }
 
+secret_type! {
+    /// Any other credential text the contract carries: shared secrets, access
+    /// and secret keys of storage services, private keys given as base64 text.
+    Secret
+}
+
+/// Secret bytes: a private key or certificate store (such as a PFX) sent or
+/// received as `s:base64Binary`. `Debug` prints `<redacted>`.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// Wraps secret bytes.
+    pub fn new(value: impl Into<Vec<u8>>) -> Self {
+        Self(value.into())
+    }
+
+    /// The bytes themselves; keep call sites few and deliberate.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBytes(<redacted>)")
+    }
+}
+
 impl From<ApiKey> for SessionId {
     /// An API key may stand in for a session ID.
     fn from(key: ApiKey) -> Self {
@@ -178,6 +207,10 @@ mod tests {
         assert!(!format!("{session:?}{session}{r:?}").contains("sekrit"));
         assert_eq!(r.expose(), "sekrit-value-123");
         assert_eq!(key.preview(), "sekr…");
+        let bytes = SecretBytes::new(b"pfx-bytes".to_vec());
+        assert_eq!(format!("{bytes:?}"), "SecretBytes(<redacted>)");
+        assert_eq!(bytes.expose(), b"pfx-bytes");
+        assert_eq!(format!("{:?}", Secret::new("s3cr3t")), "Secret(<redacted>)");
     }
 
     #[test]

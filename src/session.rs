@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 
+use crate::api::Request;
 use crate::error::{Error, Result};
 use crate::operations::UserId;
 use crate::secret::{ApiKey, Password, SessionId};
@@ -271,6 +272,21 @@ impl SessionClient {
     /// See [`Client::who_am_i`].
     pub async fn who_am_i(&self) -> Result<SessionInfo> {
         self.run(|c, s| async move { c.who_am_i(&s).await }).await
+    }
+
+    /// Calls any generated operation ([`crate::api`]) with this client's
+    /// session as `SessionID` (unless the request sets one). On an
+    /// authentication fault it logs in again and repeats the call once.
+    pub async fn call<R: Request>(&self, request: R) -> Result<R::Output>
+    where
+        R::Output: Send,
+    {
+        self.run(|c, s| {
+            let mut request = request.clone();
+            request.fill_session(&s);
+            async move { c.call(request).await }
+        })
+        .await
     }
 
     /// Ends the session on the server (true when one was open and the server

@@ -9,12 +9,21 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::http::{parse_endpoint, Http, HttpSettings};
 use crate::operations::{
-    GenerateApiKey, Idempotency, Login, Logout, Operation, UserGetApiKey, UserId, Version, WhoAmI,
+    GenerateApiKey, Idempotency, Login, Logout, Operation, OperationSpec, UserGetApiKey, UserId,
+    Version, WhoAmI,
 };
 use crate::secret::{ApiKey, Password, SessionId, SessionRef};
 use crate::wire::{self, read_response, write_request, Reply, SessionInfo, SoapVersion};
 
 pub use crate::wire::DEFAULT_ENDPOINT;
+
+/// Reads a response body, given the namespace and depth limit.
+pub(crate) type ReadWith<'a, T> =
+    dyn Fn(&[u8], &str, usize) -> std::result::Result<Reply<T>, wire::ReadError> + Sync + 'a;
+/// Reads a response body.
+type ReadBody<'a, T> = dyn Fn(&[u8]) -> std::result::Result<Reply<T>, wire::ReadError> + Sync + 'a;
+/// Calls its argument with each secret of a request.
+pub(crate) type SecretsOf<'a> = dyn Fn(&mut dyn FnMut(&str)) + Sync + 'a;
 
 /// Builds a [`Client`]. Every setting has a default that talks to the
 /// production service.
@@ -224,6 +233,7 @@ impl Client {
             session_id: session.into(),
         })
         .await
+        .map(|ended| ended.0)
     }
 
     /// What the service knows of the session (or API key).
@@ -248,23 +258,66 @@ impl Client {
         write_request(&mut body, inner.version, &inner.namespace, spec.name, |w| {
             op.write_params(w)
         });
-        let body = Bytes::from(body);
-        let result = inner
+        let read = |xml: &[u8]| {
+            read_response::<O::Output>(xml, &inner.namespace, spec.name, inner.max_depth)
+        };
+        self.send(&spec, Bytes::from(body), &read, move |f| {
+            op.for_each_secret(f)
+        })
+        .await
+    }
+
+    /// Calls an operation whose parameters `write_params` writes, reading
+    /// the result with `read`: the one path (not generic over the operation)
+    /// that the table of all operations uses, so that 221 operations do not
+    /// make 221 copies of the transport.
+    pub(crate) async fn call_with<T>(
+        &self,
+        spec: &OperationSpec,
+        write_params: &(dyn Fn(&mut wire::XmlWriter<'_>) + Sync),
+        read: &ReadWith<'_, T>,
+        for_each_secret: &SecretsOf<'_>,
+    ) -> Result<T> {
+        let inner = &*self.inner;
+        let mut body = Vec::with_capacity(512);
+        write_request(&mut body, inner.version, &inner.namespace, spec.name, |w| {
+            write_params(w)
+        });
+        let read = |xml: &[u8]| read(xml, &inner.namespace, inner.max_depth);
+        self.send(spec, Bytes::from(body), &read, for_each_secret)
+            .await
+    }
+
+    /// Sends `body` with retries by the operation's idempotency and reads
+    /// the answer with `read`; errors are cleared of the request's secrets.
+    async fn send<T, S: Fn(&mut dyn FnMut(&str))>(
+        &self,
+        spec: &OperationSpec,
+        body: Bytes,
+        read: &ReadBody<'_, T>,
+        for_each_secret: S,
+    ) -> Result<T> {
+        let result = self
+            .inner
             .http
             .with_retries("soap", spec.name, spec.idempotency, || {
-                self.attempt::<O>(body.clone())
+                self.attempt(spec, body.clone(), read)
             })
             .await;
         result.map_err(|err| {
             let mut secrets = Vec::new();
-            op.for_each_secret(&mut |s| secrets.push(s.to_string()));
+            for_each_secret(&mut |s| secrets.push(s.to_string()));
             let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
             err.redact(&secrets)
         })
     }
 
-    async fn attempt<O: Operation>(&self, body: Bytes) -> Result<O::Output> {
-        let spec = O::SPEC;
+    async fn attempt<T>(
+        &self,
+        spec: &OperationSpec,
+        body: Bytes,
+        read: &ReadBody<'_, T>,
+    ) -> Result<T> {
         let inner = &*self.inner;
         let headers = match inner.headers.iter().find(|(name, _)| *name == spec.name) {
             Some((_, headers)) => headers.clone(),
@@ -288,8 +341,7 @@ impl Client {
                     .failure_to_error(spec.name, spec.idempotency, failure))
             }
         };
-        let read =
-            read_response::<O::Output>(&reply.body, &inner.namespace, spec.name, inner.max_depth);
+        let read = read(&reply.body);
         let fault = |fault| Error::Fault {
             operation: spec.name,
             fault: Box::new(fault),

@@ -268,3 +268,33 @@ async fn a_silent_answer_on_a_pooled_connection_is_still_an_unknown_outcome() {
         "the connection was pooled"
     );
 }
+
+#[tokio::test]
+async fn generated_writes_are_sent_once_with_advice_and_reads_retried() {
+    use ecgridos::api::parcel::{ParcelDownload, ParcelInBox, ParcelUpload};
+    use ecgridos::api::Request;
+
+    let (url, requests) = serve(Behaviour::DropAfterRequest).await;
+    let mut download = ParcelDownload::default();
+    download.session_id = Some(SessionId::new("S"));
+    download.parcel_id = 42;
+    let err = client(&url).call(download).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err:?}");
+    assert!(err.to_string().contains("ParcelDownloadNoUpdate"), "{err}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "a write is sent once");
+
+    let upload = ParcelUpload::INFO.effect;
+    assert!(
+        matches!(upload, ecgridos::api::Effect::Write { if_unknown } if if_unknown.contains("ParcelOutBox")),
+        "{upload:?}"
+    );
+
+    let (url, requests) = serve(Behaviour::DropAfterRequest).await;
+    let mut inbox = ParcelInBox::default();
+    inbox.session_id = Some(SessionId::new("S"));
+    let err = client(&url).call(inbox).await.unwrap_err();
+    assert_ne!(err.kind(), ErrorKind::OutcomeUnknown, "{err:?}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 3, "a read is retried");
+}

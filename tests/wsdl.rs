@@ -1,6 +1,9 @@
-//! `wsdl/ECGridOS.wsdl` and the operation declarations must agree exactly:
-//! the same operations, parameters in the same order with the same types, the
-//! same result types and the same soapActions in both bindings.
+//! `wsdl/ECGridOS.wsdl` is generated from the contract
+//! (`contract/ecgridos-v4.1-contract.json`). These tests read both
+//! independently of the generator and check that the WSDL describes every
+//! operation, message, complex type and enumeration exactly as the contract
+//! has them, with the contract's service, binding and port names; and that the
+//! hand-written declarations of `src/operations.rs` agree with it.
 
 use std::collections::BTreeMap;
 
@@ -89,7 +92,29 @@ fn schema_element<'a>(doc: &'a Node, name: &str) -> &'a Node {
         .unwrap_or_else(|| panic!("WSDL has no element {name}"))
 }
 
-fn sequence(element: &Node) -> Vec<(String, String)> {
+fn contract() -> serde_json::Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contract/ecgridos-v4.1-contract.json"
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A contract field as the WSDL writes it: name, type, minOccurs, maxOccurs, nillable.
+type Occ = (String, String, String, String, bool);
+
+fn contract_field(f: &serde_json::Value) -> Occ {
+    (
+        f["name"].as_str().unwrap().to_string(),
+        f["type"].as_str().unwrap().to_string(),
+        f["min"].to_string(),
+        f["max"].as_str().unwrap().to_string(),
+        f["nillable"].as_bool().unwrap_or(false),
+    )
+}
+
+fn wsdl_fields(element: &Node) -> Vec<Occ> {
     element
         .all("sequence")
         .first()
@@ -99,7 +124,10 @@ fn sequence(element: &Node) -> Vec<(String, String)> {
                 .map(|c| {
                     (
                         c.attr("name").unwrap().to_string(),
-                        c.attr("type").unwrap().to_string(),
+                        c.attr("type").unwrap_or("dataset").to_string(),
+                        c.attr("minOccurs").unwrap().to_string(),
+                        c.attr("maxOccurs").unwrap().to_string(),
+                        c.attr("nillable") == Some("true"),
                     )
                 })
                 .collect()
@@ -108,43 +136,72 @@ fn sequence(element: &Node) -> Vec<(String, String)> {
 }
 
 #[test]
-fn operations_agree() {
+fn every_operation_as_in_the_contract() {
     let doc = wsdl();
-    let namespace = doc.attr("targetNamespace").unwrap();
-    assert_eq!(namespace, ecgridos::wire::DEFAULT_NAMESPACE);
-
+    let c = contract();
+    assert_eq!(doc.attr("targetNamespace"), c["namespace"].as_str());
+    let ops = c["operations"].as_array().unwrap();
+    assert_eq!(ops.len(), 221);
     let port_ops: Vec<_> = doc.all("portType")[0]
         .children
         .iter()
         .filter(|n| n.local() == "operation")
         .map(|n| n.attr("name").unwrap().to_string())
         .collect();
-    let code_ops: Vec<_> = CATALOG.iter().map(|s| s.name.to_string()).collect();
-    assert_eq!(port_ops, code_ops, "operations in portType vs CATALOG");
-
-    for spec in CATALOG {
-        let params = sequence(schema_element(&doc, spec.name));
-        let declared: Vec<_> = spec
-            .params
+    let names: Vec<_> = ops
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(port_ops, names);
+    for op in ops {
+        let name = op["name"].as_str().unwrap();
+        let params: Vec<_> = op["params"]
+            .as_array()
+            .unwrap()
             .iter()
-            .map(|p| (p.name.to_string(), p.xsd_type.to_string()))
+            .map(contract_field)
             .collect();
-        assert_eq!(params, declared, "parameters of {}", spec.name);
-        let result = sequence(schema_element(&doc, &format!("{}Response", spec.name)));
         assert_eq!(
-            result,
-            vec![(format!("{}Result", spec.name), spec.result_type.to_string())],
-            "result of {}",
-            spec.name
+            wsdl_fields(schema_element(&doc, name)),
+            params,
+            "parameters of {name}"
         );
+        let response = schema_element(&doc, &format!("{name}Response"));
+        let result = contract_field(&op["result"]);
+        assert_eq!(
+            wsdl_fields(response),
+            vec![result.clone()],
+            "result of {name}"
+        );
+        if result.1 == "dataset" {
+            // The asmx DataSet shape: an inline schema followed by any content.
+            let seq = response.all("sequence");
+            let inner: Vec<_> = seq[1]
+                .children
+                .iter()
+                .map(|n| (n.local().to_string(), n.attr("ref").map(str::to_string)))
+                .collect();
+            assert_eq!(
+                inner,
+                [
+                    ("element".to_string(), Some("s:schema".to_string())),
+                    ("any".to_string(), None)
+                ],
+                "DataSet shape of {name}"
+            );
+        }
     }
-
-    let bindings = doc
+    let bindings: Vec<_> = doc
         .all("binding")
         .into_iter()
         .filter(|b| b.attr("type").is_some())
-        .collect::<Vec<_>>();
-    assert_eq!(bindings.len(), 2, "a SOAP 1.1 and a SOAP 1.2 binding");
+        .collect();
+    let expected_bindings = [
+        c["soap11"]["binding"].as_str().unwrap(),
+        c["soap12"]["binding"].as_str().unwrap(),
+    ];
+    let binding_names: Vec<_> = bindings.iter().map(|b| b.attr("name").unwrap()).collect();
+    assert_eq!(binding_names, expected_bindings);
     for binding in bindings {
         let actions: Vec<_> = binding
             .children
@@ -167,33 +224,122 @@ fn operations_agree() {
                 )
             })
             .collect();
-        let expected: Vec<_> = CATALOG
+        let expected: Vec<_> = ops
             .iter()
-            .map(|s| {
-                (
-                    s.name.to_string(),
-                    ecgridos::wire::soap_action(namespace, s.name),
-                )
+            .map(|o| {
+                let name = o["name"].as_str().unwrap();
+                let action = o["soap_action"].as_str().unwrap();
+                assert_eq!(
+                    action,
+                    ecgridos::wire::soap_action(c["namespace"].as_str().unwrap(), name)
+                );
+                (name.to_string(), action.to_string())
             })
             .collect();
         assert_eq!(
             actions,
             expected,
-            "soapActions of binding {:?}",
+            "soapActions of {:?}",
             binding.attr("name")
         );
+    }
+    let service = &doc.all("service")[0];
+    assert_eq!(service.attr("name"), c["service"].as_str());
+    let ports: Vec<_> = service
+        .children
+        .iter()
+        .map(|p| (p.attr("name").unwrap(), p.attr("binding").unwrap()))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (
+                c["soap11"]["port"].as_str().unwrap(),
+                format!("tns:{}", expected_bindings[0]).as_str()
+            ),
+            (
+                c["soap12"]["port"].as_str().unwrap(),
+                format!("tns:{}", expected_bindings[1]).as_str()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn every_type_and_enumeration_as_in_the_contract() {
+    let doc = wsdl();
+    let c = contract();
+    let types: Vec<_> = doc
+        .all("complexType")
+        .into_iter()
+        .filter(|t| t.attr("name").is_some())
+        .collect();
+    let contract_types = c["complex_types"].as_array().unwrap();
+    assert_eq!(types.len(), contract_types.len());
+    assert_eq!(types.len(), 73);
+    for (t, ct) in types.iter().zip(contract_types) {
+        assert_eq!(t.attr("name"), ct["name"].as_str());
+        let fields: Vec<_> = ct["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(contract_field)
+            .collect();
+        assert_eq!(wsdl_fields(t), fields, "fields of {:?}", t.attr("name"));
+    }
+    let enums = doc.all("simpleType");
+    let contract_enums = c["enumerations"].as_array().unwrap();
+    assert_eq!(enums.len(), 44);
+    assert_eq!(enums.len(), contract_enums.len());
+    for (e, ce) in enums.iter().zip(contract_enums) {
+        assert_eq!(e.attr("name"), ce["name"].as_str());
+        assert_eq!(e.all("restriction")[0].attr("base"), ce["base"].as_str());
+        let values: Vec<_> = e
+            .all("enumeration")
+            .into_iter()
+            .map(|v| v.attr("value").unwrap().to_string())
+            .collect();
+        let expected: Vec<_> = ce["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(values, expected, "values of {:?}", e.attr("name"));
     }
 }
 
 #[test]
-fn types_agree() {
+fn hand_written_declarations_agree() {
     let doc = wsdl();
+    for spec in CATALOG {
+        let params: Vec<_> = wsdl_fields(schema_element(&doc, spec.name))
+            .into_iter()
+            .map(|f| (f.0, f.1))
+            .collect();
+        let declared: Vec<_> = spec
+            .params
+            .iter()
+            .map(|p| (p.name.to_string(), p.xsd_type.to_string()))
+            .collect();
+        assert_eq!(params, declared, "parameters of {}", spec.name);
+        let result: Vec<_> = wsdl_fields(schema_element(&doc, &format!("{}Response", spec.name)))
+            .into_iter()
+            .map(|f| (f.0, f.1))
+            .collect();
+        assert_eq!(
+            result,
+            vec![(format!("{}Result", spec.name), spec.result_type.to_string())],
+            "result of {}",
+            spec.name
+        );
+    }
     let info = doc
         .all("complexType")
         .into_iter()
         .find(|t| t.attr("name") == Some("SessionInfo"))
         .unwrap();
-    let fields: Vec<_> = sequence(info).into_iter().map(|(n, _)| n).collect();
+    let fields: Vec<_> = wsdl_fields(info).into_iter().map(|f| f.0).collect();
     assert_eq!(fields, SessionInfo::FIELDS);
     let levels: Vec<_> = doc
         .all("simpleType")

@@ -28,9 +28,11 @@ mod conn;
 mod rest;
 mod soap;
 mod state;
+mod stubs;
 mod tls;
 
 pub use state::SeedUser;
+pub use stubs::StubFault;
 pub use tls::{FakeTls, TlsMaterial};
 
 use std::net::SocketAddr;
@@ -65,6 +67,7 @@ pub enum DetailShape {
 
 struct Shared {
     state: State,
+    stubs: stubs::Stubs,
     namespace: String,
     detail_shape: DetailShape,
     soap_url: String,
@@ -180,6 +183,7 @@ impl FakeServerBuilder {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared {
             state,
+            stubs: stubs::Stubs::default(),
             namespace: self.namespace,
             detail_shape: self.detail_shape,
             soap_url: format!("{scheme}://{addr}{SOAP_PATH}"),
@@ -339,6 +343,31 @@ impl FakeServer {
     /// The session inactivity timeout in force.
     pub fn session_timeout(&self) -> Duration {
         self.shared.state.session_timeout()
+    }
+
+    /// Answers operation `R` (one the fake does not model) with `handler`:
+    /// the request arrives decoded into its generated struct; the handler's
+    /// result is encoded from the generated type, or its [`StubFault`] sent
+    /// as a fault. Replaces an earlier handler of `R`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ecgridos::api::misc::NowUtc;
+    /// use ecgridos::fake::FakeServer;
+    /// use ecgridos::Client;
+    ///
+    /// let server = FakeServer::start().await?;
+    /// server.stub::<NowUtc>(|_request| Ok("2026-11-01T10:00:00.1234567Z".parse().unwrap()));
+    /// let client = Client::builder().endpoint(server.soap_url()).build()?;
+    /// let now = client.call(NowUtc::default()).await?;
+    /// assert_eq!(now.to_string(), "2026-11-01T10:00:00.1234567Z");
+    /// # Ok(()) }
+    /// ```
+    pub fn stub<R: crate::api::Request>(
+        &self,
+        handler: impl Fn(R) -> Result<R::Output, StubFault> + Send + Sync + 'static,
+    ) {
+        self.shared.stubs.insert(handler);
     }
 
     /// Stops the server and waits until it has stopped.

@@ -17,10 +17,10 @@ use crate::operations::{
 };
 use crate::wire::{
     self, read_request, write_fault, write_response, EcgridDetail, FaultCategory, FaultCode,
-    ResultValue, SoapFault, SoapRequest, SoapVersion,
+    IntFlag, ResultValue, SoapFault, SoapRequest, SoapVersion,
 };
 
-fn reply(version: SoapVersion, status: StatusCode, body: Vec<u8>) -> Response {
+pub(super) fn reply(version: SoapVersion, status: StatusCode, body: Vec<u8>) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, version.response_content_type())],
@@ -29,14 +29,14 @@ fn reply(version: SoapVersion, status: StatusCode, body: Vec<u8>) -> Response {
         .into_response()
 }
 
-fn fault_response(version: SoapVersion, fault: SoapFault) -> Response {
+pub(super) fn fault_response(version: SoapVersion, fault: SoapFault) -> Response {
     let mut body = Vec::with_capacity(512);
     write_fault(&mut body, version, &fault);
     reply(version, StatusCode::INTERNAL_SERVER_ERROR, body)
 }
 
 /// A fault raised by the framework itself, before any ECGridOS code ran.
-fn framework_fault(version: SoapVersion, code: FaultCode, message: String) -> Response {
+pub(super) fn framework_fault(version: SoapVersion, code: FaultCode, message: String) -> Response {
     fault_response(
         version,
         SoapFault {
@@ -163,6 +163,16 @@ pub(super) async fn handle(
             .map(|v| v.trim().trim_matches('"').to_string()),
         SoapVersion::V12 => v12_action,
     };
+    if let Some(response) = super::stubs::answer(
+        &shared.stubs,
+        &shared.state,
+        version,
+        namespace,
+        action.as_deref(),
+        &request,
+    ) {
+        return response;
+    }
     let by_action = action.as_deref().map(|action| {
         operations::CATALOG
             .iter()
@@ -244,7 +254,9 @@ pub(super) async fn handle(
             state.login(request.param("LoginName"), request.param("Password")),
             "LoginName"
         ),
-        n if n == Logout::SPEC.name => success(version, namespace, n, &state.logout(session)),
+        n if n == Logout::SPEC.name => {
+            success(version, namespace, n, &IntFlag(state.logout(session)))
+        }
         n if n == WhoAmI::SPEC.name => answer!(
             WhoAmI,
             state.who_am_i(session, &peer.ip().to_string()),

@@ -43,6 +43,11 @@ impl<'b> XmlWriter<'b> {
         self.close(name);
     }
 
+    /// Writes markup as is (the caller makes sure it is well-formed).
+    pub fn markup(&mut self, markup: &str) {
+        self.raw(markup.as_bytes());
+    }
+
     /// Writes escaped character data.
     ///
     /// `&`, `<` and `>` become entity references; a carriage return becomes

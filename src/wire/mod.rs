@@ -4,18 +4,29 @@
 //! byte for byte and benchmarked on its own. It depends on nothing else in the
 //! crate but [`crate::secret`].
 
+mod dataset;
+mod datetime;
 mod envelope;
 mod fault;
 mod reader;
+mod typed;
 mod values;
 
+pub use dataset::{DataSet, DataTable};
+pub use datetime::{DateTime, DateTimeError, Offset};
 pub use envelope::{write_fault, write_request, write_response, XmlWriter};
 pub use fault::{EcgridDetail, FaultCategory, FaultCode, SoapFault};
 pub use reader::{
     read_request, read_response, read_response_in_full, Ns, Reply, RequestParam, SoapRequest,
     Start, XmlCursor,
 };
-pub use values::{AuthLevel, ResultValue, SessionInfo};
+pub use typed::{
+    in_field, json_optional, json_repeated, read_items, read_slot, required, write_element,
+    write_items, write_optional, write_repeated, Base64, FieldSpec, Occurs, Slot, TextValue,
+    XmlValue,
+};
+pub(crate) use typed::{result_value, xml_array, xml_enum, xml_struct};
+pub use values::{AuthLevel, IntFlag, ResultValue, SessionInfo};
 
 use std::borrow::Cow;
 
@@ -157,6 +168,14 @@ pub enum ReadError {
         /// The limit in force.
         limit: usize,
     },
+    /// A field of a typed result is missing or its value does not fit its
+    /// type.
+    Field {
+        /// The field, as `Type.Element` in the contract's names.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl ReadError {
@@ -170,6 +189,7 @@ impl std::fmt::Display for ReadError {
         match self {
             ReadError::Malformed(reason) => f.write_str(reason),
             ReadError::TooDeep { limit } => write!(f, "elements nested deeper than {limit}"),
+            ReadError::Field { field, reason } => write!(f, "{field}: {reason}"),
         }
     }
 }

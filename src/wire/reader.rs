@@ -522,9 +522,10 @@ pub fn read_response_in_full<T: ResultValue>(
                 }
                 if child.nil {
                     cur.skip(&child)?;
-                    return Err(ReadError::Malformed(
-                        format!("<{operation}Result> is nil").into(),
-                    ));
+                    result = Some(T::absent().ok_or_else(|| {
+                        ReadError::Malformed(format!("<{operation}Result> is nil").into())
+                    })?);
+                    continue;
                 }
                 result = Some(T::read(&mut cur, &child)?);
             } else {
@@ -532,9 +533,14 @@ pub fn read_response_in_full<T: ResultValue>(
             }
         }
     }
-    let result = result.ok_or_else(|| {
-        ReadError::Malformed(format!("no <{operation}Result> in the response").into())
-    })?;
+    let result = match result.or_else(T::absent) {
+        Some(result) => result,
+        None => {
+            return Err(ReadError::Malformed(
+                format!("no <{operation}Result> in the response").into(),
+            ))
+        }
+    };
     cur.close_body()?;
     Ok(Reply::Result(result))
 }

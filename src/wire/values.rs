@@ -33,6 +33,35 @@ pub trait ResultValue: Sized {
 
     /// Writes the content of the result element.
     fn write(&self, w: &mut XmlWriter<'_>);
+
+    /// The value of an absent or nil result element; `None` (an error) for a
+    /// result that must be present.
+    fn absent() -> Option<Self> {
+        None
+    }
+}
+
+/// A result with `minOccurs="0"`: `None` when the element is absent or nil.
+impl<T: ResultValue> ResultValue for Option<T> {
+    const XSD_TYPE: &'static str = T::XSD_TYPE;
+
+    fn read(cur: &mut XmlCursor<'_>, start: &Start<'_>) -> Result<Self, ReadError> {
+        T::read(cur, start).map(Some)
+    }
+
+    fn from_text(text: &str) -> Option<Result<Self, ReadError>> {
+        T::from_text(text).map(|r| r.map(Some))
+    }
+
+    fn write(&self, w: &mut XmlWriter<'_>) {
+        if let Some(v) = self {
+            v.write(w);
+        }
+    }
+
+    fn absent() -> Option<Self> {
+        Some(None)
+    }
 }
 
 impl ResultValue for String {
@@ -94,6 +123,24 @@ impl ResultValue for bool {
 
     fn write(&self, w: &mut XmlWriter<'_>) {
         w.text(if *self { "true" } else { "false" });
+    }
+}
+
+/// A yes/no answer the contract types as `s:int` (`LogoutResult`): written
+/// as `1` or `0`; read from any integer (non-zero is yes) and, for services
+/// that answer `true`/`false`, from those too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntFlag(pub bool);
+
+impl ResultValue for IntFlag {
+    const XSD_TYPE: &'static str = "s:int";
+
+    fn from_text(text: &str) -> Option<Result<Self, ReadError>> {
+        bool::from_text(text).map(|r| r.map(IntFlag))
+    }
+
+    fn write(&self, w: &mut XmlWriter<'_>) {
+        w.text(if self.0 { "1" } else { "0" });
     }
 }
 
@@ -216,9 +263,8 @@ pub struct SessionInfo {
     pub email: String,
     /// `Phone`.
     pub phone: String,
-    /// `TimeZoneOffset`: the wire schema says a short, the vendor's class docs a
-    /// float of minutes; both are read.
-    pub time_zone_offset: f64,
+    /// `TimeZoneOffset`: an `s:float` in the contract (integers are read too).
+    pub time_zone_offset: f32,
     /// `AuthLevel`.
     pub auth_level: Option<AuthLevel>,
     /// `LastLogin`, as the xsd:dateTime text the service sent.

@@ -200,6 +200,34 @@ pub enum Command {
     /// created (the last is in force); the user's own key is refused as the
     /// credential.
     Compare(CompareArgs),
+    /// List the contract's operations: name, area, effect, parameters, result.
+    Operations(OperationsArgs),
+    /// Call any operation: parameters as NAME=VALUE, the result as one JSON
+    /// document on stdout. SessionID comes from the credential unless given.
+    Call(CallArgs),
+}
+
+/// `operations`.
+#[derive(Debug, Args)]
+pub struct OperationsArgs {
+    /// Only the operations of this area (parcel, mailbox, user, ...).
+    #[arg(long)]
+    pub area: Option<String>,
+}
+
+/// `call`.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The operation, as the contract names it (`ParcelInBox`).
+    pub operation: String,
+    /// Parameters: strings as given, integers in decimal, true/false,
+    /// dateTime in ISO 8601, base64Binary as @PATH or base64 text,
+    /// enumerations by value name.
+    #[arg(value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Do not ask for confirmation of an operation that changes state.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 /// `serve-mock`.

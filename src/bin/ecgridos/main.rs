@@ -1,6 +1,7 @@
 //! `ecgridos`: rotate ECGridOS API keys safely, and run an embedded fake.
 
 mod batch;
+mod call;
 mod cli;
 mod keys;
 mod mock;
@@ -56,6 +57,8 @@ async fn run(cli: Cli) -> Exit {
             None => keys::generate_api_key(g, args).await,
         },
         Command::Compare(args) => keys::compare(g, args).await,
+        Command::Operations(args) => call::operations(g, &args),
+        Command::Call(args) => call::call(g, &args).await,
     }
 }
 

@@ -1,0 +1,263 @@
+//! `s:dateTime` as .NET writes it, kept exactly: no offset, `Z` or `±hh:mm`,
+//! and 0 to 7 fractional digits (the 100 ns ticks of a .NET `DateTime`).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The offset part of a dateTime, in the form it was written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Offset {
+    /// No offset (.NET `DateTimeKind.Unspecified` or `Local` written bare).
+    #[default]
+    None,
+    /// `Z`.
+    Utc,
+    /// `+hh:mm` or `-hh:mm`, in minutes east of UTC.
+    Minutes(i16),
+    /// `-00:00`, which ISO 8601 gives its own meaning (UTC, local offset
+    /// unknown); kept apart from `+00:00` so it is written back as sent.
+    MinusZero,
+}
+
+/// An `xs:dateTime` as the service wrote it; written back byte for byte.
+///
+/// ```
+/// use ecgridos::wire::DateTime;
+/// let t: DateTime = "2026-11-01T10:00:00.1234567+01:30".parse().unwrap();
+/// assert_eq!(t.to_string(), "2026-11-01T10:00:00.1234567+01:30");
+/// assert!("0001-01-01T00:00:00".parse::<DateTime>().unwrap().is_never());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DateTime {
+    year: u16,
+    month: u8,
+    day: u8,
+    hour: u8,
+    minute: u8,
+    second: u8,
+    /// The fractional digits as an integer (`.050` is 50 with 3 digits).
+    fraction: u32,
+    digits: u8,
+    offset: Offset,
+}
+
+impl Default for DateTime {
+    /// `0001-01-01T00:00:00`, the .NET default the service sends for "never".
+    fn default() -> Self {
+        DateTime {
+            year: 1,
+            month: 1,
+            day: 1,
+            hour: 0,
+            minute: 0,
+            second: 0,
+            fraction: 0,
+            digits: 0,
+            offset: Offset::None,
+        }
+    }
+}
+
+/// Why a text is not an `xs:dateTime` this type reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DateTimeError(&'static str);
+
+impl fmt::Display for DateTimeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not an ISO 8601 dateTime: {}", self.0)
+    }
+}
+
+impl std::error::Error for DateTimeError {}
+
+fn days_in_month(year: u16, month: u8) -> u8 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+fn number(s: &[u8], what: &'static str) -> Result<u32, DateTimeError> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return Err(DateTimeError(what));
+    }
+    Ok(s.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
+}
+
+fn small(s: &[u8], what: &'static str, max: u32) -> Result<u8, DateTimeError> {
+    let n = number(s, what)?;
+    if n > max {
+        return Err(DateTimeError(what));
+    }
+    u8::try_from(n).map_err(|_| DateTimeError(what))
+}
+
+impl DateTime {
+    /// The date: year, month (1-12), day (1-31).
+    pub fn date(&self) -> (u16, u8, u8) {
+        (self.year, self.month, self.day)
+    }
+
+    /// The time of day: hour, minute, second.
+    pub fn time(&self) -> (u8, u8, u8) {
+        (self.hour, self.minute, self.second)
+    }
+
+    /// The fraction of the second in 100 ns ticks (0 to 9,999,999).
+    pub fn ticks(&self) -> u32 {
+        self.fraction * 10u32.pow(u32::from(7 - self.digits))
+    }
+
+    /// The offset, in the form it was written.
+    pub fn offset(&self) -> Offset {
+        self.offset
+    }
+
+    /// True for `0001-01-01T00:00:00` (any fraction and offset zero): the .NET
+    /// default that the service sends for "never".
+    pub fn is_never(&self) -> bool {
+        self.date() == (1, 1, 1) && self.time() == (0, 0, 0) && self.fraction == 0
+    }
+}
+
+impl FromStr for DateTime {
+    type Err = DateTimeError;
+
+    fn from_str(text: &str) -> Result<Self, DateTimeError> {
+        let s = text.trim().as_bytes();
+        if s.len() < 19 || s[4] != b'-' || s[7] != b'-' || s[10] != b'T' {
+            return Err(DateTimeError("expected YYYY-MM-DDThh:mm:ss"));
+        }
+        if s[13] != b':' || s[16] != b':' {
+            return Err(DateTimeError("expected hh:mm:ss"));
+        }
+        let year = number(&s[0..4], "year")?;
+        let year = u16::try_from(year).map_err(|_| DateTimeError("year"))?;
+        if year == 0 {
+            return Err(DateTimeError("year 0000"));
+        }
+        let month = small(&s[5..7], "month", 12)?;
+        if month == 0 {
+            return Err(DateTimeError("month"));
+        }
+        let day = small(&s[8..10], "day", 31)?;
+        if day == 0 || day > days_in_month(year, month) {
+            return Err(DateTimeError("day"));
+        }
+        let hour = small(&s[11..13], "hour", 23)?;
+        let minute = small(&s[14..16], "minute", 59)?;
+        let second = small(&s[17..19], "second", 59)?;
+        let mut rest = &s[19..];
+        let (mut fraction, mut digits) = (0, 0);
+        if let Some(after) = rest.strip_prefix(b".") {
+            let n = after.iter().take_while(|b| b.is_ascii_digit()).count();
+            if n == 0 || n > 7 {
+                return Err(DateTimeError("1 to 7 fractional digits"));
+            }
+            fraction = number(&after[..n], "fraction")?;
+            digits = n as u8;
+            rest = &after[n..];
+        }
+        let offset = match rest {
+            b"" => Offset::None,
+            b"Z" => Offset::Utc,
+            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+                let hours = small(&[*h1, *h2], "offset hours", 14)?;
+                let minutes = small(&[*m1, *m2], "offset minutes", 59)?;
+                let total = i16::from(hours) * 60 + i16::from(minutes);
+                match (*sign, total) {
+                    (b'-', 0) => Offset::MinusZero,
+                    (b'-', _) => Offset::Minutes(-total),
+                    _ => Offset::Minutes(total),
+                }
+            }
+            _ => return Err(DateTimeError("offset is Z or +hh:mm")),
+        };
+        Ok(DateTime {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            fraction,
+            digits,
+            offset,
+        })
+    }
+}
+
+impl fmt::Display for DateTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )?;
+        if self.digits > 0 {
+            write!(
+                f,
+                ".{:0width$}",
+                self.fraction,
+                width = usize::from(self.digits)
+            )?;
+        }
+        match self.offset {
+            Offset::None => Ok(()),
+            Offset::Utc => f.write_str("Z"),
+            Offset::MinusZero => f.write_str("-00:00"),
+            Offset::Minutes(m) => {
+                let sign = if m < 0 { '-' } else { '+' };
+                let m = m.unsigned_abs();
+                write!(f, "{sign}{:02}:{:02}", m / 60, m % 60)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_dotnet_writes_and_writes_it_back() {
+        for text in [
+            "0001-01-01T00:00:00",
+            "2026-11-01T10:00:00Z",
+            "2026-11-01T10:00:00.1Z",
+            "2026-11-01T10:00:00.1234567",
+            "2024-02-29T23:59:59.0000000-05:00",
+            "9999-12-31T23:59:59.9999999+14:00",
+            "2026-01-01T00:00:00.050+00:00",
+            "2026-01-01T00:00:00-00:00",
+        ] {
+            let t: DateTime = text.parse().unwrap();
+            assert_eq!(t.to_string(), text);
+        }
+        let t: DateTime = "2026-01-01T00:00:00.05".parse().unwrap();
+        assert_eq!(t.ticks(), 500_000);
+        assert!(DateTime::default().is_never());
+        assert_eq!(DateTime::default().to_string(), "0001-01-01T00:00:00");
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_datetime() {
+        for text in [
+            "",
+            "2026-11-01",
+            "2026-13-01T00:00:00",
+            "2023-02-29T00:00:00",
+            "2026-11-01T24:00:00",
+            "2026-11-01T10:00:00.12345678",
+            "2026-11-01T10:00:00.",
+            "2026-11-01T10:00:00+1:00",
+            "2026-11-01T10:00:00 Z",
+            "0000-01-01T00:00:00",
+            "２０２６-11-01T10:00:00",
+        ] {
+            assert!(text.parse::<DateTime>().is_err(), "{text}");
+        }
+    }
+}
