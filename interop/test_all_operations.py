@@ -123,7 +123,7 @@ def _request_case(tmp_path, op, variant):
 @pytest.mark.parametrize("op", OPS, ids=OP_IDS)
 def test_request_is_the_xml_zeep_builds(client, peer, tmp_path, op, soap, variant):
     pairs, kwargs, types = _request_case(tmp_path, op, variant)
-    envelope, headers = pr.binding(client, CONTRACT, soap)._create(op["name"], (), kwargs)
+    envelope, headers = pr.binding(client, CONTRACT, soap)._create(op["name"], (), kwargs, client=client)
 
     model = cv.result(CONTRACT, op, "rich")
     peer.expect(pr.content_type_for(soap, op["soap_action"]),
