@@ -251,3 +251,45 @@ def test_zeep_reads_the_responses_the_peer_sends(client, op):
                         assert parsed[name] is None, name
             else:
                 assert parsed is not None
+
+
+def test_request_comparison_sees_order_namespace_and_value_but_not_prefixes(client):
+    op = next(o for o in OPS if o["name"] == "CertificateAddPublic")
+    _pairs, kwargs, types = _request_case(None, op, "rich")
+    envelope, _headers = pr.binding(client, CONTRACT, "1.1")._create(op["name"], (), kwargs, client=client)
+    body = envelope.find("{%s}Body" % pr.SOAP11_ENV)
+    zeep_tree = pr.canonical(body)
+
+    def diff_after(change):
+        copy = pr.etree.fromstring(pr.etree.tostring(body))
+        change(copy[0])
+        return pr.tree_diff(pr.canonical(copy), zeep_tree, types)
+
+    # Other prefixes, and whitespace between elements: the same XML.
+    text = pr.etree.tostring(body).decode().replace("ns0:", "x:").replace("xmlns:ns0", "xmlns:x")
+    assert not pr.tree_diff(pr.canonical(pr.etree.fromstring(text.replace("><", ">\n  <"))), zeep_tree, types)
+    # Two parameters swapped, one in another namespace, one value changed: all seen.
+    assert diff_after(lambda req: req.insert(1, req[2]))
+    assert diff_after(lambda req: setattr(req[1], "tag", "{urn:other}" + pr.etree.QName(req[1]).localname))
+    assert diff_after(lambda req: setattr(req[-1], "text", req[-1].text + "A"))
+    stamp = next(e for e in body[0] if types[pr.etree.QName(e).localname] == cv.XS + "dateTime")
+    stamp_name = pr.etree.QName(stamp).localname
+
+    def retime(value):
+        def change(req):
+            req.find("{%s}%s" % (CONTRACT["namespace"], stamp_name)).text = value
+        return change
+
+    ticks, zoned = cv.datetime_value(stamp.text)
+    assert zoned, "this case wants a dateTime with an offset: %r" % stamp.text
+    # The same instant written in UTC is the same value; one tick (100 ns) later is not.
+    assert not diff_after(retime(_as_utc(ticks)))
+    assert diff_after(retime(_as_utc(ticks + 1)))
+    assert diff_after(retime(_as_utc(ticks)[:-1]))  # no zone: another value
+
+
+def _as_utc(ticks):
+    import datetime
+
+    whole = datetime.datetime(1, 1, 1) + datetime.timedelta(microseconds=ticks // 10)
+    return whole.strftime("%Y-%m-%dT%H:%M:%S") + ".%07dZ" % (ticks % 10_000_000)
