@@ -86,13 +86,15 @@ class Peer:
         self.httpd.server_close()
 
 
-def run_call(peer, op_name, pairs, soap, session_id, extra=()):
-    """`ecgridos call OP NAME=VALUE ... --yes` against the peer, no credentials from outside."""
+def run_call(peer, op_name, pairs, soap, session_id, options_first=False):
+    """`ecgridos call OP NAME=VALUE ... --yes` against the peer, no credentials from outside.
+    The global options go after the arguments, or before `call` (both are allowed)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ECGRID")}
-    args = [BIN, "call", op_name, *pairs, *extra, "--yes", "--endpoint", peer.url,
-            "--session-id", session_id]
+    options = ["--endpoint", peer.url, "--session-id", session_id]
     if soap == "1.2":
-        args += ["--soap-version", "1.2"]
+        options += ["--soap-version", "1.2"]
+    command = ["call", op_name, *pairs, "--yes"]
+    args = [BIN, *options, *command] if options_first else [BIN, *command, *options]
     return subprocess.run(args, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                           timeout=60)
 
