@@ -96,6 +96,23 @@ class Rotation:
         return self.n % period
 
 
+def enumeration_carriers(contract):
+    """For each enumeration: an operation that takes it as a parameter (or None), and one
+    whose rich result holds it (or None), the first in contract order."""
+    out = {e["name"]: [None, None] for e in contract["enumerations"]}
+    for op in contract["operations"]:
+        for p in op["params"]:
+            if p["type"].startswith(TNS) and out[local(p["type"])][0] is None:
+                out[local(p["type"])][0] = op
+        if op["result"]["type"] != "dataset":
+            builder = ResultBuilder(contract, op["name"], "rich")
+            builder.value(op["result"]["type"])
+            for name in builder.enums_seen:
+                if out[name][1] is None:
+                    out[name][1] = op
+    return out
+
+
 def local(type_name):
     return type_name.split(":", 1)[1]
 
@@ -134,15 +151,19 @@ def is_simple(contract, type_name):
 # ---------------------------------------------------------------- parameters (request side)
 
 
-def params(contract, op, variant):
+def params(contract, op, variant, forced=None):
     """[(param, model value or ABSENT)] for an operation, in contract order.
 
     rich: every parameter given. sparse: optional parameters alternately left out and given
-    empty (strings) or left out (others); required ones get other edge values.
+    empty (strings) or left out (others); required ones get other edge values. `forced` maps
+    enumeration types (`tns:Name`) to the value their parameters take.
     """
     rot = Rotation(op["name"], variant)
     out = []
     for p in op["params"]:
+        if forced and p["type"] in forced:
+            out.append((p, forced[p["type"]]))
+            continue
         if variant == "sparse" and p["min"] == 0 and p["name"] != "SessionID":
             choice = rot.tick(3)
             if choice == 0:
@@ -175,14 +196,19 @@ def cli_text(type_name, value):
 class ResultBuilder:
     """Model values for result types, recursively, cutting type cycles at their second visit."""
 
-    def __init__(self, contract, name, variant):
+    def __init__(self, contract, name, variant, forced=None):
         self.contract = contract
         self.variant = variant
         self.rot = Rotation(name, variant)
+        self.forced = forced or {}
+        self.enums_seen = set()
 
     def value(self, type_name, path=()):
         if is_simple(self.contract, type_name):
-            return scalar(self.contract, type_name, self.rot)
+            picked = scalar(self.contract, type_name, self.rot)
+            if type_name.startswith(TNS):
+                self.enums_seen.add(local(type_name))
+            return self.forced.get(type_name, picked)
         t = self.contract["complex"][local(type_name)]
         if is_array(self.contract, type_name):
             item = t["fields"][0]
@@ -223,12 +249,13 @@ class ResultBuilder:
         return out
 
 
-def result(contract, op, variant):
-    """The model result of an operation (ABSENT for a left-out optional result)."""
+def result(contract, op, variant, forced=None):
+    """The model result of an operation (ABSENT for a left-out optional result); `forced`
+    maps enumeration types (`tns:Name`) to the value every occurrence takes."""
     res = op["result"]
     if res["type"] == "dataset":
         return dataset(op["name"], variant)
-    builder = ResultBuilder(contract, op["name"], variant)
+    builder = ResultBuilder(contract, op["name"], variant, forced)
     if variant == "sparse" and res["min"] == 0 and res["type"] == XS + "string":
         return ABSENT
     return builder.value(res["type"])

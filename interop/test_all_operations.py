@@ -92,10 +92,10 @@ def test_wsdl_has_the_contracts_names_types_and_enumerations(client):
 # ---------------------------------------------------------------- requests
 
 
-def _request_case(tmp_path, op, variant):
+def _request_case(tmp_path, op, variant, forced=None):
     """CLI arguments and zeep keyword arguments for the same values."""
     pairs, kwargs, types = [], {}, {}
-    for p, value in cv.params(CONTRACT, op, variant):
+    for p, value in cv.params(CONTRACT, op, variant, forced):
         types[p["name"]] = p["type"]
         if p["name"] == "SessionID":
             # Filled from --session-id, unless given (the sparse variant gives it).
@@ -122,7 +122,11 @@ def _request_case(tmp_path, op, variant):
 @pytest.mark.parametrize("soap,variant", [("1.1", "rich"), ("1.1", "sparse"), ("1.2", "rich")])
 @pytest.mark.parametrize("op", OPS, ids=OP_IDS)
 def test_request_is_the_xml_zeep_builds(client, peer, tmp_path, op, soap, variant):
-    pairs, kwargs, types = _request_case(tmp_path, op, variant)
+    _check_request(client, peer, tmp_path, op, soap, variant)
+
+
+def _check_request(client, peer, tmp_path, op, soap, variant, forced=None):
+    pairs, kwargs, types = _request_case(tmp_path, op, variant, forced)
     envelope, headers = pr.binding(client, CONTRACT, soap)._create(op["name"], (), kwargs, client=client)
 
     model = cv.result(CONTRACT, op, "rich")
@@ -161,8 +165,12 @@ def test_request_is_the_xml_zeep_builds(client, peer, tmp_path, op, soap, varian
 @pytest.mark.parametrize("soap,variant", [("1.1", "rich"), ("1.1", "sparse"), ("1.2", "sparse")])
 @pytest.mark.parametrize("op", OPS, ids=OP_IDS)
 def test_result_reads_back_the_values_zeep_wrote(client, peer, tmp_path, op, soap, variant):
+    _check_result(client, peer, tmp_path, op, soap, variant)
+
+
+def _check_result(client, peer, tmp_path, op, soap, variant, forced=None):
     pairs, _kwargs, _types = _request_case(tmp_path, op, "rich")
-    model = cv.result(CONTRACT, op, variant)
+    model = cv.result(CONTRACT, op, variant, forced)
     peer.expect(pr.content_type_for(soap, op["soap_action"]),
                 pr.render_response(client, CONTRACT, op, soap, model))
     run = pr.run_call(peer, op["name"], pairs, soap, SESSION)
@@ -174,6 +182,26 @@ def test_result_reads_back_the_values_zeep_wrote(client, peer, tmp_path, op, soa
     else:
         diff = pr.result_diff(CONTRACT, op["result"]["type"], model, printed, op["result"]["name"], [])
     assert not diff, "\n".join(diff)
+
+
+# ---------------------------------------------------------------- every enumeration value
+
+CARRIERS = cv.enumeration_carriers(CONTRACT)
+ENUMS = CONTRACT["enumerations"]
+
+
+@pytest.mark.parametrize("enum", ENUMS, ids=[e["name"] for e in ENUMS])
+def test_every_enumeration_value_both_ways(client, peer, tmp_path, enum):
+    """Each value of each enumeration (`_3DES_SHA1`, `None` beside `none`, all 341 APICall
+    names) is sent by name where a parameter takes it, and read back where a result holds it."""
+    by_param, in_result = CARRIERS[enum["name"]]
+    assert by_param or in_result, "no operation uses " + enum["name"]
+    for value in enum["values"]:
+        forced = {cv.TNS + enum["name"]: value}
+        if by_param:
+            _check_request(client, peer, tmp_path, by_param, "1.1", "rich", forced)
+        if in_result:
+            _check_result(client, peer, tmp_path, in_result, "1.1", "rich", forced)
 
 
 # ---------------------------------------------------------------- the harness itself
