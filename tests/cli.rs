@@ -1,6 +1,7 @@
 //! The real `ecgridos` binary against the embedded fake: every subcommand and
 //! every exit code.
 
+mod cli_support;
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -11,33 +12,7 @@ use std::time::{Duration, Instant};
 use ecgridos::fake::{FakeServer, SeedUser};
 use ecgridos::{ApiKey, AuthLevel, Client, Password};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ecgridos");
-
-const ECGRID_VARS: [&str; 7] = [
-    "ECGRID_ENDPOINT",
-    "ECGRID_REST_URL",
-    "ECGRID_SESSION_ID",
-    "ECGRID_API_KEY",
-    "ECGRID_LOGIN",
-    "ECGRID_PASSWORD",
-    "ECGRID_LOG",
-];
-
-/// A command with no ECGRID_* variables inherited from the environment.
-fn ecgridos<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
-    let mut cmd = Command::new(BIN);
-    for var in ECGRID_VARS {
-        cmd.env_remove(var);
-    }
-    cmd.args(args).stdin(Stdio::null());
-    cmd
-}
-
-async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
+use cli_support::{ecgridos, run, BIN};
 
 async fn run_with_stdin(mut cmd: Command, input: &'static str) -> Output {
     tokio::task::spawn_blocking(move || {
@@ -604,9 +579,7 @@ async fn batch_with_failures_exits_6_and_retries_them_later() {
 async fn on_terminal(env: &[(&str, String)], args: &str, input: &'static str) -> (i32, String) {
     let mut cmd = Command::new("script");
     cmd.args(["-qec", &format!("{BIN} {args}"), "/dev/null"]);
-    for var in ECGRID_VARS {
-        cmd.env_remove(var);
-    }
+    cli_support::forget_inherited_settings(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }

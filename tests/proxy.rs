@@ -8,13 +8,16 @@
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod cli_support;
 
 use ecgridos::fake::{FakeServer, FakeTls};
 use ecgridos::{Client, ClientBuilder, ProxyRefusal, RetryPolicy, UserId};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ecgridos");
+use cli_support::{ecgridos, run};
+
 const PROXY_PASSWORD: &str = "pr0xy-Pa55-sentinel";
 
 /// A scratch directory of this test process.
@@ -288,25 +291,6 @@ async fn an_unreachable_proxy_is_the_proxys_fault_not_the_services() {
         assert!(!err.is_outcome_unknown());
         assert_eq!(server.soap_requests(), 0);
     }
-}
-
-/// Runs the CLI with no ECGRID_* or proxy variables inherited.
-fn ecgridos(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (name, _) in std::env::vars() {
-        let lower = name.to_ascii_lowercase();
-        if name.starts_with("ECGRID_") || lower.ends_with("_proxy") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.args(args).stdin(Stdio::null());
-    cmd
-}
-
-async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

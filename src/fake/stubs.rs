@@ -109,19 +109,16 @@ fn fault(
     message: String,
     detail: Option<EcgridDetail>,
 ) -> Response {
-    match detail {
-        None => super::soap::framework_fault(version, code, message),
-        Some(detail) => super::soap::fault_response(
+    super::soap::fault_response(
+        version,
+        SoapFault {
             version,
-            SoapFault {
-                version,
-                code,
-                message,
-                actor: None,
-                detail: Some(detail),
-            },
-        ),
-    }
+            code,
+            message,
+            actor: None,
+            detail,
+        },
+    )
 }
 
 /// The generated operation a request is for: by its action, or (SOAP 1.2
