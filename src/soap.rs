@@ -267,6 +267,37 @@ impl Client {
         .await
     }
 
+    /// Calls the operation of `entry` (a row of
+    /// [`api::OPERATIONS`](crate::api::OPERATIONS)) with named text
+    /// parameters, and returns its result in the contract's JSON form
+    /// (objects keyed by element names). Parameters that do not fit the
+    /// contract are refused before any I/O. This is what `ecgridos call`
+    /// does; typed code should use [`call`](Self::call) instead.
+    ///
+    /// ```no_run
+    /// # async fn run(client: ecgridos::Client) -> Result<(), ecgridos::Error> {
+    /// use ecgridos::api::{self, Params};
+    ///
+    /// let entry = api::request::find("Version").expect("in the contract");
+    /// let version = client.call_json(entry, &Params::default()).await?;
+    /// println!("{version}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_json(
+        &self,
+        entry: &crate::api::OperationEntry,
+        params: &crate::api::Params,
+    ) -> Result<serde_json::Value> {
+        let request = (entry.build)(params)?;
+        self.call_with::<serde_json::Value>(
+            &entry.spec,
+            &|w| request.write_params(w),
+            &entry.read_json,
+            &|f| request.for_each_secret(f),
+        )
+        .await
+    }
+
     /// Calls an operation whose parameters `write_params` writes, reading
     /// the result with `read`: the one path (not generic over the operation)
     /// that the table of all operations uses, so that 221 operations do not

@@ -764,6 +764,32 @@ async fn a_new_key_that_stdout_cannot_take_goes_to_stderr() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_delivers_a_write_result_that_stdout_cannot_take_on_stderr() {
+    let env = Env::new().await;
+    let alice = env.id("alice");
+    let user = format!("UserID={alice}");
+    for sink in [Sink::Closed, Sink::Full, Sink::BrokenPipe] {
+        let args = ["call", "GenerateAPIKey", user.as_str(), "--yes"];
+        let out = run_into(env.cmd("admin", &args), sink).await;
+        assert_no_panic(&out);
+        assert_eq!(code(&out), 1, "{sink:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("the result (store it now): ")
+                && err.contains(&format!("\"{}\"", env.key("alice").expose())),
+            "{sink:?}: the key in force must be on stderr: {err}"
+        );
+        // A read's result is not a secret to rescue: a failed write is exit
+        // 1 (a closed stdout reads as /dev/null, as for the other reads).
+        let out = run_into(env.cmd("admin", &["call", "Version"]), sink).await;
+        assert_no_panic(&out);
+        let expected = if matches!(sink, Sink::Closed) { 0 } else { 1 };
+        assert_eq!(code(&out), expected, "{sink:?}: {}", stderr(&out));
+    }
+    assert_eq!(env.server.rotations(alice.parse().unwrap()), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_commands_fail_cleanly_on_an_unwritable_stdout() {
     let env = Env::new().await;
     // login: the session whose ID could not be delivered is ended again.

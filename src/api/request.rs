@@ -3,16 +3,12 @@
 //! stubs), named text parameters, and the `operation!` macro the generated
 //! area modules call once per operation.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use serde_json::Value;
 
 use crate::error::Error;
 use crate::operations::{Idempotency, Operation, OperationSpec};
 use crate::secret::SessionId;
 use crate::wire::{read_response, FieldSpec, ReadError, Reply, TextValue};
-use crate::Client;
 
 /// What calling an operation does, from the contract's `effect`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,20 +169,21 @@ pub trait Request: Operation + Clone + Default + Send + Sync + 'static {
     fn output_json(output: &Self::Output) -> Value;
 }
 
-/// A boxed future of a JSON result.
-pub type JsonFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, Error>> + Send + 'a>>;
-
 /// One row of [`OPERATIONS`](crate::api::OPERATIONS): the facts of an
-/// operation and a way to call it with text parameters.
+/// operation and what calling it with text parameters needs, without any
+/// I/O here: [`Client::call_json`](crate::Client::call_json) does the call.
 #[derive(Clone, Copy)]
 pub struct OperationEntry {
     /// The contract facts.
     pub info: OperationInfo,
     /// Builds the request from `params` and checks it, without any I/O.
     pub check: fn(&Params) -> Result<(), Error>,
-    /// Builds the request from `params` (refusing before any I/O), calls it
-    /// and returns the result as JSON.
-    pub call_json: for<'a> fn(&'a Client, Params) -> JsonFuture<'a>,
+    /// The declaration the transport needs (name, retry class).
+    pub(crate) spec: OperationSpec,
+    /// Builds and checks the request, its type erased.
+    pub(crate) build: fn(&Params) -> Result<Box<dyn ErasedRequest>, Error>,
+    /// Reads the answer into the contract's JSON form.
+    pub(crate) read_json: JsonReader,
 }
 
 impl std::fmt::Debug for OperationEntry {
@@ -199,14 +196,13 @@ impl std::fmt::Debug for OperationEntry {
 
 impl OperationEntry {
     /// The entry of request type `R`.
-    pub const fn of<R: Request>() -> Self
-    where
-        R::Output: Send,
-    {
+    pub const fn of<R: Request>() -> Self {
         OperationEntry {
             info: R::INFO,
             check: check::<R>,
-            call_json: call_json::<R>,
+            spec: R::SPEC,
+            build: build::<R>,
+            read_json: read_json::<R>,
         }
     }
 }
@@ -216,8 +212,12 @@ fn check<R: Request>(params: &Params) -> Result<(), Error> {
 }
 
 /// A request whose type is erased: what the one transport path needs of it.
-trait ErasedRequest: Send + Sync {
+/// Only building and reading are per operation; the call itself is one
+/// function for all of them (221 copies of it would double the binary).
+pub(crate) trait ErasedRequest: Send + Sync {
+    /// Writes the parameter elements.
     fn write_params(&self, w: &mut crate::wire::XmlWriter<'_>);
+    /// Calls `f` with each secret parameter value.
     fn for_each_secret(&self, f: &mut dyn FnMut(&str));
 }
 
@@ -230,33 +230,13 @@ impl<R: Operation + Send + Sync> ErasedRequest for R {
     }
 }
 
-type JsonReader = fn(&[u8], &str, usize) -> Result<Reply<Value>, ReadError>;
+/// Reads an answer (bytes, service namespace, depth limit) into JSON.
+pub(crate) type JsonReader = fn(&[u8], &str, usize) -> Result<Reply<Value>, ReadError>;
 
-fn call_json<R: Request>(client: &Client, params: Params) -> JsonFuture<'_>
-where
-    R::Output: Send,
-{
-    // Only building and reading are per operation; the call itself is one
-    // function for all of them (221 copies of it would double the binary).
-    let request = R::from_params(&params).and_then(|request| {
-        request.check()?;
-        Ok(Box::new(request) as Box<dyn ErasedRequest>)
-    });
-    Box::pin(call_erased(client, &R::SPEC, request, read_json::<R>))
-}
-
-async fn call_erased(
-    client: &Client,
-    spec: &OperationSpec,
-    request: Result<Box<dyn ErasedRequest>, Error>,
-    read: JsonReader,
-) -> Result<Value, Error> {
-    let request = request?;
-    client
-        .call_with::<Value>(spec, &|w| request.write_params(w), &read, &|f| {
-            request.for_each_secret(f)
-        })
-        .await
+fn build<R: Request>(params: &Params) -> Result<Box<dyn ErasedRequest>, Error> {
+    let request = R::from_params(params)?;
+    request.check()?;
+    Ok(Box::new(request))
 }
 
 fn read_json<R: Request>(

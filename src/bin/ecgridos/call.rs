@@ -10,7 +10,9 @@ use ecgridos::Credential;
 use serde_json::{json, Value};
 
 use crate::cli::{CallArgs, Global, OperationsArgs};
-use crate::output::{confirm, exit_for, fail, soap_client, usage, Authed, Exit};
+use crate::output::{
+    confirm, exit_for, fail, print_or_fail, print_secret, say, soap_client, usage, Authed, Exit,
+};
 
 /// The edit distance of two names, ignoring case.
 fn distance(a: &str, b: &str) -> usize {
@@ -119,13 +121,11 @@ pub fn operations(g: &Global, args: &OperationsArgs) -> Exit {
         .collect();
     if g.json {
         let list: Vec<Value> = listed.iter().map(|e| info_json(&e.info)).collect();
-        println!("{}", Value::Array(list));
+        print_or_fail(&Value::Array(list).to_string())
     } else {
-        for e in listed {
-            println!("{}", info_line(&e.info));
-        }
+        let lines: Vec<String> = listed.iter().map(|e| info_line(&e.info)).collect();
+        print_or_fail(&lines.join("\n"))
     }
-    Exit::Ok
 }
 
 /// The parameters of `NAME=VALUE` arguments, checked against the operation:
@@ -154,7 +154,7 @@ fn parse_params(info: &OperationInfo, args: &[String]) -> Result<Params, Exit> {
         let value = match value.strip_prefix('@') {
             Some(path) if spec.xsd_type == "s:base64Binary" => {
                 let bytes = std::fs::read(path).map_err(|e| {
-                    eprintln!("error: {name}: cannot read {path}: {e}");
+                    say!("error: {name}: cannot read {path}: {e}");
                     Exit::Failure
                 })?;
                 base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -225,22 +225,23 @@ pub async fn call(g: &Global, args: &CallArgs) -> Exit {
     } else {
         None
     };
-    let result = (entry.call_json)(&client, params).await;
-    if let Some(a) = authed {
-        a.close().await;
-    }
-    match result {
-        Ok(value) => {
-            println!("{value}");
-            Exit::Ok
-        }
+    let result = client.call_json(entry, &params).await;
+    // The result is delivered before the session is closed: a write's
+    // result (a new key, a parcel ID) may exist nowhere else.
+    let exit = match result {
+        Ok(value) if info.effect == Effect::Read => print_or_fail(&value.to_string()),
+        Ok(value) => print_secret(&value.to_string(), "the result"),
         Err(e) if e.is_outcome_unknown() => {
             // The advice in the error names the read that tells the truth.
-            eprintln!("error: {e}");
+            say!("error: {e}");
             exit_for(&e)
         }
         Err(e) => fail(&e, None),
+    };
+    if let Some(a) = authed {
+        a.close().await;
     }
+    exit
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ pub async fn serve(g: &Global, args: ServeMockArgs) -> Exit {
                 }
             }
             Err(e) => {
-                eprintln!(
+                say!(
                     "error: cannot write the certificates to {}: {e}",
                     dir.display()
                 );
