@@ -114,8 +114,13 @@ impl<'x> XmlCursor<'x> {
     }
 
     /// Opens a resolver scope for the element `e` at `depth` when it may
-    /// declare namespaces, and classifies its name.
-    fn enter(&mut self, e: &BytesStart<'_>, depth: usize) -> Result<Ns, ReadError> {
+    /// declare namespaces, and reads its start.
+    fn enter(
+        &mut self,
+        e: &BytesStart<'_>,
+        depth: usize,
+        empty: bool,
+    ) -> Result<Start<'x>, ReadError> {
         if may_declare_ns(e.attributes_raw()) {
             self.resolver
                 .push(e)
@@ -123,19 +128,17 @@ impl<'x> XmlCursor<'x> {
             self.scopes.push(depth);
             self.default_ns = None;
         }
-        let name = e.name();
-        if name.prefix().is_none() {
-            if let Some(ns) = self.default_ns {
-                return Ok(ns);
+        let (local, prefix) = e.name().decompose();
+        let ns = match (prefix, self.default_ns) {
+            (None, Some(ns)) => ns,
+            (None, None) => {
+                let ns = classify(self.service_ns, &self.resolver.resolve_prefix(None, true));
+                self.default_ns = Some(ns);
+                ns
             }
-            let ns = classify(self.service_ns, &self.resolver.resolve_element(name).0);
-            self.default_ns = Some(ns);
-            return Ok(ns);
-        }
-        Ok(classify(
-            self.service_ns,
-            &self.resolver.resolve_element(name).0,
-        ))
+            (Some(_), _) => classify(self.service_ns, &self.resolver.resolve_prefix(prefix, true)),
+        };
+        self.start(ns, local.into_inner(), e, empty)
     }
 
     /// Marks the resolver scope of the element at `depth`, if it opened one,
@@ -169,14 +172,20 @@ impl<'x> XmlCursor<'x> {
             .ok_or_else(|| ReadError::malformed("element name outside the input"))
     }
 
-    fn start(&self, ns: Ns, e: &BytesStart<'_>, empty: bool) -> Result<Start<'x>, ReadError> {
-        let name = e.name();
-        let local = self.input_slice(name.local_name().into_inner())?;
+    fn start(
+        &self,
+        ns: Ns,
+        local: &str,
+        e: &BytesStart<'_>,
+        empty: bool,
+    ) -> Result<Start<'x>, ReadError> {
+        let local = self.input_slice(local)?;
         let mut nil = false;
         // Attributes are parsed only when one may be xsi:nil: most elements
         // carry only namespace declarations, which the resolver already read.
         let mut attributes = e.attributes();
-        let wanted = if e.attributes_raw().contains("nil") {
+        let raw = e.attributes_raw();
+        let wanted = if !raw.is_empty() && raw.contains("nil") {
             usize::MAX
         } else {
             0
@@ -210,8 +219,7 @@ impl<'x> XmlCursor<'x> {
             match event {
                 Event::Start(e) => {
                     let depth = self.depth + 1;
-                    let ns = self.enter(&e, depth)?;
-                    let start = self.start(ns, &e, false)?;
+                    let start = self.enter(&e, depth, false)?;
                     self.depth = depth;
                     if self.depth > self.max_depth {
                         return Err(ReadError::TooDeep {
@@ -222,8 +230,7 @@ impl<'x> XmlCursor<'x> {
                 }
                 Event::Empty(e) => {
                     let depth = self.depth + 1;
-                    let ns = self.enter(&e, depth)?;
-                    let start = self.start(ns, &e, true);
+                    let start = self.enter(&e, depth, true);
                     self.leave(depth);
                     if depth > self.max_depth {
                         return Err(ReadError::TooDeep {
@@ -415,7 +422,7 @@ impl<'x> XmlCursor<'x> {
 
 /// True when raw attribute text may hold a namespace declaration.
 fn may_declare_ns(raw: &str) -> bool {
-    raw.contains("xmlns")
+    !raw.is_empty() && raw.contains("xmlns")
 }
 
 fn malformed_xml(e: &quick_xml::Error) -> ReadError {
