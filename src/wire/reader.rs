@@ -333,8 +333,8 @@ impl<'x> XmlCursor<'x> {
         loop {
             match self.next()? {
                 Item::Text(piece) if text.is_empty() => text = piece,
-                Item::Text(piece) => text.to_mut().push_str(&piece),
-                Item::Char(ch) => text.to_mut().push(ch),
+                Item::Text(piece) => owned(&mut text, piece.len()).push_str(&piece),
+                Item::Char(ch) => owned(&mut text, ch.len_utf8()).push(ch),
                 Item::End => return Ok(text),
                 Item::Start(child) => {
                     return Err(ReadError::Malformed(
@@ -418,6 +418,17 @@ impl<'x> XmlCursor<'x> {
         }
         self.finish()
     }
+}
+
+/// The text being collected, made owned when a second piece arrives, with
+/// room for a few more pieces (text split by references comes in several).
+fn owned<'t>(text: &'t mut Cow<'_, str>, more: usize) -> &'t mut String {
+    if let Cow::Borrowed(first) = *text {
+        let mut s = String::with_capacity(first.len() + more.max(16));
+        s.push_str(first);
+        *text = Cow::Owned(s);
+    }
+    text.to_mut()
 }
 
 /// True when raw attribute text may hold a namespace declaration.
