@@ -84,9 +84,11 @@ pub struct XmlCursor<'x> {
     input: &'x str,
     reader: Reader<&'x [u8]>,
     resolver: NamespaceResolver,
-    /// The depths (as counted by `depth`, the element's own) of the open
-    /// elements that opened a resolver scope, innermost last.
-    scopes: Vec<usize>,
+    /// Bit `d` set: the open element at depth `d` (as counted by `depth`)
+    /// opened a resolver scope. Deeper elements are kept in `deep_scopes`,
+    /// innermost last; neither allocates for the depths SOAP answers use.
+    scopes: u128,
+    deep_scopes: Vec<usize>,
     /// The classification of the default namespace in the current scopes.
     default_ns: Option<Ns>,
     /// A scope to close before the next event: the declarations of an
@@ -104,7 +106,8 @@ impl<'x> XmlCursor<'x> {
             input,
             reader: Reader::from_str(input),
             resolver: NamespaceResolver::default(),
-            scopes: Vec::new(),
+            scopes: 0,
+            deep_scopes: Vec::new(),
             default_ns: None,
             pending_pop: false,
             service_ns,
@@ -125,7 +128,10 @@ impl<'x> XmlCursor<'x> {
             self.resolver
                 .push(e)
                 .map_err(|err| malformed_xml(&quick_xml::Error::from(err)))?;
-            self.scopes.push(depth);
+            match u32::try_from(depth).ok().and_then(|d| 1u128.checked_shl(d)) {
+                Some(bit) => self.scopes |= bit,
+                None => self.deep_scopes.push(depth),
+            }
             self.default_ns = None;
         }
         let (local, prefix) = e.name().decompose();
@@ -144,10 +150,15 @@ impl<'x> XmlCursor<'x> {
     /// Marks the resolver scope of the element at `depth`, if it opened one,
     /// to close before the next event.
     fn leave(&mut self, depth: usize) {
-        if self.scopes.last() == Some(&depth) {
-            self.scopes.pop();
-            self.pending_pop = true;
-        }
+        let opened = match u32::try_from(depth).ok().and_then(|d| 1u128.checked_shl(d)) {
+            Some(bit) => {
+                let opened = self.scopes & bit != 0;
+                self.scopes &= !bit;
+                opened
+            }
+            None => self.deep_scopes.last() == Some(&depth) && self.deep_scopes.pop().is_some(),
+        };
+        self.pending_pop |= opened;
     }
 
     fn classify(&self, resolved: &ResolveResult<'_>) -> Ns {
