@@ -280,3 +280,22 @@ fn request_reader_sees_qualification() {
     assert_eq!(req.param("UserID"), None);
     assert!(!format!("{req:?}").contains("s&1"));
 }
+
+#[test]
+fn namespace_scopes_close_with_their_element() {
+    // A declaration on an element (empty or not) holds for it alone: the
+    // siblings after it are back in the service namespace.
+    let xml = r#"<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/"><Body><GenerateAPIKeyResponse xmlns="https://os.ecgrid.io/"><X xmlns="urn:other"/><GenerateAPIKeyResult xmlns="urn:other">WRONG</GenerateAPIKeyResult><GenerateAPIKeyResult>K1</GenerateAPIKeyResult></GenerateAPIKeyResponse></Body></Envelope>"#;
+    assert_eq!(expect_key(xml), "K1");
+    // Back outside the response, the envelope's default namespace holds again.
+    let xml = r#"<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/"><Body><GenerateAPIKeyResponse xmlns="https://os.ecgrid.io/"><GenerateAPIKeyResult>K2</GenerateAPIKeyResult></GenerateAPIKeyResponse></Body><Other xmlns="urn:x"/></Envelope>"#;
+    assert_eq!(expect_key(xml), "K2");
+}
+
+#[test]
+fn fault_code_prefix_declared_on_the_code_element() {
+    let f = expect_fault(
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault><faultcode xmlns:f="http://schemas.xmlsoap.org/soap/envelope/">f:Server</faultcode><faultstring>x</faultstring></soap:Fault></soap:Body></soap:Envelope>"#,
+    );
+    assert_eq!(f.code, FaultCode::Server);
+}

@@ -9,8 +9,8 @@
 use std::borrow::Cow;
 
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::{QName, ResolveResult};
-use quick_xml::NsReader;
+use quick_xml::name::{NamespaceResolver, QName, ResolveResult};
+use quick_xml::Reader;
 
 use super::fault::{EcgridDetail, FaultCategory, FaultCode, SoapFault};
 use super::values::ResultValue;
@@ -67,14 +67,34 @@ enum Item<'x> {
     Start(Start<'x>),
     End,
     Text(Cow<'x, str>),
+    /// A character or predefined entity reference, resolved.
+    Char(char),
     Eof,
 }
 
 /// A pull cursor over one XML document, with namespaces classified and
 /// nesting depth bounded. Result readers ([`ResultValue`]) use it.
+///
+/// It drives quick-xml's namespace resolver itself: a scope is opened only
+/// for an element whose attributes may declare a namespace, and the
+/// classification of the default namespace is kept until the scopes change,
+/// so that the common element (no prefix, no declaration) is classified
+/// without a lookup.
 pub struct XmlCursor<'x> {
     input: &'x str,
-    reader: NsReader<&'x [u8]>,
+    reader: Reader<&'x [u8]>,
+    resolver: NamespaceResolver,
+    /// Bit `d` set: the open element at depth `d` (as counted by `depth`)
+    /// opened a resolver scope. Deeper elements are kept in `deep_scopes`,
+    /// innermost last; neither allocates for the depths SOAP answers use.
+    scopes: u128,
+    deep_scopes: Vec<usize>,
+    /// The classification of the default namespace in the current scopes.
+    default_ns: Option<Ns>,
+    /// A scope to close before the next event: the declarations of an
+    /// element stay in force until then, so a QName in its text (a fault
+    /// code) resolves against them.
+    pending_pop: bool,
     service_ns: &'x str,
     depth: usize,
     max_depth: usize,
@@ -84,11 +104,61 @@ impl<'x> XmlCursor<'x> {
     fn new(input: &'x str, service_ns: &'x str, max_depth: usize) -> Self {
         XmlCursor {
             input,
-            reader: NsReader::from_str(input),
+            reader: Reader::from_str(input),
+            resolver: NamespaceResolver::default(),
+            scopes: 0,
+            deep_scopes: Vec::new(),
+            default_ns: None,
+            pending_pop: false,
             service_ns,
             depth: 0,
             max_depth,
         }
+    }
+
+    /// Opens a resolver scope for the element `e` at `depth` when it may
+    /// declare namespaces, and reads its start.
+    fn enter(
+        &mut self,
+        e: &BytesStart<'_>,
+        depth: usize,
+        empty: bool,
+    ) -> Result<Start<'x>, ReadError> {
+        if may_declare_ns(e.attributes_raw()) {
+            self.resolver
+                .push(e)
+                .map_err(|err| malformed_xml(&quick_xml::Error::from(err)))?;
+            match u32::try_from(depth).ok().and_then(|d| 1u128.checked_shl(d)) {
+                Some(bit) => self.scopes |= bit,
+                None => self.deep_scopes.push(depth),
+            }
+            self.default_ns = None;
+        }
+        let (local, prefix) = e.name().decompose();
+        let ns = match (prefix, self.default_ns) {
+            (None, Some(ns)) => ns,
+            (None, None) => {
+                let ns = classify(self.service_ns, &self.resolver.resolve_prefix(None, true));
+                self.default_ns = Some(ns);
+                ns
+            }
+            (Some(_), _) => classify(self.service_ns, &self.resolver.resolve_prefix(prefix, true)),
+        };
+        self.start(ns, local.into_inner(), e, empty)
+    }
+
+    /// Marks the resolver scope of the element at `depth`, if it opened one,
+    /// to close before the next event.
+    fn leave(&mut self, depth: usize) {
+        let opened = match u32::try_from(depth).ok().and_then(|d| 1u128.checked_shl(d)) {
+            Some(bit) => {
+                let opened = self.scopes & bit != 0;
+                self.scopes &= !bit;
+                opened
+            }
+            None => self.deep_scopes.last() == Some(&depth) && self.deep_scopes.pop().is_some(),
+        };
+        self.pending_pop |= opened;
     }
 
     fn classify(&self, resolved: &ResolveResult<'_>) -> Ns {
@@ -98,7 +168,7 @@ impl<'x> XmlCursor<'x> {
     /// Resolves a QName written as text (a fault code such as `soap:Client`)
     /// against the namespace declarations in scope.
     fn classify_qname<'t>(&self, text: &'t str) -> (Ns, &'t str) {
-        let (resolved, local) = self.reader.resolver().resolve_element(QName(text));
+        let (resolved, local) = self.resolver.resolve_element(QName(text));
         (self.classify(&resolved), local.into_inner())
     }
 
@@ -113,14 +183,20 @@ impl<'x> XmlCursor<'x> {
             .ok_or_else(|| ReadError::malformed("element name outside the input"))
     }
 
-    fn start(&self, ns: Ns, e: &BytesStart<'_>, empty: bool) -> Result<Start<'x>, ReadError> {
-        let name = e.name();
-        let local = self.input_slice(name.local_name().into_inner())?;
+    fn start(
+        &self,
+        ns: Ns,
+        local: &str,
+        e: &BytesStart<'_>,
+        empty: bool,
+    ) -> Result<Start<'x>, ReadError> {
+        let local = self.input_slice(local)?;
         let mut nil = false;
         // Attributes are parsed only when one may be xsi:nil: most elements
         // carry only namespace declarations, which the resolver already read.
         let mut attributes = e.attributes();
-        let wanted = if e.attributes_raw().contains("nil") {
+        let raw = e.attributes_raw();
+        let wanted = if !raw.is_empty() && raw.contains("nil") {
             usize::MAX
         } else {
             0
@@ -128,7 +204,7 @@ impl<'x> XmlCursor<'x> {
         for attr in attributes.with_checks(false).take(wanted) {
             let attr =
                 attr.map_err(|err| ReadError::Malformed(format!("bad attribute: {err}").into()))?;
-            let (attr_ns, attr_local) = self.reader.resolver().resolve_attribute(attr.key);
+            let (attr_ns, attr_local) = self.resolver.resolve_attribute(attr.key);
             if attr_local.into_inner() == "nil"
                 && matches!(attr_ns, ResolveResult::Bound(ns) if ns.into_inner() == XSI_NS)
             {
@@ -145,16 +221,17 @@ impl<'x> XmlCursor<'x> {
 
     fn next(&mut self) -> Result<Item<'x>, ReadError> {
         loop {
-            let service_ns = self.service_ns;
-            let (resolved, event) = self
-                .reader
-                .read_resolved_event()
-                .map_err(|e| ReadError::Malformed(format!("not well-formed XML: {e}").into()))?;
-            let ns = classify(service_ns, &resolved);
+            if self.pending_pop {
+                self.pending_pop = false;
+                self.resolver.pop();
+                self.default_ns = None;
+            }
+            let event = self.reader.read_event().map_err(|e| malformed_xml(&e))?;
             match event {
                 Event::Start(e) => {
-                    let start = self.start(ns, &e, false)?;
-                    self.depth += 1;
+                    let depth = self.depth + 1;
+                    let start = self.enter(&e, depth, false)?;
+                    self.depth = depth;
                     if self.depth > self.max_depth {
                         return Err(ReadError::TooDeep {
                             limit: self.max_depth,
@@ -163,14 +240,18 @@ impl<'x> XmlCursor<'x> {
                     return Ok(Item::Start(start));
                 }
                 Event::Empty(e) => {
-                    if self.depth + 1 > self.max_depth {
+                    let depth = self.depth + 1;
+                    let start = self.enter(&e, depth, true);
+                    self.leave(depth);
+                    if depth > self.max_depth {
                         return Err(ReadError::TooDeep {
                             limit: self.max_depth,
                         });
                     }
-                    return self.start(ns, &e, true).map(Item::Start);
+                    return start.map(Item::Start);
                 }
                 Event::End(_) => {
+                    self.leave(self.depth);
                     self.depth = self.depth.saturating_sub(1);
                     return Ok(Item::End);
                 }
@@ -202,9 +283,7 @@ impl<'x> XmlCursor<'x> {
                             "character reference to a character XML 1.0 forbids",
                         ));
                     }
-                    let mut s = String::with_capacity(ch.len_utf8());
-                    s.push(ch);
-                    return Ok(Item::Text(Cow::Owned(s)));
+                    return Ok(Item::Char(ch));
                 }
                 Event::DocType(_) => {
                     return Err(ReadError::malformed(
@@ -234,7 +313,7 @@ impl<'x> XmlCursor<'x> {
             match self.next()? {
                 Item::Start(start) => return Ok(Some(start)),
                 Item::End => return Ok(None),
-                Item::Text(_) => {}
+                Item::Text(_) | Item::Char(_) => {}
                 Item::Eof => return Err(ReadError::malformed("document ends inside an element")),
             }
         }
@@ -265,7 +344,8 @@ impl<'x> XmlCursor<'x> {
         loop {
             match self.next()? {
                 Item::Text(piece) if text.is_empty() => text = piece,
-                Item::Text(piece) => text.to_mut().push_str(&piece),
+                Item::Text(piece) => owned(&mut text, piece.len()).push_str(&piece),
+                Item::Char(ch) => owned(&mut text, ch.len_utf8()).push(ch),
                 Item::End => return Ok(text),
                 Item::Start(child) => {
                     return Err(ReadError::Malformed(
@@ -288,6 +368,7 @@ impl<'x> XmlCursor<'x> {
             match self.next()? {
                 Item::Eof => return Ok(()),
                 Item::Text(t) if t.trim().is_empty() => {}
+                Item::Char(ch) if ch.is_whitespace() => {}
                 _ => {
                     return Err(ReadError::malformed(
                         "content after the end of the envelope",
@@ -304,7 +385,10 @@ impl<'x> XmlCursor<'x> {
             match self.next()? {
                 Item::Start(s) => break s,
                 Item::Text(t) if t.trim().is_empty() => {}
-                Item::Text(_) => return Err(ReadError::malformed("text before the root element")),
+                Item::Char(ch) if ch.is_whitespace() => {}
+                Item::Text(_) | Item::Char(_) => {
+                    return Err(ReadError::malformed("text before the root element"))
+                }
                 Item::End | Item::Eof => {
                     return Err(ReadError::malformed("no root element: empty or not XML"))
                 }
@@ -347,6 +431,26 @@ impl<'x> XmlCursor<'x> {
     }
 }
 
+/// The text being collected, made owned when a second piece arrives, with
+/// room for a few more pieces (text split by references comes in several).
+fn owned<'t>(text: &'t mut Cow<'_, str>, more: usize) -> &'t mut String {
+    if let Cow::Borrowed(first) = *text {
+        let mut s = String::with_capacity(first.len() + more.max(16));
+        s.push_str(first);
+        *text = Cow::Owned(s);
+    }
+    text.to_mut()
+}
+
+/// True when raw attribute text may hold a namespace declaration.
+fn may_declare_ns(raw: &str) -> bool {
+    !raw.is_empty() && raw.contains("xmlns")
+}
+
+fn malformed_xml(e: &quick_xml::Error) -> ReadError {
+    ReadError::Malformed(format!("not well-formed XML: {e}").into())
+}
+
 fn classify(service_ns: &str, resolved: &ResolveResult<'_>) -> Ns {
     match resolved {
         ResolveResult::Bound(ns) => {
@@ -367,7 +471,17 @@ fn classify(service_ns: &str, resolved: &ResolveResult<'_>) -> Ns {
 }
 
 fn document(xml: &[u8]) -> Result<&str, ReadError> {
-    let xml = xml.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(xml);
+    utf8(xml).map(without_bom)
+}
+
+/// The input without its byte order mark.
+fn without_bom(input: &str) -> &str {
+    input.strip_prefix('\u{FEFF}').unwrap_or(input)
+}
+
+/// The input as text, validated once for both the fast path and the full
+/// reader.
+fn utf8(xml: &[u8]) -> Result<&str, ReadError> {
     std::str::from_utf8(xml).map_err(|e| {
         ReadError::Malformed(
             format!(
@@ -398,12 +512,13 @@ pub fn read_response<T: ResultValue>(
     operation: &str,
     max_depth: usize,
 ) -> Result<Reply<T>, ReadError> {
-    if let Some(text) = canonical_result(xml, namespace, operation) {
+    let input = utf8(xml)?;
+    if let Some(text) = canonical_result(input, namespace, operation) {
         if let Some(value) = T::from_text(text) {
             return value.map(Reply::Result);
         }
     }
-    read_response_in_full(xml, namespace, operation, max_depth)
+    read_document(without_bom(input), namespace, operation, max_depth)
 }
 
 /// The whitespace XML allows between elements.
@@ -436,8 +551,7 @@ const CANONICAL_OPENINGS: [(&str, &str); 4] = [
 /// prefix in such a document is declared by the fixed text itself, matching it
 /// byte for byte reads it exactly as the full reader would. Anything else
 /// (faults included) returns `None` and goes to the full reader.
-fn canonical_result<'x>(xml: &'x [u8], namespace: &str, operation: &str) -> Option<&'x str> {
-    let input = std::str::from_utf8(xml).ok()?;
+fn canonical_result<'x>(input: &'x str, namespace: &str, operation: &str) -> Option<&'x str> {
     if namespace.contains(['&', '<', '"']) {
         return None;
     }
@@ -486,7 +600,16 @@ pub fn read_response_in_full<T: ResultValue>(
     operation: &str,
     max_depth: usize,
 ) -> Result<Reply<T>, ReadError> {
-    let input = document(xml)?;
+    read_document(document(xml)?, namespace, operation, max_depth)
+}
+
+/// The full reader over an input already checked to be UTF-8.
+fn read_document<T: ResultValue>(
+    input: &str,
+    namespace: &str,
+    operation: &str,
+    max_depth: usize,
+) -> Result<Reply<T>, ReadError> {
     let mut cur = XmlCursor::new(input, namespace, max_depth);
     let version = cur.open_body()?;
     let Some(first) = cur.next_child()? else {
@@ -650,7 +773,7 @@ fn read_detail(cur: &mut XmlCursor<'_>, start: &Start<'_>) -> Result<EcgridDetai
                 *field = Some(cur.text(&child)?.trim().to_string());
             }
             Item::End => open -= 1,
-            Item::Text(_) => {}
+            Item::Text(_) | Item::Char(_) => {}
             Item::Eof => return Err(ReadError::malformed("document ends inside a fault detail")),
         }
     }

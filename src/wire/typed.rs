@@ -35,6 +35,11 @@ pub trait TextValue: Sized {
     const FREE_TEXT: bool = true;
     /// The value of `text`, or why it does not fit.
     fn parse_text(text: &str) -> Result<Self, String>;
+    /// The value of text the reader already owns (it held a reference);
+    /// strings take it over instead of copying it.
+    fn parse_cow(text: Cow<'_, str>) -> Result<Self, String> {
+        Self::parse_text(&text)
+    }
     /// The text form.
     fn to_text(&self) -> Cow<'_, str>;
     /// The JSON form; a string by default.
@@ -46,7 +51,7 @@ pub trait TextValue: Sized {
 impl<T: TextValue> XmlValue for T {
     fn read_xml(cur: &mut XmlCursor<'_>, start: &Start<'_>) -> Result<Self, ReadError> {
         let text = cur.text(start)?;
-        T::parse_text(&text).map_err(|reason| ReadError::Malformed(reason.into()))
+        T::parse_cow(text).map_err(|reason| ReadError::Malformed(reason.into()))
     }
     fn write_content(&self, w: &mut XmlWriter<'_>) {
         w.text(&self.to_text());
@@ -59,6 +64,9 @@ impl<T: TextValue> XmlValue for T {
 impl TextValue for String {
     fn parse_text(text: &str) -> Result<Self, String> {
         Ok(text.to_string())
+    }
+    fn parse_cow(text: Cow<'_, str>) -> Result<Self, String> {
+        Ok(text.into_owned())
     }
     fn to_text(&self) -> Cow<'_, str> {
         Cow::Borrowed(self)
@@ -269,7 +277,7 @@ pub fn read_slot<S: Slot>(
 
 /// The value of a required field, or an error naming it.
 pub fn required<T>(value: Option<T>, field: &'static str) -> Result<T, ReadError> {
-    value.ok_or(ReadError::Field {
+    value.ok_or_else(|| ReadError::Field {
         field,
         reason: "required element is missing".to_string(),
     })
