@@ -4,6 +4,7 @@
 //! byte for byte and benchmarked on its own. It depends on nothing else in the
 //! crate but [`crate::secret`].
 
+mod canonical;
 mod dataset;
 mod datetime;
 mod envelope;
@@ -17,8 +18,8 @@ pub use datetime::{DateTime, DateTimeError, Offset};
 pub use envelope::{write_fault, write_request, write_response, XmlWriter};
 pub use fault::{EcgridDetail, FaultCategory, FaultCode, SoapFault};
 pub use reader::{
-    read_request, read_response, read_response_in_full, Ns, Reply, RequestParam, SoapRequest,
-    Start, XmlCursor,
+    read_request, read_response, read_response_canonical, read_response_in_full, Ns, Reply,
+    RequestParam, SoapRequest, Start, XmlCursor,
 };
 pub use typed::{
     in_field, json_optional, json_repeated, read_items, read_slot, required, write_element,
