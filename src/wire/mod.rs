@@ -22,9 +22,9 @@ pub use reader::{
     RequestParam, SoapRequest, Start, XmlCursor,
 };
 pub use typed::{
-    in_field, json_optional, json_repeated, read_items, read_slot, required, write_element,
-    write_items, write_optional, write_repeated, Base64, FieldSpec, Occurs, Slot, TextValue,
-    XmlValue,
+    field_position, in_field, json_optional, json_repeated, read_items, read_slot, required,
+    write_element, write_items, write_optional, write_repeated, Base64, FieldSpec, Occurs, Slot,
+    TextValue, XmlValue,
 };
 pub(crate) use typed::{result_value, xml_array, xml_enum, xml_struct};
 pub use values::{AuthLevel, IntFlag, ResultValue, SessionInfo};

@@ -330,10 +330,15 @@ impl<'x> XmlCursor<'x> {
 
     /// The next element start among the current element's children, skipping
     /// text and comments; `None` at the current element's end.
+    #[inline]
     pub fn next_child(&mut self) -> Result<Option<Start<'x>>, ReadError> {
-        if let Some(scan) = &mut self.scan {
-            return scan.next_child();
+        match &mut self.scan {
+            Some(scan) => scan.next_child(),
+            None => self.next_child_event(),
         }
+    }
+
+    fn next_child_event(&mut self) -> Result<Option<Start<'x>>, ReadError> {
         loop {
             match self.next()? {
                 Item::Start(start) => return Ok(Some(start)),
@@ -364,10 +369,15 @@ impl<'x> XmlCursor<'x> {
     /// The text content of an element whose start was just read, with
     /// character and entity references resolved and CDATA included. A child
     /// element inside it is an error.
+    #[inline]
     pub fn text(&mut self, start: &Start<'_>) -> Result<Cow<'x, str>, ReadError> {
-        if let Some(scan) = &mut self.scan {
-            return scan.text(start);
+        match &mut self.scan {
+            Some(scan) => scan.text(start),
+            None => self.text_event(start),
         }
+    }
+
+    fn text_event(&mut self, start: &Start<'_>) -> Result<Cow<'x, str>, ReadError> {
         if start.empty {
             return Ok(Cow::Borrowed(""));
         }
