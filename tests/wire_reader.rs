@@ -348,3 +348,101 @@ fn control_character_references_decode_in_both_paths() {
         );
     }
 }
+
+/// Inputs at the edges of the canonical shape: whatever path reads them,
+/// `read_response` gives exactly what the full reader gives.
+#[test]
+fn edges_of_the_canonical_shape_read_as_the_full_reader_reads_them() {
+    use ecgridos::api::types::ArrayOfString;
+    use ecgridos::wire::{read_response_canonical, read_response_in_full};
+
+    let wrap = |items: &str| {
+        format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema"><soap:Body><ProbeResponse xmlns="https://os.ecgrid.io/"><ProbeResult>{items}</ProbeResult></ProbeResponse></soap:Body></soap:Envelope>"#
+        )
+    };
+    let cases = [
+        // (content, read by the scanner itself)
+        ("<string>a]]>b</string>", true),
+        ("<string>a>b</string>", true),
+        ("<string>raw\u{1}control</string>", true),
+        ("<string>cr\r\nlf\rcr</string>", true),
+        ("text between<string>a</string> more text", true),
+        (
+            "<string></string><string/><string xsi:nil=\"true\" />",
+            true,
+        ),
+        ("<string xsi:nil=\"true\">ignored</string>", true),
+        (
+            "<Other><string>nested</string></Other><string>b</string>",
+            true,
+        ),
+        (
+            "<string>&amp;&lt;&gt;&apos;&quot;&#65;&#x42;&#x0;</string>",
+            true,
+        ),
+        ("<string>x</string>]]>", true),
+        ("<string xsi:nil=\"1\" />", false),
+        ("<string >a</string>", false),
+        ("<string>a</string >", false),
+        ("<string\t/>", false),
+        ("<strïng>a</strïng><string>b</string>", false),
+        ("<string>a</strinG>", false),
+        ("<string>a", false),
+        ("<string>&#xFFFE;</string>", true),
+        ("<string>&#x00000041;</string>", true),
+        ("<string>&#x0000000041;</string>", false),
+        ("<string>&unknown;</string>", false),
+        ("<string>a &amp b</string>", false),
+        ("&amp;<string>a</string>", false),
+        ("<string><![CDATA[<x>]]></string>", false),
+        ("<string>a<!-- c -->b</string>", false),
+        ("<string>a<?pi x?>b</string>", false),
+        ("<string xmlns=\"https://os.ecgrid.io/\">a</string>", false),
+        (
+            "<s:string xmlns:s=\"https://os.ecgrid.io/\">a</s:string>",
+            false,
+        ),
+        ("<string>a</string><ProbeResult>again</ProbeResult>", true),
+    ];
+    for (content, scanned) in cases {
+        let xml = wrap(content);
+        let full = read_response_in_full::<ArrayOfString>(xml.as_bytes(), NS, "Probe", 64);
+        let fast = read_response_canonical::<ArrayOfString>(xml.as_bytes(), NS, "Probe", 64);
+        assert_eq!(fast.is_some(), scanned, "{content:?}: {fast:?} / {full:?}");
+        if let Some(fast) = fast {
+            assert_eq!(fast, full, "{content:?}");
+        }
+        assert_eq!(
+            read_response::<ArrayOfString>(xml.as_bytes(), NS, "Probe", 64),
+            full,
+            "{content:?}"
+        );
+    }
+    // Around the result element: nil, absent, twice, or with trailing markup
+    // after the envelope, the full reader decides.
+    let probe = |body: &str| {
+        format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema"><soap:Body><ProbeResponse xmlns="https://os.ecgrid.io/">{body}</soap:Body></soap:Envelope>"#
+        )
+    };
+    for body in [
+        "<ProbeResult xsi:nil=\"true\" /></ProbeResponse>",
+        "</ProbeResponse>",
+        "<ProbeResult><string>a</string></ProbeResult><ProbeResult /></ProbeResponse>",
+        "<ProbeResult><string>a</string></ProbeResult></ProbeResponse><!-- c -->",
+        "<ProbeResult><string>a</string></ProbeResult></ProbeResponse></soap:Body><soap:Body>",
+    ] {
+        let xml = probe(body);
+        assert_eq!(
+            read_response_canonical::<Option<ArrayOfString>>(xml.as_bytes(), NS, "Probe", 64),
+            None,
+            "{body}"
+        );
+        assert_eq!(
+            read_response::<Option<ArrayOfString>>(xml.as_bytes(), NS, "Probe", 64),
+            read_response_in_full::<Option<ArrayOfString>>(xml.as_bytes(), NS, "Probe", 64),
+            "{body}"
+        );
+    }
+}

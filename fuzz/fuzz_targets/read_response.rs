@@ -2,6 +2,7 @@
 //! result type. Any panic, hang or unbounded allocation is a bug.
 #![no_main]
 
+use ecgridos::api::types::ParcelIdInfoCollection;
 use ecgridos::wire::{read_request, read_response, read_response_in_full, SessionInfo};
 use ecgridos::{ApiKey, SessionId};
 use libfuzzer_sys::fuzz_target;
@@ -18,6 +19,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(
         read_response::<String>(data, NS, "GenerateAPIKey", 64),
         read_response_in_full::<String>(data, NS, "GenerateAPIKey", 64)
+    );
+    // So must the byte scanner for typed results in the canonical shape.
+    assert_eq!(
+        read_response::<Option<ParcelIdInfoCollection>>(data, NS, "ParcelInBoxEx", 64),
+        read_response_in_full::<Option<ParcelIdInfoCollection>>(data, NS, "ParcelInBoxEx", 64)
     );
     let _ = read_request(data, NS, 64);
 });
