@@ -419,6 +419,23 @@ fn edges_of_the_canonical_shape_read_as_the_full_reader_reads_them() {
             "{content:?}"
         );
     }
+    // SOAP 1.2, declarations in the other order .NET uses, whitespace
+    // around the envelope's parts: still the scanner's.
+    let soap12 = wrap("<string>a&amp;b</string>")
+        .replace(
+            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">"#,
+            "<soap12:Envelope xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" xmlns:soap12=\"http://www.w3.org/2003/05/soap-envelope\">\r\n  ",
+        )
+        .replace("soap:Body>", "soap12:Body>\n ")
+        .replace("</soap:Envelope>", "</soap12:Envelope>\n");
+    let fast = read_response_canonical::<ArrayOfString>(soap12.as_bytes(), NS, "Probe", 64);
+    let expected = ArrayOfString(vec![Some("a&b".to_string())]);
+    assert_eq!(fast, Some(Ok(Reply::Result(expected))), "{soap12}");
+    assert_eq!(
+        fast.unwrap(),
+        read_response_in_full::<ArrayOfString>(soap12.as_bytes(), NS, "Probe", 64)
+    );
+
     // Around the result element: nil, absent, twice, or with trailing markup
     // after the envelope, the full reader decides.
     let probe = |body: &str| {
