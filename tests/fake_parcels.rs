@@ -532,3 +532,265 @@ async fn mailbox_info_of_the_seeded_mailboxes() {
         Some(FaultCategory::ObjectNotFound)
     );
 }
+
+/// A REST call with `login`'s API key: (HTTP status, JSON body).
+async fn rest(
+    server: &FakeServer,
+    login: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let key = server.user(login).unwrap().api_key.unwrap();
+    let url = format!("{}{path}", server.rest_url());
+    let http = reqwest::Client::new();
+    let request = match method {
+        "GET" => http.get(url),
+        _ => http.post(url),
+    }
+    .header("X-API-Key", key.expose())
+    .header("Content-Type", "application/json");
+    let request = match body {
+        Some(body) => request.body(body.to_string()),
+        None => request,
+    };
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn rest_ids(data: &serde_json::Value) -> Vec<i64> {
+    data["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["parcelId"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn soap_and_rest_see_the_same_mailbox() {
+    use serde_json::json;
+    let server = FakeServer::start().await.unwrap();
+    let c = client(&server);
+    let (alice, bob) = (session(&server, "alice"), session(&server, "bob"));
+
+    // Upload over SOAP, fetch over REST.
+    let content = x12("ALICE", "BOB", "GS*IN~");
+    let id = i64::from(
+        upload(&c, &alice, "inv.x12", content.clone())
+            .await
+            .unwrap(),
+    );
+    let (status, pending) = rest(
+        &server,
+        "bob",
+        "POST",
+        "/v2/parcels/pending-inbox-list",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(rest_ids(&pending), vec![id]);
+    assert_eq!(pending["data"][0]["status"], "InBoxReady");
+    assert_eq!(pending["data"][0]["bytes"], content.len());
+    let (_, file) = rest(
+        &server,
+        "bob",
+        "POST",
+        "/v2/parcels/download",
+        Some(json!({"parcelId": id})),
+    )
+    .await;
+    assert_eq!(file["success"], true);
+    assert_eq!(file["data"]["content"], base64_text(&content));
+    assert_eq!(file["data"]["fileName"], "inv.x12");
+    assert_eq!(file["data"]["bytes"], content.len());
+    let (_, info) = rest(&server, "bob", "GET", &format!("/v2/parcels/{id}"), None).await;
+    assert_eq!(info["data"]["status"], "InBoxTransferred");
+    // Still pending until confirmed (at least once), over both protocols.
+    assert_eq!(inbox(&c, &bob).await, vec![id]);
+    let (_, pending) = rest(
+        &server,
+        "bob",
+        "POST",
+        "/v2/parcels/pending-inbox-list",
+        None,
+    )
+    .await;
+    assert_eq!(rest_ids(&pending), vec![id]);
+    for _ in 0..2 {
+        // A repeated confirm succeeds and changes nothing.
+        let (status, confirmed) = rest(
+            &server,
+            "bob",
+            "POST",
+            "/v2/parcels/confirm",
+            Some(json!({"parcelId": id})),
+        )
+        .await;
+        assert_eq!((status, &confirmed["data"]), (200, &json!(true)));
+    }
+    assert!(inbox(&c, &bob).await.is_empty());
+    assert_eq!(
+        server
+            .parcel_events(id)
+            .iter()
+            .filter(|e| e.kind == ParcelEventKind::Confirmed)
+            .count(),
+        1
+    );
+    let (_, all) = rest(
+        &server,
+        "bob",
+        "POST",
+        "/v2/parcels/inbox-list",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        rest_ids(&all),
+        vec![id],
+        "inbox-list shows confirmed parcels too"
+    );
+    let (_, out) = rest(
+        &server,
+        "alice",
+        "POST",
+        "/v2/parcels/outbox-list",
+        Some(json!({"pageNo": 1, "recordsPerPage": 25})),
+    )
+    .await;
+    assert_eq!(rest_ids(&out), vec![id]);
+    let (_, reset) = rest(
+        &server,
+        "bob",
+        "POST",
+        &format!("/v2/parcels/reset-to-inbox/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(reset["data"], true);
+    assert_eq!(inbox(&c, &bob).await, vec![id]);
+
+    // Upload over REST (by explicit ECGrid ID), fetch over SOAP.
+    let bob_id = server.mailbox_of("bob").unwrap().ecgrid_id;
+    let raw = b"\x00binary\xff".to_vec();
+    let (status, up) = rest(&server, "alice", "POST", "/v2/parcels/upload", Some(json!({
+        "fileName": "b.bin", "content": base64_text(&raw), "bytes": raw.len(), "ecGridIdTo": bob_id
+    }))).await;
+    assert_eq!(status, 200, "{up}");
+    let second = up["data"].as_i64().unwrap();
+    let file = c
+        .call(req!(ParcelDownload {
+            session_id: bob.clone(),
+            parcel_id: second
+        }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(file.content.unwrap().0, raw);
+    // ... and by ISA header, with no IDs.
+    let (_, up) = rest(
+        &server,
+        "alice",
+        "POST",
+        "/v2/parcels/upload",
+        Some(json!({
+            "fileName": "c.x12", "content": base64_text(&x12("ALICE", "BOB", ""))
+        })),
+    )
+    .await;
+    assert_eq!(
+        inbox(&c, &bob).await,
+        vec![id, second, up["data"].as_i64().unwrap()]
+    );
+
+    // The sender may cancel only what was not delivered yet.
+    let (status, refused) = rest(
+        &server,
+        "alice",
+        "POST",
+        &format!("/v2/parcels/cancel/{second}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, refused["errorCode"].as_str()),
+        (400, Some("InvalidParameter"))
+    );
+    let third = up["data"].as_i64().unwrap();
+    let (status, cancelled) = rest(
+        &server,
+        "alice",
+        "POST",
+        &format!("/v2/parcels/cancel/{third}"),
+        None,
+    )
+    .await;
+    assert_eq!((status, &cancelled["data"]), (200, &json!(true)));
+    assert_eq!(inbox(&c, &bob).await, vec![id, second]);
+
+    let (status, mailbox) = rest(&server, "bob", "GET", "/v2/mailboxes/102", None).await;
+    assert_eq!(
+        (status, mailbox["data"]["networkId"].as_i64()),
+        (200, Some(1))
+    );
+    let (status, hidden) = rest(&server, "alice", "GET", &format!("/v2/parcels/{id}"), None).await;
+    assert_eq!(status, 200, "the sender sees its own parcel: {hidden}");
+    let (status, hidden) = rest(
+        &server,
+        "admin",
+        "POST",
+        "/v2/parcels/download",
+        Some(json!({"parcelId": 1})),
+    )
+    .await;
+    assert_eq!(
+        (status, hidden["errorCode"].as_str()),
+        (404, Some("ObjectNotFound"))
+    );
+}
+
+#[tokio::test]
+async fn rest_refuses_what_it_cannot_route_or_read() {
+    use serde_json::json;
+    let server = FakeServer::start().await.unwrap();
+    for body in [
+        json!({"fileName": "x", "content": base64_text(b"no envelope")}),
+        json!({"fileName": "x", "content": "***not base64***"}),
+        json!({"fileName": "x", "content": base64_text(&x12("ALICE", "BOB", "")), "bytes": 3}),
+        json!({"fileName": "x"}),
+    ] {
+        let (status, answer) =
+            rest(&server, "alice", "POST", "/v2/parcels/upload", Some(body)).await;
+        assert_eq!(
+            (status, answer["errorCode"].as_str()),
+            (400, Some("InvalidParameter")),
+            "{answer}"
+        );
+        assert_eq!(answer["success"], false);
+    }
+    assert!(server.events().is_empty());
+    let (_, events) = rest(&server, "alice", "GET", ecgridos::fake::EVENTS_PATH, None).await;
+    assert_eq!(events["data"], json!([]));
+    let id = server.deliver("alice", "a", b"1".to_vec()).unwrap();
+    let http = reqwest::Client::new();
+    let text = http
+        .get(format!(
+            "{}{}?parcelId={id}",
+            server.rest_url(),
+            ecgridos::fake::EVENTS_PATH
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(events["data"][0]["kind"], "Delivered");
+    assert_eq!(events["data"][0]["parcelId"], id);
+    assert_eq!(events["data"][0]["seq"], 1);
+}

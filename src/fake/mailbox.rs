@@ -501,15 +501,17 @@ impl Mailboxes {
     ) -> Result<(i64, Vec<ParcelEvent>), Refusal> {
         let (from, to) = match explicit {
             Some((from, to)) => {
-                let sender = self
-                    .ids
-                    .get(&from)
-                    .filter(|e| e.mailbox_id == mailbox_id)
-                    .ok_or_else(|| {
-                        Refusal::Invalid(format!(
-                            "ECGridIDFrom {from} is not an ECGrid ID of the caller's mailbox"
-                        ))
-                    })?;
+                // ECGridIDFrom 0: the mailbox's own (first) ECGrid ID.
+                let sender = if from == 0 {
+                    self.mailbox_ecgrid_id(mailbox_id)
+                } else {
+                    self.ids.get(&from).filter(|e| e.mailbox_id == mailbox_id)
+                };
+                let sender = sender.ok_or_else(|| {
+                    Refusal::Invalid(format!(
+                        "ECGridIDFrom {from} is not an ECGrid ID of the caller's mailbox"
+                    ))
+                })?;
                 let sender = sender.ecgrid_id;
                 if !self.ids.contains_key(&to) {
                     return Err(Refusal::Invalid(format!(

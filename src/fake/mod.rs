@@ -37,6 +37,7 @@ pub use mailbox::{
     ParcelEvent, ParcelEventKind, DEFAULT_PAGE_SIZE, ECGRID_ID_BASE, PARTNER_ECGRID_ID,
     PARTNER_MAILBOX_ID, PARTNER_NETWORK_ID,
 };
+pub use rest_parcels::EVENTS_PATH;
 pub use state::{SeedUser, UserMailbox};
 pub use stubs::StubFault;
 pub use tls::{FakeTls, TlsMaterial};
@@ -263,6 +264,7 @@ impl FakeServerBuilder {
             .route("/v2/auth/login", post(rest::login))
             .route("/v2/auth/logout", post(rest::logout))
             .route("/v2/auth/version", get(rest::version))
+            .merge(rest_parcels::router())
             .fallback(rest::not_found)
             .with_state(shared.clone());
         let body_timeout = self.timeouts.body;
