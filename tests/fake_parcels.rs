@@ -533,6 +533,12 @@ async fn mailbox_info_of_the_seeded_mailboxes() {
     );
 }
 
+/// A plain HTTP client (with the crypto provider reqwest needs installed).
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// A REST call with `login`'s API key: (HTTP status, JSON body).
 async fn rest(
     server: &FakeServer,
@@ -543,7 +549,7 @@ async fn rest(
 ) -> (u16, serde_json::Value) {
     let key = server.user(login).unwrap().api_key.unwrap();
     let url = format!("{}{path}", server.rest_url());
-    let http = reqwest::Client::new();
+    let http = http();
     let request = match method {
         "GET" => http.get(url),
         _ => http.post(url),
@@ -776,7 +782,7 @@ async fn rest_refuses_what_it_cannot_route_or_read() {
     let (_, events) = rest(&server, "alice", "GET", ecgridos::fake::EVENTS_PATH, None).await;
     assert_eq!(events["data"], json!([]));
     let id = server.deliver("alice", "a", b"1".to_vec()).unwrap();
-    let http = reqwest::Client::new();
+    let http = http();
     let text = http
         .get(format!(
             "{}{}?parcelId={id}",
@@ -793,4 +799,130 @@ async fn rest_refuses_what_it_cannot_route_or_read() {
     assert_eq!(events["data"][0]["kind"], "Delivered");
     assert_eq!(events["data"][0]["parcelId"], id);
     assert_eq!(events["data"][0]["seq"], 1);
+}
+
+/// A fresh directory under the system's temporary directory.
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ecgridos-fake-parcels-{tag}-{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `ecgridos serve-mock ARGS`, and the ready line it prints.
+fn serve_mock(args: &[&str]) -> (std::process::Child, serde_json::Value) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ecgridos"))
+        .arg("serve-mock")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, serde_json::from_str(&line).unwrap())
+}
+
+/// A POST of `body` to `url` with `key`: the JSON answer.
+async fn post_json(url: &str, key: &str, body: serde_json::Value) -> serde_json::Value {
+    let text = http()
+        .post(url)
+        .header("X-API-Key", key)
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn serve_mock_tells_where_each_user_lives_and_seeds_parcels() {
+    use serde_json::json;
+    let dir = temp_dir("seed");
+    std::fs::write(dir.join("b.edi"), b"second").unwrap();
+    std::fs::write(dir.join("a.edi"), b"first").unwrap();
+    let dir_text = dir.display().to_string();
+    let (mut child, ready) = serve_mock(&["--seed-parcels", &dir_text, "--seed-to", "bob"]);
+    let users = ready["users"].as_array().unwrap();
+    let user = |login: &str| users.iter().find(|u| u["login"] == login).unwrap().clone();
+    let (alice, bob) = (user("alice"), user("bob"));
+    assert_eq!(
+        (bob["network_id"].as_i64(), bob["mailbox_id"].as_i64()),
+        (Some(1), Some(102))
+    );
+    assert_eq!(bob["ecgrid_id"].as_i64(), Some(501_003));
+    assert_eq!(alice["ecgrid_id"].as_i64(), Some(501_002));
+    let seeded: Vec<i64> = ready["seeded_parcels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert_eq!(seeded.len(), 2);
+    let rest = ready["rest_url"].as_str().unwrap();
+    let bob_key = bob["api_key"].as_str().unwrap();
+    let pending = post_json(
+        &format!("{rest}/v2/parcels/pending-inbox-list"),
+        bob_key,
+        json!({}),
+    )
+    .await;
+    assert_eq!(rest_ids(&pending), seeded);
+    assert_eq!(pending["data"][0]["fileName"], "a.edi", "name order");
+
+    // Route a file from alice to bob by the IDs of the ready line.
+    let up = post_json(
+        &format!("{rest}/v2/parcels/upload"),
+        alice["api_key"].as_str().unwrap(),
+        json!({"fileName": "m", "content": base64_text(b"mft"), "ecGridIdFrom": alice["ecgrid_id"], "ecGridIdTo": bob["ecgrid_id"]}),
+    )
+    .await;
+    let id = up["data"].as_i64().unwrap();
+    let download = post_json(
+        &format!("{rest}/v2/parcels/download"),
+        bob_key,
+        json!({"parcelId": id}),
+    )
+    .await;
+    assert_eq!(download["data"]["content"], base64_text(b"mft"));
+    let events_url = ready["events_url"].as_str().unwrap();
+    let events: serde_json::Value = serde_json::from_str(
+        &reqwest::get(events_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let kinds: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Delivered",
+            "Delivered",
+            "Uploaded",
+            "Delivered",
+            "Downloaded"
+        ]
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
 }
