@@ -25,6 +25,7 @@
 //! `NetOps`, `TechOps` and `Root` on anyone; everyone else only on themselves.
 
 mod conn;
+mod download;
 mod mailbox;
 mod rest;
 mod rest_parcels;

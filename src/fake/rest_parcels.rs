@@ -305,7 +305,11 @@ async fn download(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    call(
+    // Rendered with a marker in place of the content, which is then streamed
+    // from the stored bytes (see `download.rs`).
+    let mut streamed = None;
+    let marker = super::download::marker().1;
+    let rendered = call(
         &shared,
         "download",
         &headers,
@@ -313,14 +317,29 @@ async fn download(
         |cred, b: ParcelBody| {
             let view = shared.state.download(cred, b.parcel_id, false)?;
             let p = &view.parcel;
-            Ok(json!({
+            let data = json!({
                 "parcelId": p.id,
                 "fileName": p.file_name,
-                "content": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &p.bytes),
+                "content": marker,
                 "bytes": p.bytes.len(),
-            }))
+            });
+            streamed = Some(view.parcel.bytes);
+            Ok(data)
         },
-    )
+    );
+    let Some(content) = streamed else {
+        return rendered;
+    };
+    match axum::body::to_bytes(rendered.into_body(), 64 * 1024).await {
+        Ok(rendered) => {
+            super::download::base64_body(rendered.to_vec(), &marker, content, "application/json")
+        }
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "The download answer could not be rendered.",
+        ),
+    }
 }
 
 async fn confirm(

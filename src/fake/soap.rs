@@ -335,6 +335,45 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// A download: the `FileInfo` answer, its content streamed from the
+    /// stored bytes (see `download.rs`).
+    fn download<R: Request<Output = Option<FileInfo>>>(
+        &self,
+        state: &super::state::State,
+        params: &Params,
+        parcel_id: impl FnOnce(&R) -> i64,
+        no_update: bool,
+        as_string: bool,
+    ) -> Response {
+        let request = match R::from_params(params) {
+            Ok(request) => request,
+            Err(e) => {
+                return framework_fault(
+                    self.version,
+                    FaultCode::Client,
+                    format!("Server was unable to read request. ---> {e}"),
+                )
+            }
+        };
+        let view = match state.download(params.get("SessionID"), parcel_id(&request), no_update) {
+            Ok(view) => view,
+            Err(denial) => return denial_fault(self.version, self.shape, &denial, "ParcelID"),
+        };
+        let marker = super::download::marker();
+        let text = marker.1.clone();
+        let info = Some(file_info(&view, as_string, marker));
+        let mut body = Vec::with_capacity(1024);
+        write_response(&mut body, self.version, self.namespace, R::SPEC.name, |w| {
+            ResultValue::write(&info, w)
+        });
+        super::download::base64_body(
+            body,
+            &text,
+            view.parcel.bytes,
+            self.version.response_content_type(),
+        )
+    }
+
     /// Decodes `params` into `R`, runs `f` with it and the credential, and
     /// answers with the generated result type or the denial as a fault
     /// naming `item`.
@@ -514,19 +553,19 @@ pub(super) fn standard(bytes: &[u8]) -> EdiStandard {
     }
 }
 
-/// A downloaded parcel as `FileInfo`, its content in `Content` or (the `A`
-/// forms) `ContentBase64String`.
-fn file_info(view: &ParcelView, as_string: bool) -> FileInfo {
+/// A downloaded parcel as `FileInfo`, its content replaced by the marker
+/// (in `Content` or, for the `A` forms, `ContentBase64String`).
+fn file_info(view: &ParcelView, as_string: bool, marker: (Vec<u8>, String)) -> FileInfo {
     let p = &view.parcel;
+    let (bytes, text) = marker;
     FileInfo {
         parcel_id: p.id,
         file_name: Some(p.file_name.clone()),
         file_date: dt(p.created),
         bytes: clamp_i32(p.bytes.len()),
         standard: standard(&p.bytes),
-        content: (!as_string).then(|| Base64(p.bytes.to_vec())),
-        content_base64_string: as_string
-            .then(|| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &p.bytes)),
+        content: (!as_string).then_some(Base64(bytes)),
+        content_base64_string: as_string.then_some(text),
         router_archive: false,
     }
 }
@@ -744,37 +783,33 @@ pub(super) fn answer_mailbox(
                     .map(|v| paged(v, r.page_no, r.records_per_page))
             },
         ),
-        n if n == parcel::ParcelDownload::INFO.name => {
-            ctx.typed(&params, "ParcelID", |r: parcel::ParcelDownload, c| {
-                state
-                    .download(c, r.parcel_id, false)
-                    .map(|v| Some(file_info(&v, false)))
-            })
-        }
-        n if n == parcel::ParcelDownloadA::INFO.name => {
-            ctx.typed(&params, "ParcelID", |r: parcel::ParcelDownloadA, c| {
-                state
-                    .download(c, r.parcel_id, false)
-                    .map(|v| Some(file_info(&v, true)))
-            })
-        }
-        n if n == parcel::ParcelDownloadNoUpdate::INFO.name => ctx.typed(
+        n if n == parcel::ParcelDownload::INFO.name => ctx.download(
+            state,
             &params,
-            "ParcelID",
-            |r: parcel::ParcelDownloadNoUpdate, c| {
-                state
-                    .download(c, r.parcel_id, true)
-                    .map(|v| Some(file_info(&v, false)))
-            },
+            |r: &parcel::ParcelDownload| r.parcel_id,
+            false,
+            false,
         ),
-        n if n == parcel::ParcelDownloadNoUpdateA::INFO.name => ctx.typed(
+        n if n == parcel::ParcelDownloadA::INFO.name => ctx.download(
+            state,
             &params,
-            "ParcelID",
-            |r: parcel::ParcelDownloadNoUpdateA, c| {
-                state
-                    .download(c, r.parcel_id, true)
-                    .map(|v| Some(file_info(&v, true)))
-            },
+            |r: &parcel::ParcelDownloadA| r.parcel_id,
+            false,
+            true,
+        ),
+        n if n == parcel::ParcelDownloadNoUpdate::INFO.name => ctx.download(
+            state,
+            &params,
+            |r: &parcel::ParcelDownloadNoUpdate| r.parcel_id,
+            true,
+            false,
+        ),
+        n if n == parcel::ParcelDownloadNoUpdateA::INFO.name => ctx.download(
+            state,
+            &params,
+            |r: &parcel::ParcelDownloadNoUpdateA| r.parcel_id,
+            true,
+            true,
         ),
         n if n == parcel::ParcelDownloadConfirm::INFO.name => ctx.typed(
             &params,
