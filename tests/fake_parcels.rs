@@ -1187,3 +1187,153 @@ async fn a_200_mb_parcel_goes_up_and_down_without_copies() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A raw SOAP 1.1 request: (HTTP status, body text).
+async fn raw_soap(server: &FakeServer, operation: &str, params: &str) -> (u16, String) {
+    let ns = "https://os.ecgrid.io/";
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><{operation} xmlns=\"{ns}\">{params}</{operation}></soap:Body></soap:Envelope>"
+    );
+    let response = http()
+        .post(server.soap_url())
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .header("SOAPAction", format!("\"{ns}{operation}\""))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn control_characters_in_file_names_are_written_as_character_references() {
+    let server = FakeServer::start().await.unwrap();
+    let id = server
+        .deliver("bob", "a\u{0}b\u{1b}c.edi", b"x".to_vec())
+        .unwrap();
+    let key = server.user("bob").unwrap().api_key.unwrap();
+    let session = format!("<SessionID>{}</SessionID>", key.expose());
+    let (status, listing) = raw_soap(&server, "ParcelInBox", &session).await;
+    assert_eq!(status, 200);
+    assert!(
+        listing.contains("<FileName>a&#x0;b&#x1B;c.edi</FileName>"),
+        "{listing}"
+    );
+    let (_, info) = raw_soap(
+        &server,
+        "ParcelInfo",
+        &format!("{session}<ParcelID>{id}</ParcelID>"),
+    )
+    .await;
+    assert!(
+        info.contains("<FileName>a&#x0;b&#x1B;c.edi</FileName>"),
+        "{info}"
+    );
+    let (_, file) = raw_soap(
+        &server,
+        "ParcelDownload",
+        &format!("{session}<ParcelID>{id}</ParcelID>"),
+    )
+    .await;
+    assert!(
+        file.contains("<FileName>a&#x0;b&#x1B;c.edi</FileName><FileDate>"),
+        "{file}"
+    );
+    assert!(file.contains("<Content>eA==</Content>"), "{file}");
+    let (_, rest_listing) = rest(
+        &server,
+        "bob",
+        "POST",
+        "/v2/parcels/pending-inbox-list",
+        None,
+    )
+    .await;
+    assert_eq!(rest_listing["data"][0]["fileName"], "a\u{0}b\u{1b}c.edi");
+}
+
+#[tokio::test]
+async fn only_uploads_get_the_large_cap() {
+    use serde_json::json;
+    let server = FakeServer::builder()
+        .max_upload_bytes(6 * 1024 * 1024)
+        .start()
+        .await
+        .unwrap();
+    let bob_id = server.mailbox_of("bob").unwrap().ecgrid_id;
+    let big = vec![7u8; 3 * 1024 * 1024];
+    // 4 MiB of base64: over the 2 MiB cap of other requests, under the upload cap.
+    let (status, up) = rest(
+        &server,
+        "alice",
+        "POST",
+        "/v2/parcels/upload",
+        Some(json!({
+            "fileName": "big.bin", "content": base64_text(&big), "ecGridIdTo": bob_id
+        })),
+    )
+    .await;
+    assert_eq!(status, 200, "{up}");
+    let id = up["data"].as_i64().unwrap();
+    assert_eq!(server.parcel(id).unwrap().bytes.len(), big.len());
+    let c = client(&server);
+    let soap_id = upload(&c, &session(&server, "alice"), "big.x12", {
+        let mut content = x12("ALICE", "BOB", "");
+        content.extend_from_slice(&big);
+        content
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        server.parcel(i64::from(soap_id)).unwrap().bytes.len(),
+        big.len() + x12("ALICE", "BOB", "").len()
+    );
+
+    // The same size elsewhere is refused, and so is an upload over its cap.
+    let key = server.user("alice").unwrap().api_key.unwrap();
+    let padded = json!({"mailboxId": 0, "status": base64_text(&big)}).to_string();
+    let refused = http()
+        .post(format!("{}/v2/parcels/inbox-list", server.rest_url()))
+        .header("X-API-Key", key.expose())
+        .body(padded)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 413);
+    let too_big = base64_text(&vec![1u8; 5 * 1024 * 1024]);
+    let refused = http()
+        .post(format!("{}/v2/parcels/upload", server.rest_url()))
+        .header("X-API-Key", key.expose())
+        .body(json!({"fileName": "x", "content": too_big, "ecGridIdTo": bob_id}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 413);
+    assert_eq!(
+        server.events().len(),
+        4,
+        "two uploads, nothing from the refused ones"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_upload_is_cut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = FakeServer::builder()
+        .body_timeout(std::time::Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let mut sock = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let head = "POST /v2/parcels/upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"fileName\":\"x\",\"content\":\"QUJD";
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        sock.read_to_string(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "the fake closed the stalled upload");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(server.events().is_empty());
+}
