@@ -502,7 +502,10 @@ impl FakeServer {
     }
 
     /// Requests received by a REST endpoint: `"key-generate"`, `"key"`,
-    /// `"reset"`, `"me"`, `"login"`, `"logout"`, `"version"`.
+    /// `"reset"`, `"me"`, `"login"`, `"logout"`, `"version"`, and the parcel
+    /// routes `"upload"`, `"pending-inbox-list"`, `"inbox-list"`,
+    /// `"outbox-list"`, `"download"`, `"confirm"`, `"parcel"` (`GET
+    /// /v2/parcels/{id}`), `"reset-to-inbox"`, `"cancel"`, `"mailbox"`.
     pub fn rest_calls(&self, endpoint: &str) -> u64 {
         self.shared.state.calls(&format!("REST {endpoint}"))
     }
