@@ -7,8 +7,9 @@ use ecgridos::api::enums::ParcelStatus;
 use ecgridos::api::mailbox::MailboxInfo;
 use ecgridos::api::parcel::{
     ParcelDownload, ParcelDownloadA, ParcelDownloadCancel, ParcelDownloadConfirm,
-    ParcelDownloadNoUpdate, ParcelDownloadReset, ParcelInBox, ParcelInBoxEx, ParcelInfo,
-    ParcelOutBoxArchiveEx, ParcelOutBoxInProcess, ParcelUpload, ParcelUploadA, ParcelUploadMft,
+    ParcelDownloadNoUpdate, ParcelDownloadReset, ParcelInBox, ParcelInBoxArchiveEx, ParcelInBoxEx,
+    ParcelInBoxExShort, ParcelInfo, ParcelOutBoxArchiveEx, ParcelOutBoxInProcess,
+    ParcelOutBoxInProcessEx, ParcelUpload, ParcelUploadA, ParcelUploadMft,
 };
 use ecgridos::api::types::ParcelIdInfoCollection;
 use ecgridos::fake::{FakeServer, ParcelEventKind, PARTNER_ECGRID_ID};
@@ -1336,4 +1337,97 @@ async fn a_stalled_upload_is_cut() {
     assert!(read.is_ok(), "the fake closed the stalled upload");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(server.events().is_empty());
+}
+
+#[tokio::test]
+async fn a_stub_overrides_a_modelled_parcel_operation() {
+    use ecgridos::api::types::FileInfo;
+    let server = FakeServer::start().await.unwrap();
+    let id = server.deliver("bob", "a.edi", b"abc".to_vec()).unwrap();
+    server.stub::<ParcelDownload>(|request| {
+        let mut lying = FileInfo::default();
+        lying.parcel_id = request.parcel_id;
+        lying.bytes = 1000;
+        lying.content = Some(Base64(b"abc".to_vec()));
+        Ok(Some(lying))
+    });
+    let c = client(&server);
+    let bob = session(&server, "bob");
+    let file = c
+        .call(req!(ParcelDownload {
+            session_id: bob.clone(),
+            parcel_id: id
+        }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (file.bytes, file.content.unwrap().0),
+        (1000, b"abc".to_vec())
+    );
+    assert_eq!(
+        server.parcel(id).unwrap().status,
+        ParcelStatus::InBoxReady,
+        "the model was not asked"
+    );
+    // Other parcel operations keep the model.
+    assert_eq!(inbox(&c, &bob).await, vec![id]);
+}
+
+#[tokio::test]
+async fn short_and_archive_listings_filter() {
+    let server = FakeServer::start().await.unwrap();
+    let c = client(&server);
+    let bob = session(&server, "bob");
+    let (a, b) = (
+        server.deliver("bob", "a", b"1".to_vec()).unwrap(),
+        server.deliver("bob", "b", b"2".to_vec()).unwrap(),
+    );
+    c.call(req!(ParcelDownload {
+        session_id: bob.clone(),
+        parcel_id: b
+    }))
+    .await
+    .unwrap();
+    let short = |status| {
+        req!(ParcelInBoxExShort {
+            session_id: bob.clone(),
+            status: status,
+        })
+    };
+    let ready = c.call(short(ParcelStatus::InBoxReady)).await.unwrap();
+    assert_eq!(ids(&ready), vec![a]);
+    let transferred = c.call(short(ParcelStatus::InBoxTransferred)).await.unwrap();
+    assert_eq!(ids(&transferred), vec![b]);
+    c.call(req!(ParcelDownloadConfirm {
+        session_id: bob.clone(),
+        parcel_id: b
+    }))
+    .await
+    .unwrap();
+    let archive = c
+        .call(req!(ParcelInBoxArchiveEx {
+            session_id: bob.clone(),
+            begin_date: "2000-01-01T00:00:00Z".parse().unwrap(),
+            end_date: "2100-01-01T00:00:00Z".parse().unwrap(),
+            page_no: 1,
+            records_per_page: 10,
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&archive),
+        vec![a, b],
+        "the archive keeps confirmed parcels"
+    );
+    let processing = c
+        .call(req!(ParcelOutBoxInProcessEx {
+            session_id: bob.clone()
+        }))
+        .await
+        .unwrap();
+    assert!(
+        ids(&processing).is_empty(),
+        "delivered parcels are in no outbox"
+    );
 }

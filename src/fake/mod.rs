@@ -531,6 +531,12 @@ impl FakeServer {
     /// result is encoded from the generated type, or its [`StubFault`] sent
     /// as a fault. Replaces an earlier handler of `R`.
     ///
+    /// A stub also overrides a parcel or mailbox operation the fake models
+    /// (over SOAP; REST keeps the model), so a test can answer, say, a
+    /// `ParcelDownload` whose `Bytes` disagree with its content. A stubbed
+    /// upload's content arrives empty: the fake decodes it as it streams in
+    /// and hands it only to its own model.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use ecgridos::api::misc::NowUtc;

@@ -193,7 +193,7 @@ pub(super) async fn handle(
     };
     if let Some(name) = named
         .map(|e| e.info.name)
-        .filter(|n| is_mailbox_operation(n))
+        .filter(|n| is_mailbox_operation(n) && !shared.stubs.contains(n))
     {
         if request.operation != name || !request.operation_qualified {
             return framework_fault(
