@@ -800,6 +800,18 @@ async fn rest_refuses_what_it_cannot_route_or_read() {
     assert_eq!(events["data"][0]["kind"], "Delivered");
     assert_eq!(events["data"][0]["parcelId"], id);
     assert_eq!(events["data"][0]["seq"], 1);
+    assert!(events["data"][0]["atUnixNanos"].as_u64().unwrap() > 1_700_000_000_000_000_000);
+    server.deliver("alice", "b", b"2".to_vec()).unwrap();
+    let (_, later) = rest(
+        &server,
+        "alice",
+        "GET",
+        &format!("{}?since=1", ecgridos::fake::EVENTS_PATH),
+        None,
+    )
+    .await;
+    assert_eq!(later["data"].as_array().unwrap().len(), 1);
+    assert_eq!(later["data"][0]["seq"], 2);
 }
 
 /// A fresh directory under the system's temporary directory.
