@@ -1480,3 +1480,23 @@ async fn a_slow_download_is_not_cut_as_idle() {
     let json: serde_json::Value = serde_json::from_str(json).unwrap();
     assert_eq!(json["data"]["content"], base64_text(&content));
 }
+
+#[tokio::test]
+async fn a_soap_12_upload_is_streamed_under_the_upload_cap() {
+    let server = FakeServer::start().await.unwrap();
+    let c = Client::builder()
+        .endpoint(server.soap_url())
+        .soap_version(ecgridos::SoapVersion::V12)
+        .build()
+        .unwrap();
+    // 3 MiB of content: 4 MiB of base64, over the 2 MiB cap of other requests.
+    let mut content = x12("ALICE", "BOB", "");
+    content.extend(std::iter::repeat_n(b'z', 3 * 1024 * 1024));
+    let id = upload(&c, &session(&server, "alice"), "v12.x12", content.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        server.parcel(i64::from(id)).unwrap().bytes.as_ref(),
+        content.as_slice()
+    );
+}
