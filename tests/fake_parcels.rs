@@ -290,6 +290,20 @@ async fn unroutable_files_are_refused_and_nothing_is_stored() {
             Some(FaultCategory::InvalidParameter)
         );
     }
+    // A declared size that is not the content's.
+    let content = x12("ALICE", "BOB", "");
+    let err = c
+        .call(req!(ParcelUpload {
+            session_id: alice.clone(),
+            file_name: Some("short".into()),
+            bytes: i32::try_from(content.len()).unwrap() + 1,
+            content: Some(Base64(content)),
+        }))
+        .await
+        .unwrap_err();
+    let fault = err.fault().unwrap();
+    assert_eq!(fault.category(), Some(FaultCategory::InvalidParameter));
+    assert!(fault.message.contains("Bytes is"), "{}", fault.message);
     assert!(server.events().is_empty());
     assert!(inbox(&c, &session(&server, "bob")).await.is_empty());
 }
