@@ -1514,3 +1514,37 @@ async fn a_soap_12_upload_is_streamed_under_the_upload_cap() {
         content.as_slice()
     );
 }
+
+#[tokio::test]
+async fn a_download_nobody_reads_is_cut_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = FakeServer::builder()
+        .idle_timeout(std::time::Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    let id = server
+        .deliver("bob", "big.bin", vec![5u8; 32 * 1024 * 1024])
+        .unwrap();
+    let key = server.user("bob").unwrap().api_key.unwrap();
+    let body = format!("{{\"parcelId\":{id}}}");
+    let mut sock = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let request = format!(
+        "POST /v2/parcels/download HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        key.expose(),
+        body.len()
+    );
+    sock.write_all(request.as_bytes()).await.unwrap();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let first = sock.read(&mut chunk).await.unwrap();
+    assert!(first > 0);
+    // Stop reading for well over the idle timeout: the fake gives up.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut rest = Vec::new();
+    let _ = sock.read_to_end(&mut rest).await;
+    let received = first + rest.len();
+    assert!(
+        received < 32 * 1024 * 1024 / 3 * 4,
+        "the whole answer ({received} bytes) arrived although nobody read it"
+    );
+}
