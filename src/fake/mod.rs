@@ -23,15 +23,55 @@
 //! Authorization follows the service's documented levels: a user may read and
 //! rotate their own key; `NetworkAdmin` may act on users of its own network;
 //! `NetOps`, `TechOps` and `Root` on anyone; everyone else only on themselves.
+//!
+//! It also models the mailbox: every user has a network, a mailbox and an
+//! ECGrid ID; uploads are routed by their EDI envelope or explicit ECGrid
+//! IDs; the SOAP parcel operations and the REST v2 parcel routes share one
+//! state; downloads and uploads stream. [`FakeServer::deliver`] fills an
+//! inbox, and [`FakeServer::parcel`], [`FakeServer::events`] and
+//! [`FakeServerBuilder::on_parcel_event`] let a test check what happened and
+//! in which order:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use ecgridos::api::parcel::{ParcelDownloadConfirm, ParcelInBox};
+//! use ecgridos::fake::{FakeServer, ParcelEventKind};
+//! use ecgridos::{Client, SessionId};
+//!
+//! let server = FakeServer::start().await?;
+//! let id = server.deliver("bob", "order.edi", b"UNB+UNOA:1+ACME:ZZ+BOB:ZZ'".to_vec()).expect("bob exists");
+//! let client = Client::builder().endpoint(server.soap_url()).build()?;
+//! let bob = SessionId::from(server.user("bob").expect("seeded").api_key.expect("has a key"));
+//! let mut list = ParcelInBox::default();
+//! list.session_id = Some(bob.clone());
+//! let inbox = client.call(list).await?.expect("a collection");
+//! assert_eq!(inbox.total_records, 1);
+//! let mut confirm = ParcelDownloadConfirm::default();
+//! confirm.session_id = Some(bob);
+//! confirm.parcel_id = id;
+//! assert!(client.call(confirm).await?);
+//! let kinds: Vec<_> = server.parcel_events(id).iter().map(|e| e.kind).collect();
+//! assert_eq!(kinds, [ParcelEventKind::Delivered, ParcelEventKind::Confirmed]);
+//! # Ok(()) }
+//! ```
 
 mod conn;
+mod download;
+mod mailbox;
 mod rest;
+mod rest_parcels;
 mod soap;
 mod state;
 mod stubs;
 mod tls;
+mod upload;
 
-pub use state::SeedUser;
+pub use mailbox::{
+    ParcelEvent, ParcelEventKind, DEFAULT_PAGE_SIZE, ECGRID_ID_BASE, PARTNER_ECGRID_ID,
+    PARTNER_MAILBOX_ID, PARTNER_NETWORK_ID,
+};
+pub use rest_parcels::EVENTS_PATH;
+pub use state::{SeedUser, UserMailbox};
 pub use stubs::StubFault;
 pub use tls::{FakeTls, TlsMaterial};
 
@@ -71,10 +111,65 @@ struct Shared {
     namespace: String,
     detail_shape: DetailShape,
     soap_url: String,
+    /// The cap of an upload body.
+    max_upload: usize,
+    /// How long an upload body may stall between two pieces.
+    body_timeout: Duration,
+}
+
+/// Why a request body was not read.
+enum BodyError {
+    /// Too large, too slow or broken: this answer, closing the connection.
+    Refused(axum::response::Response),
+    /// An upload whose content is not base64; the text says why.
+    Invalid(String),
+}
+
+/// Reads a request body: an upload (see [`is_upload`]) through the content
+/// splitter, decoding its base64 as it arrives; anything else whole (the
+/// middleware already read it within the 2 MiB cap). Returns the body (the
+/// skeleton, for an upload) and the decoded content.
+async fn read_body(
+    shared: &Shared,
+    request: axum::extract::Request,
+    format: upload::Format,
+) -> Result<(axum::body::Bytes, Option<bytes::Bytes>), BodyError> {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let refuse = |status: StatusCode, why: String| {
+        BodyError::Refused((status, [(header::CONNECTION, "close")], why).into_response())
+    };
+    if !is_upload(&request, &shared.namespace) {
+        return axum::body::to_bytes(request.into_body(), conn::MAX_BODY)
+            .await
+            .map(|body| (body, None))
+            .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()));
+    }
+    let read = upload::read(
+        request.into_body(),
+        format,
+        shared.max_upload,
+        shared.body_timeout,
+    );
+    match read.await {
+        Ok(split) => Ok(split),
+        Err(upload::ReadFailure::TooLarge) => Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {} bytes", shared.max_upload),
+        )),
+        Err(upload::ReadFailure::Stalled) => Err(refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body too slow".to_string(),
+        )),
+        Err(upload::ReadFailure::Broken) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "request body broken".to_string(),
+        )),
+        Err(upload::ReadFailure::Invalid(why)) => Err(BodyError::Invalid(why)),
+    }
 }
 
 /// Configures and starts a [`FakeServer`].
-#[derive(Debug)]
 #[must_use]
 pub struct FakeServerBuilder {
     listen: SocketAddr,
@@ -85,7 +180,23 @@ pub struct FakeServerBuilder {
     latency: Duration,
     timeouts: conn::Timeouts,
     tls: Option<FakeTls>,
+    inbox_page_size: usize,
+    max_upload_bytes: usize,
+    on_parcel_event: Option<state::EventHook>,
 }
+
+impl std::fmt::Debug for FakeServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeServerBuilder")
+            .field("listen", &self.listen)
+            .field("inbox_page_size", &self.inbox_page_size)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default [`FakeServerBuilder::max_upload_bytes`]: 256 MiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
 
 impl Default for FakeServerBuilder {
     fn default() -> Self {
@@ -102,6 +213,9 @@ impl Default for FakeServerBuilder {
                 body: Duration::from_secs(10),
             },
             tls: None,
+            inbox_page_size: DEFAULT_PAGE_SIZE,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            on_parcel_event: None,
         }
     }
 }
@@ -145,7 +259,8 @@ impl FakeServerBuilder {
     }
 
     /// A connection with no request in progress for this long is closed
-    /// (default 30 s).
+    /// (default 30 s); so is one whose client stops reading an answer (a
+    /// streamed download) for this long.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.timeouts.idle = timeout;
         self
@@ -172,11 +287,43 @@ impl FakeServerBuilder {
         self
     }
 
+    /// Parcels per page of the inbox and outbox listings (default
+    /// [`DEFAULT_PAGE_SIZE`], 25; the real service's page size is not
+    /// published). `ParcelInBox` and its kin take no page number, so they
+    /// answer the first page of unconfirmed parcels.
+    pub fn inbox_page_size(mut self, page_size: usize) -> Self {
+        self.inbox_page_size = page_size.max(1);
+        self
+    }
+
+    /// The largest request body of a parcel upload (the `ParcelUpload…` SOAP
+    /// operations and `POST /v2/parcels/upload`); default
+    /// [`DEFAULT_MAX_UPLOAD_BYTES`], 256 MiB. Every other request keeps the
+    /// 2 MiB cap.
+    pub fn max_upload_bytes(mut self, max: usize) -> Self {
+        self.max_upload_bytes = max;
+        self
+    }
+
+    /// Calls `callback` for every parcel event, synchronously, on the task
+    /// handling the request: for a confirm BEFORE it takes effect (so a test
+    /// can check, at that moment, that the client already stored the file),
+    /// for every other event right after. The callback must not block for
+    /// long; it may call the [`FakeServer`]'s methods.
+    pub fn on_parcel_event(
+        mut self,
+        callback: impl Fn(&ParcelEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_parcel_event = Some(Arc::new(callback));
+        self
+    }
+
     /// Binds and starts serving on the current tokio runtime.
     pub async fn start(self) -> std::io::Result<FakeServer> {
         let users = self.users.unwrap_or_else(SeedUser::defaults);
         let state = State::new(users, self.session_timeout)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?
+            .with_parcels(self.inbox_page_size, self.on_parcel_event.clone());
         let tls = self.tls.as_ref().map(tls::make).transpose()?;
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
         let addr = listener.local_addr()?;
@@ -187,6 +334,8 @@ impl FakeServerBuilder {
             namespace: self.namespace,
             detail_shape: self.detail_shape,
             soap_url: format!("{scheme}://{addr}{SOAP_PATH}"),
+            max_upload: self.max_upload_bytes,
+            body_timeout: self.timeouts.body,
         });
         let app = Router::new()
             .route(SOAP_PATH, post(soap::handle).get(soap::wsdl))
@@ -207,12 +356,17 @@ impl FakeServerBuilder {
             .route("/v2/auth/login", post(rest::login))
             .route("/v2/auth/logout", post(rest::logout))
             .route("/v2/auth/version", get(rest::version))
+            .merge(rest_parcels::router())
             .fallback(rest::not_found)
             .with_state(shared.clone());
         let body_timeout = self.timeouts.body;
+        let namespace = shared.namespace.clone();
         let app = app.layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
-                conn::body_within(body_timeout, request, next)
+                // An upload is read by its handler as it arrives (see
+                // `read_body`), within the same limits.
+                let upload = is_upload(&request, &namespace);
+                conn::body_within(body_timeout, conn::MAX_BODY, upload, request, next)
             },
         ));
         let latency = self.latency;
@@ -244,6 +398,62 @@ impl FakeServerBuilder {
             task: Some(task),
         })
     }
+}
+
+/// Whether a request is a parcel upload: `POST /v2/parcels/upload`, or a
+/// SOAP request whose action (the `SOAPAction` header, or the `action`
+/// parameter of a SOAP 1.2 content type) names a `ParcelUpload…` operation.
+fn is_upload(request: &axum::extract::Request, namespace: &str) -> bool {
+    let path = request.uri().path();
+    if path == rest_parcels::UPLOAD_PATH {
+        return true;
+    }
+    if path != SOAP_PATH {
+        return false;
+    }
+    let headers = request.headers();
+    let header_action = headers
+        .get("SOAPAction")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_matches('"').to_string());
+    let type_action = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| {
+            ct.split(';')
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("action"))
+                .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        });
+    header_action
+        .or(type_action)
+        .is_some_and(|action| soap::is_upload_action(namespace, &action))
+}
+
+/// A parcel as the fake holds it, for tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FakeParcel {
+    /// `ParcelID`.
+    pub id: i64,
+    /// The file name as uploaded.
+    pub file_name: String,
+    /// The content.
+    pub bytes: bytes::Bytes,
+    /// The inbound status (`InBoxReady`, `InBoxTransferred`).
+    pub status: crate::api::enums::ParcelStatus,
+    /// Confirmed by the receiver (out of its inbox).
+    pub confirmed: bool,
+    /// Cancelled.
+    pub cancelled: bool,
+    /// The sender's ECGrid ID.
+    pub from_ecgrid_id: i32,
+    /// The receiver's ECGrid ID.
+    pub to_ecgrid_id: i32,
+    /// The receiver's mailbox.
+    pub mailbox_id: i32,
+    /// The login of the (first) user of the receiver's mailbox, if any.
+    pub owner: Option<String>,
 }
 
 /// A running fake ECGridOS. Dropping it stops the server (in the background);
@@ -324,7 +534,10 @@ impl FakeServer {
     }
 
     /// Requests received by a REST endpoint: `"key-generate"`, `"key"`,
-    /// `"reset"`, `"me"`, `"login"`, `"logout"`, `"version"`.
+    /// `"reset"`, `"me"`, `"login"`, `"logout"`, `"version"`, and the parcel
+    /// routes `"upload"`, `"pending-inbox-list"`, `"inbox-list"`,
+    /// `"outbox-list"`, `"download"`, `"confirm"`, `"parcel"` (`GET
+    /// /v2/parcels/{id}`), `"reset-to-inbox"`, `"cancel"`, `"mailbox"`.
     pub fn rest_calls(&self, endpoint: &str) -> u64 {
         self.shared.state.calls(&format!("REST {endpoint}"))
     }
@@ -350,6 +563,12 @@ impl FakeServer {
     /// result is encoded from the generated type, or its [`StubFault`] sent
     /// as a fault. Replaces an earlier handler of `R`.
     ///
+    /// A stub also overrides a parcel or mailbox operation the fake models
+    /// (over SOAP; REST keeps the model), so a test can answer, say, a
+    /// `ParcelDownload` whose `Bytes` disagree with its content. A stubbed
+    /// upload's content arrives empty: the fake decodes it as it streams in
+    /// and hands it only to its own model.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use ecgridos::api::misc::NowUtc;
@@ -368,6 +587,67 @@ impl FakeServer {
         handler: impl Fn(R) -> Result<R::Output, StubFault> + Send + Sync + 'static,
     ) {
         self.shared.stubs.insert(handler);
+    }
+
+    /// Puts a parcel from the trading partner (`ZZ`/`PARTNER`, ECGrid ID
+    /// [`PARTNER_ECGRID_ID`]) straight into the inbox of the user `to_login`,
+    /// `InBoxReady`; returns its ParcelID. For tests and benches that need
+    /// inbound parcels without an upload.
+    pub fn deliver(
+        &self,
+        to_login: &str,
+        file_name: &str,
+        bytes: impl Into<bytes::Bytes>,
+    ) -> Option<i64> {
+        self.shared
+            .state
+            .deliver(to_login, file_name, bytes.into())
+            .ok()
+    }
+
+    /// A parcel, whatever its state (`None` when no such ParcelID exists).
+    pub fn parcel(&self, id: i64) -> Option<FakeParcel> {
+        let (p, mailbox_id) = self.shared.state.parcel(id)?;
+        let owner = self
+            .users()
+            .into_iter()
+            .find(|u| u.mailbox_id == mailbox_id)
+            .map(|u| u.login);
+        Some(FakeParcel {
+            id: p.id,
+            file_name: p.file_name,
+            bytes: p.bytes,
+            status: p.status,
+            confirmed: p.confirmed,
+            cancelled: p.cancelled,
+            from_ecgrid_id: p.from,
+            to_ecgrid_id: p.to,
+            mailbox_id,
+            owner,
+        })
+    }
+
+    /// The events of one parcel, in order.
+    pub fn parcel_events(&self, id: i64) -> Vec<ParcelEvent> {
+        self.shared.state.events(Some(id))
+    }
+
+    /// Every parcel event so far, in order of their sequence numbers.
+    pub fn events(&self) -> Vec<ParcelEvent> {
+        self.shared.state.events(None)
+    }
+
+    /// Where each user's parcels live: network, mailbox, ECGrid ID.
+    pub fn mailboxes(&self) -> Vec<UserMailbox> {
+        self.shared.state.user_mailboxes()
+    }
+
+    /// Where the parcels of the user `login` live.
+    pub fn mailbox_of(&self, login: &str) -> Option<UserMailbox> {
+        let user = self.user(login)?;
+        self.mailboxes()
+            .into_iter()
+            .find(|m| m.user_id == user.user_id)
     }
 
     /// Stops the server and waits until it has stopped.

@@ -86,6 +86,11 @@ impl Stubs {
             .insert(name, Arc::new(erased));
     }
 
+    /// Whether operation `name` has a handler.
+    pub(super) fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
     fn get(&self, name: &str) -> Option<Arc<Handler>> {
         self.0
             .lock()
@@ -95,7 +100,11 @@ impl Stubs {
     }
 }
 
-fn success<R: Request>(version: SoapVersion, namespace: &str, output: &R::Output) -> Response {
+pub(super) fn success<R: Request>(
+    version: SoapVersion,
+    namespace: &str,
+    output: &R::Output,
+) -> Response {
     let mut body = Vec::with_capacity(1024);
     write_response(&mut body, version, namespace, R::SPEC.name, |w| {
         ResultValue::write(output, w)
