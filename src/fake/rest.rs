@@ -123,6 +123,8 @@ fn session_json(info: crate::wire::SessionInfo) -> Value {
     json!({
         "userId": info.user_id,
         "login": info.login_name,
+        "firstName": info.first_name,
+        "lastName": info.last_name,
         "networkId": info.network_id,
         "mailboxId": info.mailbox_id,
         "authLevel": info.auth_level.map(|l| l.as_str().to_string()),

@@ -5,4 +5,6 @@
 //! report ([`junit`]).
 
 pub mod diff;
+pub mod junit;
 pub mod mapping;
+pub mod scenario;
