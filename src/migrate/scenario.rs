@@ -887,11 +887,16 @@ pub fn kind_of(run: &StepRun) -> Option<ErrorKind> {
 #[cfg(feature = "fake")]
 pub mod on_fake {
     use super::*;
-    use crate::fake::{FakeServer, FakeServerBuilder, SeedUser};
+    use crate::fake::{FakeServer, FakeServerBuilder, SeedUser, UserMailbox};
 
     /// The users of a scenario on the fake: the declared ones (by login),
-    /// or all seeded users when none is declared.
-    pub fn users(scenario: &Scenario, seeds: &[SeedUser]) -> Result<Vec<ScenarioUser>> {
+    /// or all seeded users when none is declared; each with the ECGrid ID
+    /// of its mailbox.
+    pub fn users(
+        scenario: &Scenario,
+        seeds: &[SeedUser],
+        mailboxes: &[UserMailbox],
+    ) -> Result<Vec<ScenarioUser>> {
         let of = |name: &str, login: &str, ecgrid_id: Option<i64>| -> Result<ScenarioUser> {
             let seed = seeds
                 .iter()
@@ -902,11 +907,15 @@ pub mod on_fake {
                         format!("user {name:?}: the fake has no login {login:?}"),
                     )
                 })?;
+            let own = mailboxes
+                .iter()
+                .find(|m| m.user_id == seed.user_id)
+                .map(|m| i64::from(m.ecgrid_id));
             Ok(ScenarioUser {
                 name: name.to_string(),
                 login: seed.login.clone(),
                 user_id: Some(seed.user_id),
-                ecgrid_id,
+                ecgrid_id: ecgrid_id.or(own),
                 credential: seed.api_key.clone().map(Credential::ApiKey),
                 password: Some(seed.password.clone()),
             })
@@ -944,7 +953,7 @@ pub mod on_fake {
                 .start()
                 .await
                 .map_err(|e| Error::invalid_input("fake", e.to_string()))?;
-            let users = users(scenario, &seeds)?;
+            let users = users(scenario, &seeds, &server.mailboxes())?;
             let run = match protocol {
                 Protocol::Soap => {
                     let client = Client::builder().endpoint(server.soap_url()).build()?;
