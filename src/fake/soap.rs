@@ -340,7 +340,16 @@ struct Ctx<'a> {
     shape: DetailShape,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// The context of a request of `version` to the fake of `shared`.
+    fn of(shared: &'a Shared, version: SoapVersion) -> Ctx<'a> {
+        Ctx {
+            version,
+            namespace: &shared.namespace,
+            shape: shared.detail_shape,
+        }
+    }
+
     /// Decodes `params` into `R`, runs `f` with it and the credential, and
     /// answers with the generated result type or the denial as a fault
     /// naming `item`.
@@ -592,11 +601,7 @@ fn answer_users(
     request: &SoapRequest,
 ) -> Option<Response> {
     let state = &shared.state;
-    let ctx = Ctx {
-        version,
-        namespace: &shared.namespace,
-        shape: shared.detail_shape,
-    };
+    let ctx = Ctx::of(shared, version);
     let params = qualified_params(request);
     Some(match name {
         n if n == user::UserInfo::INFO.name => {
@@ -635,11 +640,7 @@ pub(super) fn answer_mailbox(
         return None;
     }
     let state = &shared.state;
-    let ctx = Ctx {
-        version,
-        namespace: &shared.namespace,
-        shape: shared.detail_shape,
-    };
+    let ctx = Ctx::of(shared, version);
     let params = qualified_params(request);
     let page_size = state.page_size();
     let any = Filter::default();
