@@ -298,6 +298,25 @@ params = { UserID = 1002 }
 expect = { LoginName = "alice", NetworkID = 1 }
 "#;
 
+/// Runs `scenario run FILE ARGS` against `server`'s endpoints, as its admin.
+async fn run_remote(
+    server: &FakeServer,
+    file: &Path,
+    args: &[&std::ffi::OsStr],
+) -> std::process::Output {
+    let (soap, rest) = (server.soap_url(), server.rest_url());
+    let mut all: Vec<&std::ffi::OsStr> =
+        vec!["scenario".as_ref(), "run".as_ref(), file.as_os_str()];
+    all.extend(args);
+    for arg in ["--endpoint", &soap, "--rest-url", &rest] {
+        all.push(arg.as_ref());
+    }
+    let mut cmd = ecgridos(&all);
+    let key = server.user("admin").unwrap().api_key.unwrap();
+    cmd.env("SCENARIO_TEST_ADMIN_KEY", key.expose());
+    run(cmd).await
+}
+
 /// Counts the `<testsuite>`, `<testcase>` and `<failure>` elements of a
 /// JUnit document, with each suite's name and declared counts.
 fn junit_counts(xml: &str) -> (Vec<(String, String, String)>, usize, usize) {
@@ -341,20 +360,12 @@ async fn a_difference_made_on_purpose_fails_with_its_classification() {
     let admin_key = server.user("admin").unwrap().api_key.unwrap();
     let file = temp_file("reads.toml", READS);
     let junit = file.with_file_name("junit.xml");
-    let mut cmd = ecgridos(&[
-        "scenario".as_ref(),
-        "run".as_ref(),
-        file.as_os_str(),
-        "--json".as_ref(),
-        "--junit".as_ref(),
-        junit.as_os_str(),
-        "--endpoint".as_ref(),
-        server.soap_url().as_ref(),
-        "--rest-url".as_ref(),
-        server.rest_url().as_ref(),
-    ]);
-    cmd.env("SCENARIO_TEST_ADMIN_KEY", admin_key.expose());
-    let out = run(cmd).await;
+    let out = run_remote(
+        &server,
+        &file,
+        &["--json".as_ref(), "--junit".as_ref(), junit.as_os_str()],
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -519,22 +530,11 @@ async fn references_reach_earlier_results_through_either_protocol() {
 #[tokio::test]
 async fn unknown_operations_and_parameters_are_refused_before_anything_is_sent() {
     let server = FakeServer::start().await.unwrap();
-    let admin_key = server.user("admin").unwrap().api_key.unwrap();
     let bad = READS
         .replace("UserID = 1002", "UserId = 1002")
         .replace("operation = \"WhoAmI\"", "operation = \"WhoAmEye\"");
     let file = temp_file("bad.toml", &bad);
-    let mut cmd = ecgridos(&[
-        "scenario".as_ref(),
-        "run".as_ref(),
-        file.as_os_str(),
-        "--endpoint".as_ref(),
-        server.soap_url().as_ref(),
-        "--rest-url".as_ref(),
-        server.rest_url().as_ref(),
-    ]);
-    cmd.env("SCENARIO_TEST_ADMIN_KEY", admin_key.expose());
-    let out = run(cmd).await;
+    let out = run_remote(&server, &file, &[]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no operation \"WhoAmEye\""), "{stderr}");
