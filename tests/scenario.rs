@@ -442,6 +442,11 @@ async fn unmet_expectations_fail_the_step_and_say_why_without_secrets() {
         name = "fails"
         operation = "UserGetAPIKey"
         params = { UserID = 999999 }
+
+        [[step]]
+        name = "leaky"
+        operation = "WhoAmI"
+        expect = { LoginName = "${users.alice.password}" }
         "#,
         |b| b,
     )
@@ -462,6 +467,11 @@ async fn unmet_expectations_fail_the_step_and_say_why_without_secrets() {
             &vec!["expected error NotFound, got a result".to_string()]
         );
         assert_eq!(f[3], &vec!["failed with NotFound".to_string()]);
+        // A secret used where none is expected is still not shown.
+        assert_eq!(
+            f[4],
+            &vec!["LoginName: expected \"<redacted>\", got \"admin\"".to_string()]
+        );
     }
     // The protocols agree: only expectations failed.
     assert!(

@@ -511,10 +511,20 @@ impl Scenario {
         users: &[ScenarioUser],
         options: RunOptions,
     ) -> ProtocolRun {
+        let mut secrets: Vec<String> = Vec::new();
+        for u in users {
+            if let Some(c) = &u.credential {
+                secrets.push(credential_text(c).to_string());
+            }
+            if let Some(p) = &u.password {
+                secrets.push(p.expose().to_string());
+            }
+        }
         let mut ctx = RunContext {
             users,
             results: BTreeMap::new(),
             sessions: HashSet::new(),
+            secrets,
         };
         let mut steps = Vec::new();
         for step in &self.steps {
@@ -535,6 +545,16 @@ struct RunContext<'u> {
     /// Credentials that are sessions (results of `Login`), sent as bearer
     /// tokens over REST.
     sessions: HashSet<String>,
+    /// Every secret value seen (the users' keys and passwords, secret
+    /// results): kept out of failure messages.
+    secrets: Vec<String>,
+}
+
+fn credential_text(c: &Credential) -> &str {
+    match c {
+        Credential::ApiKey(k) => k.expose(),
+        Credential::Session(s) => s.expose(),
+    }
 }
 
 /// The value at `path` (contract names) in an answer of `op` over either
@@ -680,6 +700,15 @@ impl RunContext<'_> {
         Ok(out)
     }
 
+    /// `text` with every secret value seen replaced by [`diff::REDACTED`].
+    fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in self.secrets.iter().filter(|s| s.len() >= 4) {
+            out = out.replace(secret.as_str(), diff::REDACTED);
+        }
+        out
+    }
+
     /// An expected value with the references in its strings resolved.
     fn expected(&self, value: &toml::Value) -> std::result::Result<Value, String> {
         Ok(match value {
@@ -750,11 +779,7 @@ impl RunContext<'_> {
                 let has_session = entry.info.params.iter().any(|p| p.name == "SessionID");
                 if has_session && params.get("SessionID").is_none() {
                     if let Some(c) = &credential {
-                        let text = match c {
-                            Credential::ApiKey(k) => k.expose(),
-                            Credential::Session(s) => s.expose(),
-                        };
-                        params.set("SessionID", text);
+                        params.set("SessionID", credential_text(c));
                     }
                 }
                 client.call_json(entry, &params).await
@@ -787,6 +812,9 @@ impl RunContext<'_> {
                     self.sessions.insert(token.to_string());
                 }
             }
+            if diff::is_secret(&step.operation, "") {
+                self.secrets.extend(value.as_str().map(str::to_string));
+            }
             run.result = Some(if options.show_secrets {
                 value.clone()
             } else {
@@ -797,6 +825,11 @@ impl RunContext<'_> {
             run.error_kind = Some(diff::kind_name(*kind));
         }
         self.check_expectations(step, &answer, options, &mut run.failures);
+        if !options.show_secrets {
+            for failure in &mut run.failures {
+                *failure = self.scrub(failure);
+            }
+        }
         run.answer = Some(answer.clone());
         self.results
             .insert(step.name.clone(), (step.operation.clone(), answer));
