@@ -508,6 +508,17 @@ async fn references_reach_earlier_results_through_either_protocol() {
         expect = { LoginName = "bob", MailboxID = "${me.result.MailboxID}" }
 
         [[step]]
+        name = "logout"
+        operation = "Logout"
+        params = { SessionID = "${login.result}" }
+
+        [[step]]
+        name = "session-ended"
+        operation = "WhoAmI"
+        credential = "${login.result}"
+        expect = { error = "Authentication" }
+
+        [[step]]
         name = "nothing-there"
         operation = "UserInfo"
         params = { UserID = "${me.result.NoSuchField}" }
@@ -517,15 +528,12 @@ async fn references_reach_earlier_results_through_either_protocol() {
     .await;
     for run in &report.runs {
         let s = &run.steps;
-        assert!(
-            s[0].passed() && s[1].passed() && s[2].passed(),
-            "{}",
-            problems(&report)
-        );
-        // The session from Login went as a bearer token over REST.
-        assert!(!s[3].sent);
+        // The session from Login went as a bearer token over REST, and
+        // Logout ended it over both.
+        assert!(s[..5].iter().all(|s| s.passed()), "{}", problems(&report));
+        assert!(!s[5].sent);
         assert_eq!(
-            s[3].failures,
+            s[5].failures,
             ["not sent: step \"me\"'s result has no such field"]
         );
     }
@@ -534,7 +542,10 @@ async fn references_reach_earlier_results_through_either_protocol() {
         .iter()
         .map(|c| c.diff.as_ref().is_some_and(|d| d.is_same()))
         .collect();
-    assert_eq!(same, [true, true, true, false]);
+    // Logout answers an int over SOAP and a boolean over REST: documented.
+    let logout = report.comparison[3].diff.as_ref().unwrap();
+    assert!(logout.fields[0].documented.is_some(), "{logout:?}");
+    assert_eq!(same, [true, true, true, true, true, false]);
 }
 
 #[tokio::test]

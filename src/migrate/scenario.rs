@@ -34,7 +34,7 @@
 //! A reference is `${STEP.result}` or a path into it in contract names
 //! (`${inbox.result.ParcelIDInfoList[0].ParcelID}`: over REST the same path
 //! is followed through the mapping's names), or `${users.NAME.FIELD}` with
-//! `user_id`, `ecgrid_id`, `login`, `password` or `api_key`. `expect` names
+//! `user_id`, `mailbox_id`, `ecgrid_id`, `login`, `password` or `api_key`. `expect` names
 //! result fields by path (`result` is the result itself) or `error` (an
 //! error kind: `NotFound` or the services' `ObjectNotFound`, ...). `as`
 //! names the user whose credential the step uses (default: the first);
@@ -95,9 +95,12 @@ pub struct UserDecl {
     /// API key (the first user falls back to the usual credential options).
     #[serde(default)]
     pub api_key_env: Option<String>,
-    /// Against real endpoints: the user's ID, when not found with `WhoAmI`.
+    /// Against real endpoints: the user's ID.
     #[serde(default)]
     pub user_id: Option<i32>,
+    /// Against real endpoints: the user's mailbox.
+    #[serde(default)]
+    pub mailbox_id: Option<i32>,
     /// The ECGrid ID of the user's mailbox, when the fake does not know it.
     #[serde(default)]
     pub ecgrid_id: Option<i64>,
@@ -142,6 +145,8 @@ pub struct ScenarioUser {
     pub login: String,
     /// The user's ID, when known.
     pub user_id: Option<i32>,
+    /// The user's mailbox, when known.
+    pub mailbox_id: Option<i32>,
     /// The ECGrid ID of the user's mailbox, when known.
     pub ecgrid_id: Option<i64>,
     /// The credential steps run with.
@@ -307,7 +312,14 @@ enum Segment {
     Index(usize),
 }
 
-const USER_FIELDS: [&str; 5] = ["user_id", "ecgrid_id", "login", "password", "api_key"];
+const USER_FIELDS: [&str; 6] = [
+    "user_id",
+    "mailbox_id",
+    "ecgrid_id",
+    "login",
+    "password",
+    "api_key",
+];
 
 fn parse_path(text: &str) -> std::result::Result<Vec<Segment>, String> {
     let mut out = Vec::new();
@@ -654,6 +666,7 @@ impl RunContext<'_> {
                 let u = self.user(Some(user))?;
                 let value = match field.as_str() {
                     "user_id" => u.user_id.map(Value::from),
+                    "mailbox_id" => u.mailbox_id.map(Value::from),
                     "ecgrid_id" => u.ecgrid_id.map(Value::from),
                     "login" => Some(Value::from(u.login.clone())),
                     "password" => u.password.as_ref().map(|p| Value::from(p.expose())),
@@ -940,15 +953,13 @@ pub mod on_fake {
                         format!("user {name:?}: the fake has no login {login:?}"),
                     )
                 })?;
-            let own = mailboxes
-                .iter()
-                .find(|m| m.user_id == seed.user_id)
-                .map(|m| i64::from(m.ecgrid_id));
+            let own = mailboxes.iter().find(|m| m.user_id == seed.user_id);
             Ok(ScenarioUser {
                 name: name.to_string(),
                 login: seed.login.clone(),
                 user_id: Some(seed.user_id),
-                ecgrid_id: ecgrid_id.or(own),
+                mailbox_id: own.map(|m| m.mailbox_id),
+                ecgrid_id: ecgrid_id.or(own.map(|m| i64::from(m.ecgrid_id))),
                 credential: seed.api_key.clone().map(Credential::ApiKey),
                 password: Some(seed.password.clone()),
             })
