@@ -3,8 +3,12 @@
 //! run over both protocols by the library and the CLI.
 
 mod cli_support;
+mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use cli_support::{ecgridos, run};
 use ecgridos::api::request::find;
@@ -12,9 +16,10 @@ use ecgridos::api::Params;
 use ecgridos::fake::{FakeServer, FakeServerBuilder};
 use ecgridos::migrate::diff::compare;
 use ecgridos::migrate::scenario::{on_fake, Report, RunOptions, Scenario};
-use ecgridos::{Client, ErrorKind, Protocol, RestAuth, RestClient};
+use ecgridos::{Client, ErrorKind, Protocol, RestAuth, RestClient, RetryPolicy};
 use quick_xml::events::Event;
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 
 const BOTH: [Protocol; 2] = [Protocol::Soap, Protocol::Rest];
 
@@ -161,6 +166,67 @@ async fn rest_errors_have_the_kinds_of_soap_faults() {
         assert!(r.is_rest() && s.is_fault());
         assert!(!r.to_string().contains(auth.expose()), "{r}");
     }
+}
+
+/// A REST server that answers every request with HTTP 500 and an
+/// `InternalError` body, counting the requests.
+async fn failing_rest() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        for _ in 0..8 {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                while common::read_http_request(&mut sock).await.is_some() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let body = r#"{"success":false,"errorCode":"InternalError","message":"down","data":null}"#;
+                    let reply = format!(
+                        "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if sock.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, requests)
+}
+
+#[tokio::test]
+async fn call_json_retries_by_the_contracts_effect() {
+    let (url, requests) = failing_rest().await;
+    let rest = RestClient::builder()
+        .base_url(url)
+        .retry(RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        })
+        .build()
+        .unwrap();
+    let key = ecgridos::ApiKey::new("k");
+    let id = params(&[("UserID", "1002")]);
+    // A read is retried on 5xx...
+    let err = rest
+        .call_json(find("UserGetAPIKey").unwrap(), &id, RestAuth::ApiKey(&key))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ServiceError, "{err}");
+    assert_eq!(requests.swap(0, Ordering::SeqCst), 3);
+    // ...a write (effect "write") is sent once, whatever the answer.
+    let err = rest
+        .call_json(find("GenerateAPIKey").unwrap(), &id, RestAuth::ApiKey(&key))
+        .await
+        .unwrap_err();
+    assert!(err.is_rest(), "{err}");
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
