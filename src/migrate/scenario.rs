@@ -55,7 +55,7 @@ use super::diff::{self, Answer, StepDiff};
 use super::mapping::{camel_case, Mapping, RestOperation};
 use crate::api::request::find;
 use crate::api::Params;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::rest::{RestAuth, RestClient};
 use crate::rotation::{Credential, Protocol};
 use crate::secret::{ApiKey, Password, SessionId};
@@ -256,8 +256,15 @@ pub struct Report {
 }
 
 impl Report {
-    /// The report of `runs` (compared step by step when there are two).
+    /// The report of `runs` of `scenario` (compared step by step when there
+    /// are two).
     pub fn new(scenario: &Scenario, runs: Vec<ProtocolRun>, options: RunOptions) -> Report {
+        Report::named(&scenario.name, runs, options)
+    }
+
+    /// The report of `runs` under `name` (compared step by step when there
+    /// are two: the first is the SOAP side).
+    pub fn named(name: &str, runs: Vec<ProtocolRun>, options: RunOptions) -> Report {
         let mut comparison = Vec::new();
         if let [soap, rest] = runs.as_slice() {
             let mapping = Mapping::get().ok();
@@ -290,7 +297,7 @@ impl Report {
         let passed = runs.iter().all(|r| r.steps.iter().all(StepRun::passed))
             && comparison.iter().all(StepComparison::is_same);
         Report {
-            scenario: scenario.name.clone(),
+            scenario: name.to_string(),
             runs,
             comparison,
             passed,
@@ -920,11 +927,6 @@ impl RunContext<'_> {
             }
         }
     }
-}
-
-/// The error kind a failed step has (for tests and reports).
-pub fn kind_of(run: &StepRun) -> Option<ErrorKind> {
-    run.error_kind.as_deref().and_then(diff::parse_kind)
 }
 
 /// Running scenarios against the embedded fake: a fresh fake per protocol,
