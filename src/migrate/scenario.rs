@@ -446,7 +446,12 @@ impl Scenario {
                     step.operation
                 )),
                 Some(entry) => {
-                    for name in step.params.keys() {
+                    for (name, value) in &step.params {
+                        if toml_text(value).is_none() {
+                            problems.push(format!(
+                                "{at}: {name}: a parameter is a string, number or boolean"
+                            ));
+                        }
                         if !entry.info.params.iter().any(|p| p.name == name) {
                             let known: Vec<&str> =
                                 entry.info.params.iter().map(|p| p.name).collect();
@@ -1089,7 +1094,7 @@ mod tests {
             [[step]]
             name = "a"
             operation = "UserGetAPIKey"
-            params = { UserId = 1, UserID = "${b.result}" }
+            params = { UserId = 1, UserID = "${b.result}", SessionID = [1] }
             [[step]]
             name = "b"
             operation = "NoSuchOperation"
@@ -1109,6 +1114,7 @@ mod tests {
             "\"carol\" is not a declared user",
             "NowUTC has no REST twin",
             "is not an error kind",
+            "SessionID: a parameter is a string, number or boolean",
         ] {
             assert!(text.contains(needle), "{needle} in {text}");
         }
