@@ -277,6 +277,13 @@ async fn every_shipped_scenario_passes_over_both_protocols() {
         assert_eq!(report.runs.len(), 2);
         // Every step was sent over both and compared.
         assert!(report.comparison.iter().all(|c| c.diff.is_some()));
+        // Over one protocol: no comparison.
+        let scenario = Scenario::parse(&text).unwrap();
+        let one = on_fake::run(&scenario, &[Protocol::Rest], RunOptions::default(), |b| b)
+            .await
+            .unwrap();
+        assert!(one.passed && one.comparison.is_empty() && one.runs.len() == 1);
+        assert_eq!(one.runs[0].protocol, "rest");
     }
 }
 

@@ -354,6 +354,28 @@ pub fn redact(op: &str, value: &Value) -> Value {
     walk(&secrets, value)
 }
 
+/// Strings longer than this are shortened in reports (parcel contents).
+pub const SHOWN_CHARS: usize = 256;
+
+/// `value` for a report: every string longer than [`SHOWN_CHARS`] cut to
+/// its first 64 characters and its length (`"SVNB…(143360 chars)"`); the
+/// comparison itself always sees the whole value.
+pub fn abbreviate(value: &Value) -> Value {
+    match value {
+        Value::String(s) if s.chars().count() > SHOWN_CHARS => {
+            let head: String = s.chars().take(64).collect();
+            Value::String(format!("{head}…({} chars)", s.chars().count()))
+        }
+        Value::Array(items) => Value::Array(items.iter().map(abbreviate).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), abbreviate(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 struct Ctx<'a> {
     mapping: Option<&'a Mapping>,
     op: Option<&'a RestOperation>,
@@ -403,7 +425,7 @@ impl Ctx<'_> {
         if !self.show_secrets && !value.is_null() && self.secrets.contains(name) {
             Value::String(REDACTED.to_string())
         } else {
-            value.clone()
+            abbreviate(value)
         }
     }
 
@@ -836,6 +858,22 @@ mod tests {
         let c = classes(&step);
         assert!(c.contains(&("ParcelID".into(), "only_soap")), "{c:?}");
         assert!(c.contains(&("parcelID".into(), "only_rest")), "{c:?}");
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_reports_only() {
+        let long = "A".repeat(1000);
+        let step = compare(
+            "ParcelDownload",
+            &Ok(json!({"Content": long.clone()})),
+            &Ok(json!({"content": format!("{long}B")})),
+        );
+        let Class::ValueDiffers { soap, rest } = &step.fields[0].class else {
+            panic!("{step:?}");
+        };
+        assert_eq!(soap, &json!(format!("{}…(1000 chars)", "A".repeat(64))));
+        assert_eq!(rest, &json!(format!("{}…(1001 chars)", "A".repeat(64))));
+        assert_eq!(abbreviate(&json!(["short"])), json!(["short"]));
     }
 
     #[test]

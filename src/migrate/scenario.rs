@@ -190,7 +190,8 @@ pub struct StepRun {
     pub operation: String,
     /// True when it was sent (its references resolved).
     pub sent: bool,
-    /// The result (credentials redacted unless asked).
+    /// The result (credentials redacted unless asked, long strings such as
+    /// parcel contents shortened).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
     /// The error kind, when it failed.
@@ -840,11 +841,11 @@ impl RunContext<'_> {
             if diff::is_secret(&step.operation, "") {
                 self.secrets.extend(value.as_str().map(str::to_string));
             }
-            run.result = Some(if options.show_secrets {
+            run.result = Some(diff::abbreviate(&if options.show_secrets {
                 value.clone()
             } else {
                 diff::redact(&step.operation, value)
-            });
+            }));
         }
         if let Err(kind) = &answer {
             run.error_kind = Some(diff::kind_name(*kind));
