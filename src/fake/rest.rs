@@ -61,7 +61,7 @@ pub(super) fn respond<T>(
 
 /// The shared shape of the `/v2/users/…/{id}` endpoints: count, authenticate,
 /// parse the id, act on the state.
-fn on_user<T>(
+pub(super) fn on_user<T>(
     shared: &Shared,
     name: &str,
     headers: &HeaderMap,
@@ -128,6 +128,8 @@ fn session_json(info: crate::wire::SessionInfo) -> Value {
     json!({
         "userId": info.user_id,
         "login": info.login_name,
+        "firstName": info.first_name,
+        "lastName": info.last_name,
         "networkId": info.network_id,
         "mailboxId": info.mailbox_id,
         "authLevel": info.auth_level.map(|l| l.as_str().to_string()),

@@ -18,7 +18,8 @@ Exit codes:
      HTTP status, malformed response, size limit)
   5  outcome unknown: a key rotation may or may not have happened; read the current key with
      `ecgridos get-api-key --user-id N` (it does not rotate) instead of rotating again
-  6  batch rotation finished, but some users failed or are unknown (see the output file)
+  6  batch rotation finished, but some users failed or are unknown (see the output file);
+     or a scenario finished with a failed step or a difference between the protocols
 130  interrupted by SIGINT or SIGTERM (a rotation in flight was let finish and its key saved,
      unless interrupted twice)";
 
@@ -205,6 +206,43 @@ pub enum Command {
     /// Call any operation: parameters as NAME=VALUE, the result as one JSON
     /// document on stdout. SessionID comes from the credential unless given.
     Call(CallArgs),
+    /// Scenario files: steps named by the contract's operations, run over
+    /// SOAP and REST and compared step by step.
+    #[command(subcommand)]
+    Scenario(ScenarioCommand),
+}
+
+/// `scenario`.
+#[derive(Debug, Subcommand)]
+pub enum ScenarioCommand {
+    /// Run a scenario file against a fresh embedded fake per protocol (the
+    /// default), or against the endpoints of --endpoint / --rest-url. Exit 6
+    /// when a step fails its expectations or the protocols differ.
+    Run(ScenarioRunArgs),
+}
+
+/// `scenario run`.
+#[derive(Debug, Args)]
+pub struct ScenarioRunArgs {
+    /// The scenario file (TOML).
+    pub file: PathBuf,
+    /// The protocols, run in this order (over both, each step is compared).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "soap,rest")]
+    pub over: Vec<ProtocolArg>,
+    /// Also write the report as JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Show keys and session IDs in results and differences (they are
+    /// compared either way).
+    #[arg(long)]
+    pub show_secrets: bool,
+    /// Use the endpoints of --endpoint / --rest-url even when they are the
+    /// defaults (production).
+    #[arg(long)]
+    pub remote: bool,
+    /// Do not ask before steps that change state on a remote service.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 /// `operations`.

@@ -1,0 +1,10 @@
+//! The migration harness: one name for each call on both protocols (the
+//! contract's), the SOAP <-> REST mapping as data ([`mapping`]), the
+//! difference engine that classifies every field of two answers ([`diff`]),
+//! scenario files run over both protocols ([`scenario`]) and their JUnit
+//! report ([`junit`]).
+
+pub mod diff;
+pub mod junit;
+pub mod mapping;
+pub mod scenario;
