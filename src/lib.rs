@@ -30,6 +30,7 @@ pub struct ReadmeDoctests;
 pub mod api;
 pub mod error;
 mod http;
+pub mod migrate;
 mod netconf;
 pub mod operations;
 pub mod rest;

@@ -205,6 +205,10 @@ pub enum Command {
     /// Call any operation: parameters as NAME=VALUE, the result as one JSON
     /// document on stdout. SessionID comes from the credential unless given.
     Call(CallArgs),
+    /// A pass-through SOAP proxy that records each exchange as one JSON line
+    /// (credentials as keyed fingerprints, parcel content as size and SHA-256),
+    /// until SIGINT or SIGTERM. Prints a ready line with the address.
+    Record(RecordArgs),
 }
 
 /// `operations`.
@@ -318,4 +322,19 @@ pub struct CompareArgs {
     /// Skip the confirmation: the scenario rotates the user's key once per protocol.
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+/// `record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Address to listen on (plain HTTP).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// The SOAP endpoint requests are forwarded to (http or https; the
+    /// network options apply). Requests keep their own path and query.
+    #[arg(long, value_name = "URL")]
+    pub upstream: String,
+    /// The recording: JSON Lines, appended to (created with mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }

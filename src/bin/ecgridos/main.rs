@@ -7,6 +7,7 @@ mod keys;
 mod mock;
 mod net;
 mod output;
+mod record;
 mod signals;
 
 use std::process::ExitCode;
@@ -59,6 +60,7 @@ async fn run(cli: Cli) -> Exit {
         Command::Compare(args) => keys::compare(g, args).await,
         Command::Operations(args) => call::operations(g, &args),
         Command::Call(args) => call::call(g, &args).await,
+        Command::Record(args) => record::record(g, &args).await,
     }
 }
 

@@ -135,7 +135,7 @@ fn write_tls_files(
     Ok(written)
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
