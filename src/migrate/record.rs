@@ -320,8 +320,8 @@ async fn connection(
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         handle(shared.clone(), request)
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service);
+    let conn =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
@@ -516,14 +516,10 @@ impl Exchange {
 
     fn build(&self, state: &mut ExchangeState, outcome: Outcome) -> Value {
         let shared = &*self.shared;
-        let operation = state
-            .request
-            .body_child()
-            .map(str::to_string)
-            .or_else(|| {
-                let action = self.action.as_deref()?;
-                Some(action.rsplit('/').next().unwrap_or(action).to_string())
-            });
+        let operation = state.request.body_child().map(str::to_string).or_else(|| {
+            let action = self.action.as_deref()?;
+            Some(action.rsplit('/').next().unwrap_or(action).to_string())
+        });
         let entry = operation.as_deref().and_then(find);
         let mut secrets = Secrets::default();
         let mut record = Map::new();
@@ -546,11 +542,9 @@ impl Exchange {
         };
         record.insert("parameters".into(), parameters);
         let response_digests = by_name(state.response.take_digests());
-        if let (Some(entry), true, Some(kept)) = (
-            entry,
-            outcome == Outcome::Complete,
-            state.response.kept(),
-        ) {
+        if let (Some(entry), true, Some(kept)) =
+            (entry, outcome == Outcome::Complete, state.response.kept())
+        {
             let digests = response_digests;
             match (entry.read_json)(kept, &shared.namespace, DEFAULT_MAX_DEPTH) {
                 Ok(Reply::Result(mut value)) => {
@@ -581,7 +575,10 @@ impl Exchange {
         }
         record.insert("status".into(), json!(state.status));
         let millis = self.started.elapsed().as_secs_f64() * 1000.0;
-        record.insert("duration_ms".into(), json!((millis * 1000.0).round() / 1000.0));
+        record.insert(
+            "duration_ms".into(),
+            json!((millis * 1000.0).round() / 1000.0),
+        );
         record.insert("outcome".into(), json!(outcome.as_str()));
         record.insert("request_bytes".into(), json!(state.request.seen()));
         record.insert("response_bytes".into(), json!(state.response.seen()));
@@ -653,11 +650,7 @@ fn by_name(digests: Vec<(String, Value)>) -> HashMap<String, VecDeque<Value>> {
 
 /// Puts the digests of hashed values where the reduced document left them
 /// empty, and notes (and blanks) the values of secret fields.
-fn patch(
-    value: &mut Value,
-    digests: &mut HashMap<String, VecDeque<Value>>,
-    secrets: &mut Secrets,
-) {
+fn patch(value: &mut Value, digests: &mut HashMap<String, VecDeque<Value>>, secrets: &mut Secrets) {
     match value {
         Value::Array(items) => items.iter_mut().for_each(|v| patch(v, digests, secrets)),
         Value::Object(map) => {
@@ -749,19 +742,22 @@ struct Observed<B> {
     exchange: Arc<Exchange>,
     side: Side,
     ended: bool,
-    /// Known to carry nothing (it may be taken as done without a poll).
-    empty: bool,
+    /// The length it declared, when it did: once that much has passed it
+    /// is whole, even if it is dropped without being polled to its end.
+    declared: Option<u64>,
+    passed: u64,
 }
 
 impl<B: Body> Observed<B> {
     fn new(inner: B, exchange: Arc<Exchange>, side: Side) -> Self {
-        let empty = inner.size_hint().exact() == Some(0);
+        let declared = inner.size_hint().exact();
         Observed {
             inner,
             exchange,
             side,
             ended: false,
-            empty,
+            declared,
+            passed: 0,
         }
     }
 }
@@ -783,6 +779,7 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.exchange.observe(this.side, data);
+                    this.passed += data.len() as u64;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -812,7 +809,7 @@ where
 impl<B> Drop for Observed<B> {
     fn drop(&mut self) {
         if !self.ended {
-            let how = if self.empty {
+            let how = if self.declared.is_some_and(|n| self.passed >= n) {
                 BodyEnd::Ended
             } else {
                 BodyEnd::Dropped

@@ -264,9 +264,7 @@ mod tests {
 
 /// `t` as RFC 3339 in UTC with milliseconds (`2026-11-23T12:00:00.123Z`).
 pub(crate) fn rfc3339_utc(t: std::time::SystemTime) -> String {
-    let since = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.

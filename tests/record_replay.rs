@@ -1,0 +1,612 @@
+//! `ecgridos record` (a recording pass-through SOAP proxy, spawned as the
+//! real binary) between clients and the in-process fake or scripted loopback
+//! upstreams, and `ecgridos replay` of what it recorded.
+
+#![cfg(feature = "cli")]
+
+#[path = "cli_support/mod.rs"]
+mod cli_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use ecgridos::api::{request::find, Params};
+use ecgridos::fake::{FakeServer, SeedUser};
+use ecgridos::{ApiKey, Client, Password, UserId};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use cli_support::ecgridos;
+
+/// Secrets seeded into the fake: none may appear in a recording.
+const SENTINEL_PASSWORD: &str = "Sentinel-Password-7f3a9c";
+const SENTINEL_KEY: &str = "SentinelApiKey4d1e8b2c6a";
+
+fn tempfile(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ecgridos-record-{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// A running `ecgridos record` and its ready line.
+struct Proxy {
+    child: Child,
+    soap_url: String,
+    addr: String,
+    out: PathBuf,
+}
+
+impl Proxy {
+    fn start(upstream: &str) -> Proxy {
+        let out = tempfile("calls.jsonl");
+        let mut child = ecgridos(&[
+            "record",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            upstream,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value = serde_json::from_str(&line).expect("a ready line");
+        Proxy {
+            child,
+            soap_url: ready["soap_url"].as_str().unwrap().to_string(),
+            addr: ready["listen"].as_str().unwrap().to_string(),
+            out,
+        }
+    }
+
+    /// The proxy's peak resident set size (VmHWM), in kB.
+    fn peak_rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// SIGTERM; waits for a clean exit and returns the recording's bytes and
+    /// its records.
+    async fn stop(mut self) -> (Vec<u8>, Vec<Value>) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = tokio::task::spawn_blocking(move || self.child.wait().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "record exits 0 on SIGTERM");
+        let bytes = std::fs::read(&self.out).unwrap();
+        let records = String::from_utf8(bytes.clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON document a line"))
+            .collect();
+        (bytes, records)
+    }
+}
+
+fn sentinel_fake() -> ecgridos::fake::FakeServerBuilder {
+    let users: Vec<SeedUser> = serde_json::from_value(json!([
+        {"user_id": 7, "login": "root", "password": SENTINEL_PASSWORD, "auth_level": "Root",
+         "api_key": SENTINEL_KEY},
+        {"user_id": 8, "login": "carol", "password": "carol-pw-1", "auth_level": "MailboxUser",
+         "mailbox_id": 101},
+    ]))
+    .unwrap();
+    FakeServer::builder().users(users)
+}
+
+/// Every form in which a secret could leak into a file.
+fn forms(secret: &str) -> Vec<String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let url: String = secret
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    vec![secret.to_string(), b64.encode(secret), url]
+}
+
+fn assert_absent(bytes: &[u8], secret: &str) {
+    let text = String::from_utf8_lossy(bytes);
+    for form in forms(secret) {
+        assert!(!text.contains(&form), "a secret leaked as {form:?}");
+    }
+}
+
+fn operations(records: &[Value]) -> Vec<&str> {
+    records
+        .iter()
+        .map(|r| r["operation"].as_str().unwrap_or("-"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crate_through_the_proxy_is_recorded_without_a_secret() {
+    let fake = sentinel_fake().start().await.unwrap();
+    let proxy = Proxy::start(&fake.soap_url());
+    let client = Client::builder().endpoint(&proxy.soap_url).build().unwrap();
+
+    let version = client.version().await.unwrap();
+    let session = client
+        .login("root", &Password::new(SENTINEL_PASSWORD))
+        .await
+        .unwrap();
+    let me = client.who_am_i(&session).await.unwrap();
+    assert_eq!(me.user_id, 7);
+    let carol = UserId::from(8);
+    let old_key = client.user_get_api_key(&session, carol).await.unwrap();
+    let new_key = client.generate_api_key(&session, carol).await.unwrap();
+    let by_key = client.who_am_i(&ApiKey::new(SENTINEL_KEY)).await.unwrap();
+    assert_eq!(by_key.user_id, 7);
+    let refused = client
+        .who_am_i(&ApiKey::new("no-such-key-xyz"))
+        .await
+        .unwrap_err();
+    assert!(refused.is_authentication());
+    // A call by name, with a typed parameter, as `ecgridos call` makes it.
+    let mut params = Params::new();
+    params.set("SessionID", session.expose());
+    params.set("UserID", "8");
+    client
+        .call_json(find("UserGetAPIKey").unwrap(), &params)
+        .await
+        .unwrap();
+    assert!(client.logout(&session).await.unwrap());
+
+    let out = proxy.out.clone();
+    let (bytes, records) = proxy.stop().await;
+    assert_eq!(
+        operations(&records),
+        [
+            "Version",
+            "Login",
+            "WhoAmI",
+            "UserGetAPIKey",
+            "GenerateAPIKey",
+            "WhoAmI",
+            "WhoAmI",
+            "UserGetAPIKey",
+            "Logout"
+        ]
+    );
+    for secret in [
+        SENTINEL_PASSWORD,
+        SENTINEL_KEY,
+        session.expose(),
+        old_key.expose(),
+        new_key.expose(),
+        "no-such-key-xyz",
+    ] {
+        assert_absent(&bytes, secret);
+    }
+    for r in &records {
+        assert_eq!(r["outcome"], "complete", "{r}");
+        assert_eq!(r["protocol"], "1.1");
+        assert_eq!(r["method"], "POST");
+        assert!(r["time"].as_str().unwrap().ends_with('Z'));
+        assert!(r["duration_ms"].as_f64().unwrap() >= 0.0);
+    }
+    assert_eq!(records[0]["result"], json!(version));
+    assert_eq!(records[0]["status"], 200);
+    // One session, one fingerprint: from Login's result to Logout.
+    let fp = records[1]["result"].as_str().unwrap();
+    assert!(fp.starts_with("<secret:") && fp.len() == "<secret:12345678>".len());
+    assert_eq!(records[2]["parameters"]["SessionID"], fp);
+    assert_eq!(records[8]["parameters"]["SessionID"], fp);
+    assert_eq!(records[1]["parameters"]["LoginName"], "root");
+    assert!(records[1]["parameters"]["Password"]
+        .as_str()
+        .unwrap()
+        .starts_with("<secret:"));
+    // The key used as a credential is another secret, with its own print.
+    assert_ne!(records[5]["parameters"]["SessionID"], fp);
+    // Results in the contract's JSON form, credentials fingerprinted.
+    assert_eq!(records[2]["result"]["UserID"], 7);
+    assert_eq!(records[2]["result"]["LoginName"], "root");
+    assert_eq!(records[2]["result"]["SessionID"], fp);
+    assert_eq!(records[3]["parameters"]["UserID"], 8);
+    let old = records[3]["result"].as_str().unwrap();
+    let new = records[4]["result"].as_str().unwrap();
+    assert!(old.starts_with("<secret:") && new.starts_with("<secret:"));
+    assert_ne!(old, new, "the rotation shows as a new key");
+    assert_eq!(records[7]["result"], new);
+    assert_eq!(records[6]["status"], 500);
+    assert_eq!(records[6]["fault"]["category"], "Authentication");
+    assert!(records[6].get("result").is_none());
+    // Logout's result as `ecgridos call` prints it (the fake answers 1).
+    assert!(
+        records[8]["result"] == true || records[8]["result"] == 1,
+        "{}",
+        records[8]
+    );
+    // The file is the owner's alone.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    fake.shutdown().await;
+}
+
+/// What a scripted upstream saw of one request.
+#[derive(Debug)]
+struct Seen {
+    declared: usize,
+    received: usize,
+    closed_early: bool,
+}
+
+/// Reads a request head; returns the declared length and the body bytes
+/// already read past the head.
+async fn read_head(sock: &mut TcpStream) -> Option<(String, usize, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            return Some((head, len, buf[end + 4..].to_vec()));
+        }
+    }
+}
+
+/// Reads a request body of `declared` bytes (some already in `got`),
+/// feeding each piece to `each`; reports whether the peer closed first.
+async fn read_body(
+    sock: &mut TcpStream,
+    declared: usize,
+    got: Vec<u8>,
+    mut each: impl FnMut(&[u8]),
+) -> Seen {
+    each(&got);
+    let mut received = got.len();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while received < declared {
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => {
+                return Seen {
+                    declared,
+                    received,
+                    closed_early: true,
+                }
+            }
+            Ok(n) => {
+                each(&chunk[..n]);
+                received += n;
+            }
+        }
+    }
+    Seen {
+        declared,
+        received,
+        closed_early: false,
+    }
+}
+
+/// A deterministic parcel of `len` bytes, produced piece by piece.
+fn parcel_piece(offset: usize, len: usize) -> Vec<u8> {
+    (offset..offset + len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+const PARCEL: usize = 50 * 1024 * 1024;
+/// Parcel bytes per base64 piece (a multiple of 3).
+const PIECE: usize = 3 * 64 * 1024;
+
+fn parcel_sha256() -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut off = 0;
+    while off < PARCEL {
+        let n = PIECE.min(PARCEL - off);
+        ctx.update(&parcel_piece(off, n));
+        off += n;
+    }
+    hex(ctx.finish().as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes the parcel as base64, piece by piece.
+async fn write_parcel_base64(sock: &mut TcpStream) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut off = 0;
+    while off < PARCEL {
+        let n = PIECE.min(PARCEL - off);
+        sock.write_all(b64.encode(parcel_piece(off, n)).as_bytes())
+            .await
+            .unwrap();
+        off += n;
+    }
+}
+
+fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+const NS: &str = "https://os.ecgrid.io/";
+
+fn envelope_parts(op: &str, params: &str) -> (String, String) {
+    (
+        format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><soap:Envelope \
+             xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
+             <{op} xmlns=\"{NS}\">{params}"
+        ),
+        format!("</{op}></soap:Body></soap:Envelope>"),
+    )
+}
+
+fn response_parts(op: &str) -> (String, String) {
+    (
+        format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><soap:Envelope \
+             xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
+             <{op}Response xmlns=\"{NS}\"><{op}Result>"
+        ),
+        format!("</{op}Result></{op}Response></soap:Body></soap:Envelope>"),
+    )
+}
+
+/// Sends a SOAP 1.1 request whose body is `head`, the parcel as base64
+/// (when `parcel`), and `tail`.
+async fn send_request(sock: &mut TcpStream, op: &str, head: &str, tail: &str, parcel: bool) {
+    let len = head.len() + tail.len() + if parcel { base64_len(PARCEL) } else { 0 };
+    let start = format!(
+        "POST /v4.1/prod/ECGridOS.asmx HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; \
+         charset=utf-8\r\nSOAPAction: \"{NS}{op}\"\r\nContent-Length: {len}\r\n\r\n{head}"
+    );
+    sock.write_all(start.as_bytes()).await.unwrap();
+    if parcel {
+        write_parcel_base64(sock).await;
+    }
+    sock.write_all(tail.as_bytes()).await.unwrap();
+}
+
+/// Reads a whole response (Content-Length framed); returns the status, the
+/// body length and a hash of the body.
+async fn read_response(sock: &mut TcpStream) -> (u16, usize, usize) {
+    let (head, len, got) = read_head(sock).await.expect("a response head");
+    let status = head[9..12].parse().unwrap();
+    let seen = read_body(sock, len, got, |_| {}).await;
+    (status, seen.received, len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50_mb_parcel_streams_through_both_ways_in_bounded_memory() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_url = format!(
+        "http://{}/v4.1/prod/ECGridOS.asmx",
+        upstream.local_addr().unwrap()
+    );
+    // The upstream: hashes the uploaded content it receives, answers with a
+    // parcel ID; then answers a download with the parcel, streamed.
+    let server = tokio::spawn(async move {
+        let mut uploaded = 0usize;
+        for _ in 0..2 {
+            let (mut sock, _) = upstream.accept().await.unwrap();
+            let (head, len, got) = read_head(&mut sock).await.unwrap();
+            let seen = read_body(&mut sock, len, got, |b| uploaded += b.len()).await;
+            assert!(!seen.closed_early);
+            if head.contains("parcelupload") {
+                let (h, t) = response_parts("ParcelUpload");
+                let body = format!("{h}4242{t}");
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\n\
+                     Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                sock.write_all(reply.as_bytes()).await.unwrap();
+            } else {
+                let (h, t) = response_parts("ParcelDownload");
+                let h = format!(
+                    "{h}<ParcelID>4242</ParcelID><FileName>big.edi</FileName>\
+                     <FileDate>2026-11-23T12:00:00</FileDate><Bytes>{PARCEL}</Bytes>\
+                     <Standard>X12</Standard><Content>"
+                );
+                let t = format!("</Content><routerArchive>false</routerArchive>{t}");
+                let len = h.len() + base64_len(PARCEL) + t.len();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\n\
+                     Content-Length: {len}\r\n\r\n{h}"
+                );
+                sock.write_all(reply.as_bytes()).await.unwrap();
+                write_parcel_base64(&mut sock).await;
+                sock.write_all(t.as_bytes()).await.unwrap();
+            }
+            let _ = sock.shutdown().await;
+        }
+        uploaded
+    });
+    let proxy = Proxy::start(&upstream_url);
+    let baseline = proxy.peak_rss_kb();
+
+    let mut sock = TcpStream::connect(&proxy.addr).await.unwrap();
+    let (h, t) = envelope_parts(
+        "ParcelUpload",
+        &format!("<SessionID>sess-abcdef-123456</SessionID><FileName>big.edi</FileName><Bytes>{PARCEL}</Bytes><Content>"),
+    );
+    let t = format!("</Content>{t}");
+    send_request(&mut sock, "ParcelUpload", &h, &t, true).await;
+    let (status, _, _) = read_response(&mut sock).await;
+    assert_eq!(status, 200);
+    drop(sock);
+
+    let mut sock = TcpStream::connect(&proxy.addr).await.unwrap();
+    let (h, t) = envelope_parts(
+        "ParcelDownload",
+        "<SessionID>sess-abcdef-123456</SessionID><ParcelID>4242</ParcelID>",
+    );
+    send_request(&mut sock, "ParcelDownload", &h, &t, false).await;
+    let (status, received, declared) = read_response(&mut sock).await;
+    assert_eq!(status, 200);
+    assert_eq!(received, declared);
+    assert!(received > base64_len(PARCEL));
+    drop(sock);
+
+    let uploaded = server.await.unwrap();
+    assert!(uploaded > base64_len(PARCEL));
+    let peak = proxy.peak_rss_kb();
+    println!(
+        "record: peak RSS {:.1} MB after a 50 MB upload and download (at start {:.1} MB)",
+        peak as f64 / 1024.0,
+        baseline as f64 / 1024.0
+    );
+    assert!(peak < 64 * 1024, "peak RSS {peak} kB");
+
+    let (bytes, records) = proxy.stop().await;
+    assert!(bytes.len() < 10_000, "no content in the recording");
+    assert_absent(&bytes, "sess-abcdef-123456");
+    let sha = parcel_sha256();
+    assert_eq!(operations(&records), ["ParcelUpload", "ParcelDownload"]);
+    let content = json!({"bytes": PARCEL, "sha256": sha});
+    assert_eq!(records[0]["parameters"]["Content"], content);
+    assert_eq!(records[0]["parameters"]["Bytes"], PARCEL);
+    assert_eq!(records[0]["parameters"]["FileName"], "big.edi");
+    assert_eq!(records[0]["result"], 4242, "{records:?}");
+    assert_eq!(records[1]["parameters"]["ParcelID"], 4242);
+    assert_eq!(records[1]["result"]["Content"], content);
+    assert_eq!(records[1]["result"]["FileName"], "big.edi");
+    assert_eq!(records[1]["result"]["Bytes"], PARCEL);
+    assert!(records[1]["response_bytes"].as_u64().unwrap() > base64_len(PARCEL) as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drops_on_either_side_are_forwarded_and_recorded() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_url = format!(
+        "http://{}/v4.1/prod/ECGridOS.asmx",
+        upstream.local_addr().unwrap()
+    );
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = upstream.accept().await.unwrap();
+            let seen_tx = seen_tx.clone();
+            tokio::spawn(async move {
+                let Some((head, len, got)) = read_head(&mut sock).await else {
+                    return;
+                };
+                let seen = read_body(&mut sock, len, got, |_| {}).await;
+                let closed_early = seen.closed_early;
+                let _ = seen_tx.send(seen);
+                if closed_early {
+                    return;
+                }
+                if head.contains("version") {
+                    // Promises 5000 bytes, sends 1000, and goes away.
+                    let (h, _) = response_parts("Version");
+                    let mut reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\n\
+                         Content-Length: 5000\r\n\r\n{h}"
+                    )
+                    .into_bytes();
+                    reply.resize(reply.len() + 1000 - h.len(), b'x');
+                    sock.write_all(&reply).await.unwrap();
+                }
+            });
+        }
+    });
+    let proxy = Proxy::start(&upstream_url);
+
+    // A client that sends half a request and goes away.
+    let mut sock = TcpStream::connect(&proxy.addr).await.unwrap();
+    let (h, _) = envelope_parts("WhoAmI", "<SessionID>half-sent-session-99</SessionID>");
+    let start = format!(
+        "POST /v4.1/prod/ECGridOS.asmx HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; \
+         charset=utf-8\r\nSOAPAction: \"{NS}WhoAmI\"\r\nContent-Length: 100000\r\n\r\n{h}"
+    );
+    sock.write_all(start.as_bytes()).await.unwrap();
+    sock.write_all(&[b' '; 20_000]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(sock);
+    let seen = tokio::time::timeout(Duration::from_secs(10), seen_rx.recv())
+        .await
+        .expect("the upstream saw the drop")
+        .unwrap();
+    assert!(seen.closed_early, "{seen:?}");
+    assert_eq!(seen.declared, 100_000);
+    assert!(seen.received < 100_000, "{seen:?}");
+
+    // An upstream that drops mid-response: the client sees a drop too.
+    let mut sock = TcpStream::connect(&proxy.addr).await.unwrap();
+    let (h, t) = envelope_parts("Version", "");
+    send_request(&mut sock, "Version", &h, &t, false).await;
+    let (head, len, got) = read_head(&mut sock).await.unwrap();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(len, 5000);
+    let client_side = read_body(&mut sock, len, got, |_| {}).await;
+    assert!(client_side.closed_early, "{client_side:?}");
+    assert_eq!(client_side.received, 1000);
+
+    let (bytes, records) = proxy.stop().await;
+    assert_absent(&bytes, "half-sent-session-99");
+    assert_eq!(records.len(), 2, "{records:?}");
+    let of = |op: &str| records.iter().find(|r| r["operation"] == op).unwrap();
+    assert_eq!(of("WhoAmI")["outcome"], "client_dropped");
+    assert_eq!(of("WhoAmI")["request_complete"], false);
+    assert_eq!(of("Version")["outcome"], "upstream_dropped");
+    assert_eq!(of("Version")["status"], 200);
+    assert!(of("Version").get("result").is_none());
+}
+
+#[tokio::test]
+async fn record_refuses_an_upstream_it_cannot_use_before_listening() {
+    let out = tempfile("refused.jsonl");
+    for upstream in [
+        "ftp://example.com/x",
+        "http://example.com/ECGridOS.asmx",
+        "not a url",
+    ] {
+        let output = cli_support::run(ecgridos(&[
+            "record",
+            "--upstream",
+            upstream,
+            "--out",
+            out.to_str().unwrap(),
+        ]))
+        .await;
+        assert_eq!(output.status.code(), Some(2), "{upstream}");
+        assert!(output.stdout.is_empty(), "no ready line for {upstream}");
+        assert!(!out.exists(), "no recording is opened for {upstream}");
+    }
+}
