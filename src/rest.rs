@@ -327,6 +327,31 @@ impl RestClient {
         auth: Option<RestAuth<'_>>,
         body: Option<(Value, &str)>,
     ) -> Result<T> {
+        let mut url = self.inner.url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.extend(path);
+        }
+        let secrets: Vec<&str> = body.as_ref().map(|(_, s)| *s).into_iter().collect();
+        self.call_url(
+            endpoint,
+            &url,
+            auth,
+            body.as_ref().map(|(json, _)| json),
+            &secrets,
+        )
+        .await
+    }
+
+    /// One call to `url`, with retries by the endpoint's idempotency; every
+    /// error is redacted of the credential and of `secrets`.
+    async fn call_url<T: DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        url: &Url,
+        auth: Option<RestAuth<'_>>,
+        body: Option<&Value>,
+        secrets: &[&str],
+    ) -> Result<T> {
         if let Some(auth) = &auth {
             let secret = auth.secret();
             if secret.is_empty() || reqwest::header::HeaderValue::from_str(secret).is_err() {
@@ -336,21 +361,91 @@ impl RestClient {
                 ));
             }
         }
-        let mut url = self.inner.url.clone();
-        if let Ok(mut segments) = url.path_segments_mut() {
-            segments.extend(path);
-        }
         let http = &self.inner.http;
         let result = http
             .with_retries("rest", endpoint.name, endpoint.idempotency, || {
-                self.attempt(endpoint, &url, auth, body.as_ref().map(|(json, _)| json))
+                self.attempt(endpoint, url, auth, body)
             })
             .await;
         result.map_err(|e| {
-            let secrets = [auth.as_ref().map(RestAuth::secret), body.map(|(_, s)| s)];
-            let secrets: Vec<&str> = secrets.into_iter().flatten().collect();
-            e.redact(&secrets)
+            let mut all: Vec<&str> = auth.as_ref().map(RestAuth::secret).into_iter().collect();
+            all.extend(secrets.iter().copied().filter(|s| !s.is_empty()));
+            e.redact(&all)
         })
+    }
+
+    /// Calls the REST twin of the contract operation of `entry` (a row of
+    /// [`api::OPERATIONS`](crate::api::OPERATIONS)) with named text
+    /// parameters, as `contract/rest-mapping.json` says: method and path,
+    /// each parameter in its path segment, query or JSON body field. Returns
+    /// the result (the value at the mapping's `result` pointer inside the
+    /// envelope's `data`) in REST's own JSON form; compare it with a SOAP
+    /// answer through [`migrate::diff`](crate::migrate::diff).
+    ///
+    /// Parameters that do not fit the contract, an operation with no REST
+    /// twin and a missing path value are refused before any I/O. The call
+    /// goes through the same transport as every other (limits, timeouts);
+    /// it is retried by the contract's `effect`, so a `write` is never sent
+    /// again once any of it may have left. REST errors are
+    /// [`Error::Rest`], whose [`kind`](Error::kind) matches the SOAP fault
+    /// of the same failure. `auth` is `None` only for the calls that need
+    /// no credential (`Login`, `Version`); a `SessionID` parameter is never
+    /// sent (the credential travels in `auth`).
+    ///
+    /// ```no_run
+    /// # async fn run(rest: ecgridos::RestClient, key: ecgridos::ApiKey) -> Result<(), ecgridos::Error> {
+    /// use ecgridos::api::{request::find, Params};
+    /// use ecgridos::RestAuth;
+    ///
+    /// let entry = find("UserGetAPIKey").expect("in the contract");
+    /// let mut params = Params::new();
+    /// params.set("UserID", "42");
+    /// let key = rest.call_json(entry, &params, RestAuth::ApiKey(&key)).await?;
+    /// # let _ = key; Ok(()) }
+    /// ```
+    pub async fn call_json<'a>(
+        &self,
+        entry: &crate::api::OperationEntry,
+        params: &crate::api::Params,
+        auth: impl Into<Option<RestAuth<'a>>>,
+    ) -> Result<Value> {
+        let auth = auth.into();
+        (entry.check)(params)?;
+        let mapping = crate::migrate::mapping::Mapping::get()?;
+        let op = mapping.operation(entry.info.name).ok_or_else(|| {
+            Error::invalid_input(
+                entry.info.name,
+                "has no REST twin in contract/rest-mapping.json",
+            )
+        })?;
+        let request = op.request(&entry.info, params)?;
+        let method = Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| Error::invalid_input(entry.info.name, "the REST method is not valid"))?;
+        let endpoint = Endpoint {
+            name: op.rest.as_str(),
+            method,
+            idempotency: entry.spec.idempotency,
+        };
+        let mut url = self.inner.url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.extend(&request.segments);
+        }
+        if !request.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&request.query);
+        }
+        let secrets: Vec<&str> = request.secrets.iter().map(String::as_str).collect();
+        let data: Value = self
+            .call_url(&endpoint, &url, auth, request.body.as_ref(), &secrets)
+            .await?;
+        if op.result.is_empty() {
+            return Ok(data);
+        }
+        match data.pointer(&op.result) {
+            Some(value) => Ok(value.clone()),
+            None => {
+                Err(unreadable(&endpoint, format!("data has no {}", op.result)).redact(&secrets))
+            }
+        }
     }
 
     async fn attempt<T: DeserializeOwned>(

@@ -1,5 +1,13 @@
-//! The migration harness: recording what a SOAP integration sends
-//! ([`record`]) and replaying it over REST or SOAP ([`replay`]).
+//! The migration harness: one name for each call on both protocols (the
+//! contract's), the SOAP <-> REST mapping as data ([`mapping`]), the
+//! difference engine that classifies every field of two answers ([`diff`]),
+//! scenario files run over both protocols ([`scenario`]) and their JUnit
+//! report ([`junit`]); and what a legacy integration really sends, recorded
+//! by a pass-through proxy ([`record`]) and replayed over REST or SOAP
+//! ([`replay`]).
+
+pub mod diff;
+pub mod mapping;
 
 #[cfg(feature = "fake")]
 mod scan;
