@@ -8,7 +8,7 @@
 mod cli_support;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -609,4 +609,103 @@ async fn record_refuses_an_upstream_it_cannot_use_before_listening() {
         assert!(output.stdout.is_empty(), "no ready line for {upstream}");
         assert!(!out.exists(), "no recording is opened for {upstream}");
     }
+}
+
+/// Records a session of the crate's client against `fake` through the
+/// proxy: reads, a refused credential, one key rotation.
+async fn record_session(fake: &FakeServer) -> PathBuf {
+    let proxy = Proxy::start(&fake.soap_url());
+    let client = Client::builder().endpoint(&proxy.soap_url).build().unwrap();
+    let key = ApiKey::new(SENTINEL_KEY);
+    client.version().await.unwrap();
+    let session = client
+        .login("root", &Password::new(SENTINEL_PASSWORD))
+        .await
+        .unwrap();
+    client.who_am_i(&key).await.unwrap();
+    client.user_get_api_key(&key, UserId::from(8)).await.unwrap();
+    client
+        .who_am_i(&ApiKey::new("no-such-key-xyz"))
+        .await
+        .unwrap_err();
+    client.generate_api_key(&session, UserId::from(8)).await.unwrap();
+    let unknown = client
+        .user_get_api_key(&session, UserId::from(999_999))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.kind(), ecgridos::ErrorKind::NotFound);
+    client.logout(&session).await.unwrap();
+    let out = proxy.out.clone();
+    let (_, records) = proxy.stop().await;
+    assert_eq!(records.len(), 8);
+    out
+}
+
+/// `ecgridos replay` with root's key, over `over`, against `fake`.
+async fn replay(fake: &FakeServer, file: &Path, over: &str, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec![
+        "replay",
+        file.to_str().unwrap(),
+        "--over",
+        over,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let rest = fake.rest_url();
+    let soap = fake.soap_url();
+    args.extend_from_slice(&["--rest-url", &rest, "--endpoint", &soap]);
+    let mut cmd = ecgridos(&args);
+    cmd.env("ECGRID_API_KEY", SENTINEL_KEY);
+    let output = cli_support::run(cmd).await;
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|_| {
+        panic!(
+            "not a JSON report: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().unwrap(), report)
+}
+
+fn statuses(report: &Value) -> Vec<(String, String)> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["operation"].as_str().unwrap_or("-").to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_replays_over_rest_and_soap_without_differences() {
+    let fake = sentinel_fake().start().await.unwrap();
+    let file = record_session(&fake).await;
+    let expected = [
+        ("Version", "same"),
+        ("Login", "skipped"),
+        ("WhoAmI", "same"),
+        ("UserGetAPIKey", "same"),
+        ("WhoAmI", "skipped"),
+        ("GenerateAPIKey", "skipped_write"),
+        ("UserGetAPIKey", "same"),
+        ("Logout", "skipped"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    for over in ["soap", "rest"] {
+        let rotations = fake.rotations(8);
+        let (code, report) = replay(&fake, &file, over, &[]).await;
+        assert_eq!(statuses(&report), expected, "over {over}: {report:#}");
+        assert_eq!(code, 0, "over {over}: {report:#}");
+        assert_eq!(report["over"], over);
+        assert_eq!(fake.rotations(8), rotations, "no write is sent by default");
+    }
+    fake.shutdown().await;
 }

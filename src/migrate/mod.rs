@@ -9,8 +9,8 @@
 pub mod diff;
 pub mod mapping;
 
-#[cfg(feature = "fake")]
 mod scan;
 
 #[cfg(feature = "fake")]
 pub mod record;
+pub mod replay;

@@ -36,12 +36,12 @@
 //! other value over 64 KiB as `{"text_bytes": N, "sha256": "..."}` of its
 //! text.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -57,41 +57,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::scan::Scanner;
-use crate::api::{request::find, OPERATIONS, TYPES};
+use super::scan::{Scanner, CONTENT_NAMES, SECRET_NAMES};
+use crate::api::request::find;
 use crate::error::BoxError;
 use crate::http::{Http, HttpSettings};
 use crate::wire::{read_request, Reply, DEFAULT_MAX_DEPTH};
-
-/// Local names whose text is parcel content: every `s:base64Binary`
-/// parameter or field of the contract, and `ContentBase64String`.
-static CONTENT_NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
-    let params = OPERATIONS.iter().flat_map(|e| e.info.params.iter());
-    let fields = TYPES.iter().flat_map(|t| t.fields.iter());
-    let mut names: BTreeSet<&'static str> = params
-        .chain(fields)
-        .filter(|f| f.xsd_type == "s:base64Binary")
-        .map(|f| f.name)
-        .collect();
-    names.insert("ContentBase64String");
-    names.into_iter().collect()
-});
-
-/// Names of parameters, fields and results that carry a credential: every
-/// one the contract marks secret, and the `SessionInfo` session ID.
-static SECRET_NAMES: LazyLock<BTreeSet<&'static str>> = LazyLock::new(|| {
-    let params = OPERATIONS.iter().flat_map(|e| e.info.params.iter());
-    let results = OPERATIONS.iter().map(|e| &e.info.result);
-    let fields = TYPES.iter().flat_map(|t| t.fields.iter());
-    let mut names: BTreeSet<&'static str> = params
-        .chain(results)
-        .chain(fields)
-        .filter(|f| f.secret)
-        .map(|f| f.name)
-        .collect();
-    names.insert("SessionID");
-    names
-});
 
 /// Headers that belong to one connection and are not forwarded.
 const HOP_BY_HOP: &[&str] = &[

@@ -9,9 +9,44 @@
 //! do. It only needs to know where tags and text are, which element is open,
 //! and where the parcel content starts and ends.
 
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
 use base64::Engine as _;
 use ring::digest::{Context, SHA256};
 use serde_json::{json, Value};
+
+use crate::api::{OPERATIONS, TYPES};
+
+/// Local names whose text is parcel content: every `s:base64Binary`
+/// parameter or field of the contract, and `ContentBase64String`.
+pub(crate) static CONTENT_NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let params = OPERATIONS.iter().flat_map(|e| e.info.params.iter());
+    let fields = TYPES.iter().flat_map(|t| t.fields.iter());
+    let mut names: BTreeSet<&'static str> = params
+        .chain(fields)
+        .filter(|f| f.xsd_type == "s:base64Binary")
+        .map(|f| f.name)
+        .collect();
+    names.insert("ContentBase64String");
+    names.into_iter().collect()
+});
+
+/// Names of parameters, fields and results that carry a credential: every
+/// one the contract marks secret, and the `SessionInfo` session ID.
+pub(crate) static SECRET_NAMES: LazyLock<BTreeSet<&'static str>> = LazyLock::new(|| {
+    let params = OPERATIONS.iter().flat_map(|e| e.info.params.iter());
+    let results = OPERATIONS.iter().map(|e| &e.info.result);
+    let fields = TYPES.iter().flat_map(|t| t.fields.iter());
+    let mut names: BTreeSet<&'static str> = params
+        .chain(results)
+        .chain(fields)
+        .filter(|f| f.secret)
+        .map(|f| f.name)
+        .collect();
+    names.insert("SessionID");
+    names
+});
 
 /// Text of an element that is not parcel content, above which it is hashed
 /// rather than kept.
@@ -127,6 +162,14 @@ impl Digest {
             json!({ "text_bytes": self.raw_bytes, "sha256": hex(self.raw.finish().as_ref()) })
         }
     }
+}
+
+/// How a value of parcel content is written in a record: its size and
+/// SHA-256 (of the decoded bytes when the text is base64).
+pub(crate) fn content_digest(text: &str) -> Value {
+    let mut digest = Digest::new(true);
+    digest.raw(text.as_bytes());
+    digest.finish()
 }
 
 /// Lowercase hexadecimal.

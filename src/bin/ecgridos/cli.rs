@@ -18,7 +18,8 @@ Exit codes:
      HTTP status, malformed response, size limit)
   5  outcome unknown: a key rotation may or may not have happened; read the current key with
      `ecgridos get-api-key --user-id N` (it does not rotate) instead of rotating again
-  6  batch rotation finished, but some users failed or are unknown (see the output file)
+  6  batch rotation finished, but some users failed or are unknown (see the output file);
+     replay found answers that differ from the recording
 130  interrupted by SIGINT or SIGTERM (a rotation in flight was let finish and its key saved,
      unless interrupted twice)";
 
@@ -209,6 +210,11 @@ pub enum Command {
     /// (credentials as keyed fingerprints, parcel content as size and SHA-256),
     /// until SIGINT or SIGTERM. Prints a ready line with the address.
     Record(RecordArgs),
+    /// Send each call of a recording again over REST or SOAP with this
+    /// credential and compare the answers with the recorded ones (reads
+    /// only, unless --allow-writes against a loopback fake). Exit 6 when any
+    /// answer differs.
+    Replay(ReplayArgs),
 }
 
 /// `operations`.
@@ -337,4 +343,25 @@ pub struct RecordArgs {
     /// The recording: JSON Lines, appended to (created with mode 0600).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+}
+
+/// `replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The recording (JSON Lines written by `ecgridos record`).
+    pub file: PathBuf,
+    /// The protocol to replay over (REST through --rest-url, SOAP through
+    /// --endpoint).
+    #[arg(long, value_enum)]
+    pub over: ProtocolArg,
+    /// Also write the report as JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Send writes too; accepted only for a loopback endpoint (a fake), and
+    /// each recorded write is sent at most once.
+    #[arg(long)]
+    pub allow_writes: bool,
+    /// Count an operation with no REST twin as a failure.
+    #[arg(long)]
+    pub strict: bool,
 }

@@ -8,6 +8,7 @@ mod mock;
 mod net;
 mod output;
 mod record;
+mod replay;
 mod signals;
 
 use std::process::ExitCode;
@@ -61,6 +62,7 @@ async fn run(cli: Cli) -> Exit {
         Command::Operations(args) => call::operations(g, &args),
         Command::Call(args) => call::call(g, &args).await,
         Command::Record(args) => record::record(g, &args).await,
+        Command::Replay(args) => replay::replay(g, &args).await,
     }
 }
 
