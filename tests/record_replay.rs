@@ -709,3 +709,45 @@ async fn a_recording_replays_over_rest_and_soap_without_differences() {
     }
     fake.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_replayed_only_against_a_loopback_fake_and_once() {
+    let fake = sentinel_fake().start().await.unwrap();
+    let file = record_session(&fake).await;
+
+    // Not loopback: refused before anything is sent (exit 2).
+    let rotations = fake.rotations(8);
+    for over in ["rest", "soap"] {
+        let mut cmd = ecgridos(&[
+            "replay",
+            file.to_str().unwrap(),
+            "--over",
+            over,
+            "--allow-writes",
+            "--rest-url",
+            "https://ecgrid.example.invalid",
+            "--endpoint",
+            "https://ecgrid.example.invalid/v4.1/prod/ECGridOS.asmx",
+        ]);
+        cmd.env("ECGRID_API_KEY", SENTINEL_KEY);
+        let output = cli_support::run(cmd).await;
+        assert_eq!(output.status.code(), Some(2), "over {over}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("loopback"), "{stderr}");
+        assert!(output.stdout.is_empty());
+    }
+
+    // Against the fake: the recorded rotation is sent once, and compares
+    // (a new key against a new key: by presence).
+    let rest_calls = fake.rest_calls("key-generate");
+    let (code, report) = replay(&fake, &file, "rest", &["--allow-writes"]).await;
+    assert_eq!(code, 0, "{report:#}");
+    let statuses = statuses(&report);
+    assert_eq!(statuses[5], ("GenerateAPIKey".into(), "same".into()));
+    assert_eq!(fake.rotations(8), rotations + 1, "sent once");
+    assert_eq!(fake.rest_calls("key-generate"), rest_calls + 1);
+    // Login and Logout stay the replayer's own business.
+    assert_eq!(statuses[1].1, "skipped");
+    assert_eq!(statuses[7].1, "skipped");
+    fake.shutdown().await;
+}
