@@ -234,6 +234,34 @@ pub fn compare(op: &str, soap: &Answer, rest: &Answer) -> StepDiff {
 /// [`compare`], with secret values shown when `show_secrets` (they are
 /// compared either way).
 pub fn compare_with(op: &str, soap: &Answer, rest: &Answer, show_secrets: bool) -> StepDiff {
+    let options = CompareOptions {
+        show_secrets,
+        ..CompareOptions::default()
+    };
+    compare_with_options(op, soap, rest, &options)
+}
+
+/// What a comparison knows beyond the two answers.
+#[derive(Clone, Debug, Default)]
+pub struct CompareOptions {
+    /// Show secret values in the result (they are compared either way).
+    pub show_secrets: bool,
+    /// Pairs of values that correspond although they differ: the SOAP and
+    /// REST answers of an earlier step whose result differs by nature (a
+    /// new key, a session). A field holding such a pair is the same: the
+    /// key read back after a rotation is the key that rotation made, on
+    /// each side.
+    pub corresponding: Vec<(Value, Value)>,
+}
+
+/// [`compare`] with `options`.
+pub fn compare_with_options(
+    op: &str,
+    soap: &Answer,
+    rest: &Answer,
+    options: &CompareOptions,
+) -> StepDiff {
+    let show_secrets = options.show_secrets;
     let mapping = Mapping::get().ok();
     let rest_op = mapping.and_then(|m| m.operation(op));
     let mut step = StepDiff {
@@ -249,6 +277,7 @@ pub fn compare_with(op: &str, soap: &Answer, rest: &Answer, show_secrets: bool) 
                 op: rest_op,
                 secrets: secret_names(mapping, op),
                 show_secrets,
+                corresponding: &options.corresponding,
             };
             ctx.top(soap, rest, &mut step.fields);
         }
@@ -283,11 +312,54 @@ fn secret_names(mapping: Option<&Mapping>, op: &str) -> HashSet<String> {
     names
 }
 
+/// True when field `name` of operation `op`'s result holds a credential
+/// (`""`: the result itself).
+pub fn is_secret(op: &str, name: &str) -> bool {
+    secret_names(Mapping::get().ok(), op).contains(name)
+}
+
+/// `value`, an answer of `op` over either protocol, with every credential
+/// in it replaced by [`REDACTED`].
+///
+/// ```
+/// use ecgridos::migrate::diff::{redact, REDACTED};
+/// use serde_json::json;
+/// assert_eq!(redact("UserGetAPIKey", &json!("k-1")), json!(REDACTED));
+/// let info = redact("WhoAmI", &json!({"SessionID": "s-1", "UserID": 7}));
+/// assert_eq!(info, json!({"SessionID": REDACTED, "UserID": 7}));
+/// ```
+pub fn redact(op: &str, value: &Value) -> Value {
+    fn walk(secrets: &HashSet<String>, value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let v = if secrets.contains(k) && !v.is_null() {
+                            Value::String(REDACTED.to_string())
+                        } else {
+                            walk(secrets, v)
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(|v| walk(secrets, v)).collect()),
+            other => other.clone(),
+        }
+    }
+    let secrets = secret_names(Mapping::get().ok(), op);
+    if secrets.contains("") && !value.is_null() {
+        return Value::String(REDACTED.to_string());
+    }
+    walk(&secrets, value)
+}
+
 struct Ctx<'a> {
     mapping: Option<&'a Mapping>,
     op: Option<&'a RestOperation>,
     secrets: HashSet<String>,
     show_secrets: bool,
+    corresponding: &'a [(Value, Value)],
 }
 
 impl Ctx<'_> {
@@ -404,6 +476,13 @@ impl Ctx<'_> {
             _ if self.volatile(name) && !soap.is_null() && !rest.is_null() => {
                 self.push(out, path, name, same())
             }
+            _ if self
+                .corresponding
+                .iter()
+                .any(|(s, r)| s == soap && r == rest) =>
+            {
+                self.push(out, path, name, same())
+            }
             _ if scalars_equal(soap, rest, self.op.is_some_and(|o| o.case_insensitive)) => {
                 self.push(out, path, name, same())
             }
@@ -492,7 +571,7 @@ impl Ctx<'_> {
 /// Two scalars compared as the mapping says: numbers by value (digits in a
 /// string count), booleans against `true`/`false`/`1`/`0`, dateTimes by
 /// instant, strings as written (ignoring ASCII case when `insensitive`).
-fn scalars_equal(a: &Value, b: &Value, insensitive: bool) -> bool {
+pub(crate) fn scalars_equal(a: &Value, b: &Value, insensitive: bool) -> bool {
     if a == b {
         return true;
     }
@@ -733,6 +812,19 @@ mod tests {
         );
         let json = serde_json::to_string(&step).unwrap();
         assert!(!json.contains("s-1") && !json.contains("t-1"), "{json}");
+    }
+
+    #[test]
+    fn corresponding_values_are_the_same() {
+        let options = CompareOptions {
+            show_secrets: false,
+            corresponding: vec![(json!("soap-key"), json!("rest-key"))],
+        };
+        let (a, b) = (Ok(json!("soap-key")), Ok(json!("rest-key")));
+        assert!(compare_with_options("UserGetAPIKey", &a, &b, &options).is_same());
+        assert!(!compare("UserGetAPIKey", &a, &b).is_same());
+        let c = Ok(json!("other"));
+        assert!(!compare_with_options("UserGetAPIKey", &a, &c, &options).is_same());
     }
 
     #[test]

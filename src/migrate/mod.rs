@@ -7,7 +7,9 @@
 //! ([`replay`]).
 
 pub mod diff;
+pub mod junit;
 pub mod mapping;
+pub mod scenario;
 
 mod scan;
 

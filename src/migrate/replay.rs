@@ -194,6 +194,7 @@ impl ReplayReport {
     /// is a `<failure>`, an unreadable line an `<error>`, a call not sent
     /// `<skipped>` with the reason.
     pub fn junit(&self) -> String {
+        use super::junit::escape;
         let suite = format!("replay over {}", self.over);
         let failures = self
             .steps
@@ -634,19 +635,3 @@ mod tests {
     }
 }
 
-/// Text escaped for XML content and attributes.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\n' => out.push_str("&#10;"),
-            c if (c as u32) < 0x20 => {}
-            c => out.push(c),
-        }
-    }
-    out
-}

@@ -19,7 +19,8 @@ Exit codes:
   5  outcome unknown: a key rotation may or may not have happened; read the current key with
      `ecgridos get-api-key --user-id N` (it does not rotate) instead of rotating again
   6  batch rotation finished, but some users failed or are unknown (see the output file);
-     replay found answers that differ from the recording
+     or a scenario finished with a failed step or a difference between the protocols, or
+     a replay found answers that differ from the recording
 130  interrupted by SIGINT or SIGTERM (a rotation in flight was let finish and its key saved,
      unless interrupted twice)";
 
@@ -215,6 +216,43 @@ pub enum Command {
     /// only, unless --allow-writes against a loopback fake). Exit 6 when any
     /// answer differs.
     Replay(ReplayArgs),
+    /// Scenario files: steps named by the contract's operations, run over
+    /// SOAP and REST and compared step by step.
+    #[command(subcommand)]
+    Scenario(ScenarioCommand),
+}
+
+/// `scenario`.
+#[derive(Debug, Subcommand)]
+pub enum ScenarioCommand {
+    /// Run a scenario file against a fresh embedded fake per protocol (the
+    /// default), or against the endpoints of --endpoint / --rest-url. Exit 6
+    /// when a step fails its expectations or the protocols differ.
+    Run(ScenarioRunArgs),
+}
+
+/// `scenario run`.
+#[derive(Debug, Args)]
+pub struct ScenarioRunArgs {
+    /// The scenario file (TOML).
+    pub file: PathBuf,
+    /// The protocols, run in this order (over both, each step is compared).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "soap,rest")]
+    pub over: Vec<ProtocolArg>,
+    /// Also write the report as JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Show keys and session IDs in results and differences (they are
+    /// compared either way).
+    #[arg(long)]
+    pub show_secrets: bool,
+    /// Use the endpoints of --endpoint / --rest-url even when they are the
+    /// defaults (production).
+    #[arg(long)]
+    pub remote: bool,
+    /// Do not ask before steps that change state on a remote service.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 /// `operations`.
@@ -266,6 +304,16 @@ pub struct ServeMockArgs {
     /// the system's temporary directory).
     #[arg(long, requires = "tls", value_name = "DIR")]
     pub tls_dir: Option<PathBuf>,
+    /// Deliver every regular file of DIR (in name order) into a user's inbox
+    /// before the ready line; their ParcelIDs are in it ("seeded_parcels").
+    #[arg(long, value_name = "DIR")]
+    pub seed_parcels: Option<PathBuf>,
+    /// The login whose inbox --seed-parcels fills (default: the first user).
+    #[arg(long, value_name = "LOGIN", requires = "seed_parcels")]
+    pub seed_to: Option<String>,
+    /// Parcels per page of the inbox and outbox listings.
+    #[arg(long, value_name = "N", default_value_t = ecgridos::fake::DEFAULT_PAGE_SIZE)]
+    pub inbox_page_size: usize,
 }
 
 /// `get-api-key`.

@@ -9,6 +9,7 @@ mod net;
 mod output;
 mod record;
 mod replay;
+mod scenario;
 mod signals;
 
 use std::process::ExitCode;
@@ -63,6 +64,7 @@ async fn run(cli: Cli) -> Exit {
         Command::Call(args) => call::call(g, &args).await,
         Command::Record(args) => record::record(g, &args).await,
         Command::Replay(args) => replay::replay(g, &args).await,
+        Command::Scenario(command) => scenario::scenario(g, &command).await,
     }
 }
 
