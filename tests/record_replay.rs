@@ -413,57 +413,23 @@ async fn read_response(sock: &mut TcpStream) -> (u16, usize, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_50_mb_parcel_streams_through_both_ways_in_bounded_memory() {
-    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream_url = format!(
-        "http://{}/v4.1/prod/ECGridOS.asmx",
-        upstream.local_addr().unwrap()
-    );
-    // The upstream: hashes the uploaded content it receives, answers with a
-    // parcel ID; then answers a download with the parcel, streamed.
-    let server = tokio::spawn(async move {
-        let mut uploaded = 0usize;
-        for _ in 0..2 {
-            let (mut sock, _) = upstream.accept().await.unwrap();
-            let (head, len, got) = read_head(&mut sock).await.unwrap();
-            let seen = read_body(&mut sock, len, got, |b| uploaded += b.len()).await;
-            assert!(!seen.closed_early);
-            if head.contains("parcelupload") {
-                let (h, t) = response_parts("ParcelUpload");
-                let body = format!("{h}4242{t}");
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\n\
-                     Content-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                sock.write_all(reply.as_bytes()).await.unwrap();
-            } else {
-                let (h, t) = response_parts("ParcelDownload");
-                let h = format!(
-                    "{h}<ParcelID>4242</ParcelID><FileName>big.edi</FileName>\
-                     <FileDate>2026-11-23T12:00:00</FileDate><Bytes>{PARCEL}</Bytes>\
-                     <Standard>X12</Standard><Content>"
-                );
-                let t = format!("</Content><routerArchive>false</routerArchive>{t}");
-                let len = h.len() + base64_len(PARCEL) + t.len();
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\n\
-                     Content-Length: {len}\r\n\r\n{h}"
-                );
-                sock.write_all(reply.as_bytes()).await.unwrap();
-                write_parcel_base64(&mut sock).await;
-                sock.write_all(t.as_bytes()).await.unwrap();
-            }
-            let _ = sock.shutdown().await;
-        }
-        uploaded
-    });
-    let proxy = Proxy::start(&upstream_url);
+    let users: Vec<SeedUser> = serde_json::from_value(json!([
+        {"user_id": 8, "login": "carol", "password": "carol-pw-1", "auth_level": "MailboxUser",
+         "mailbox_id": 101, "api_key": SENTINEL_KEY},
+    ]))
+    .unwrap();
+    let fake = FakeServer::builder().users(users).start().await.unwrap();
+    let proxy = Proxy::start(&fake.soap_url());
     let baseline = proxy.peak_rss_kb();
 
+    // An upload, streamed by the client piece by piece.
     let mut sock = TcpStream::connect(&proxy.addr).await.unwrap();
     let (h, t) = envelope_parts(
         "ParcelUpload",
-        &format!("<SessionID>sess-abcdef-123456</SessionID><FileName>big.edi</FileName><Bytes>{PARCEL}</Bytes><Content>"),
+        &format!(
+            "<SessionID>{SENTINEL_KEY}</SessionID><FileName>big.edi</FileName>\
+             <Bytes>{PARCEL}</Bytes><Content>"
+        ),
     );
     let t = format!("</Content>{t}");
     send_request(&mut sock, "ParcelUpload", &h, &t, true).await;
@@ -471,10 +437,19 @@ async fn a_50_mb_parcel_streams_through_both_ways_in_bounded_memory() {
     assert_eq!(status, 200);
     drop(sock);
 
+    // A download of a parcel of the same bytes delivered to carol.
+    let mut parcel = Vec::with_capacity(PARCEL);
+    let mut off = 0;
+    while off < PARCEL {
+        let n = PIECE.min(PARCEL - off);
+        parcel.extend_from_slice(&parcel_piece(off, n));
+        off += n;
+    }
+    let inbound = fake.deliver("carol", "in.edi", parcel).unwrap();
     let mut sock = TcpStream::connect(&proxy.addr).await.unwrap();
     let (h, t) = envelope_parts(
         "ParcelDownload",
-        "<SessionID>sess-abcdef-123456</SessionID><ParcelID>4242</ParcelID>",
+        &format!("<SessionID>{SENTINEL_KEY}</SessionID><ParcelID>{inbound}</ParcelID>"),
     );
     send_request(&mut sock, "ParcelDownload", &h, &t, false).await;
     let (status, received, declared) = read_response(&mut sock).await;
@@ -483,8 +458,6 @@ async fn a_50_mb_parcel_streams_through_both_ways_in_bounded_memory() {
     assert!(received > base64_len(PARCEL));
     drop(sock);
 
-    let uploaded = server.await.unwrap();
-    assert!(uploaded > base64_len(PARCEL));
     let peak = proxy.peak_rss_kb();
     println!(
         "record: peak RSS {:.1} MB after a 50 MB upload and download (at start {:.1} MB)",
@@ -495,19 +468,26 @@ async fn a_50_mb_parcel_streams_through_both_ways_in_bounded_memory() {
 
     let (bytes, records) = proxy.stop().await;
     assert!(bytes.len() < 10_000, "no content in the recording");
-    assert_absent(&bytes, "sess-abcdef-123456");
+    assert_absent(&bytes, SENTINEL_KEY);
     let sha = parcel_sha256();
     assert_eq!(operations(&records), ["ParcelUpload", "ParcelDownload"]);
     let content = json!({"bytes": PARCEL, "sha256": sha});
-    assert_eq!(records[0]["parameters"]["Content"], content);
+    assert_eq!(records[0]["parameters"]["Content"], content, "{records:?}");
     assert_eq!(records[0]["parameters"]["Bytes"], PARCEL);
     assert_eq!(records[0]["parameters"]["FileName"], "big.edi");
-    assert_eq!(records[0]["result"], 4242, "{records:?}");
-    assert_eq!(records[1]["parameters"]["ParcelID"], 4242);
-    assert_eq!(records[1]["result"]["Content"], content);
-    assert_eq!(records[1]["result"]["FileName"], "big.edi");
+    let uploaded = records[0]["result"].as_i64().expect("a parcel ID");
+    // The fake received the parcel unchanged.
+    let stored = fake.parcel(uploaded).unwrap().bytes;
+    assert_eq!(
+        hex(ring::digest::digest(&ring::digest::SHA256, &stored).as_ref()),
+        sha
+    );
+    assert_eq!(records[1]["parameters"]["ParcelID"], inbound);
+    assert_eq!(records[1]["result"]["Content"], content, "{records:?}");
+    assert_eq!(records[1]["result"]["FileName"], "in.edi");
     assert_eq!(records[1]["result"]["Bytes"], PARCEL);
     assert!(records[1]["response_bytes"].as_u64().unwrap() > base64_len(PARCEL) as u64);
+    fake.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -750,4 +730,83 @@ async fn writes_are_replayed_only_against_a_loopback_fake_and_once() {
     assert_eq!(statuses[1].1, "skipped");
     assert_eq!(statuses[7].1, "skipped");
     fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_answer_is_reported_classified_and_fails_the_replay() {
+    let fake = sentinel_fake().start().await.unwrap();
+    let file = record_session(&fake).await;
+    fake.shutdown().await;
+    // The same credential on a service whose user 7 has another login name.
+    let users: Vec<SeedUser> = serde_json::from_value(json!([
+        {"user_id": 7, "login": "root-renamed", "password": "x-1", "auth_level": "Root",
+         "api_key": SENTINEL_KEY},
+        {"user_id": 8, "login": "carol", "password": "carol-pw-1", "auth_level": "MailboxUser",
+         "mailbox_id": 101},
+    ]))
+    .unwrap();
+    let changed = FakeServer::builder().users(users).start().await.unwrap();
+    let junit = tempfile("replay.xml");
+    let (code, report) = replay(
+        &changed,
+        &file,
+        "rest",
+        &["--junit", junit.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(code, 6, "{report:#}");
+    let who = &report["steps"][2];
+    assert_eq!(who["operation"], "WhoAmI");
+    assert_eq!(who["status"], "differs");
+    let fields = who["diff"]["fields"].as_array().unwrap();
+    let login = fields.iter().find(|f| f["path"] == "LoginName").unwrap();
+    assert_eq!(login["class"], "value_differs", "{login}");
+    assert_eq!(login["soap"], "root");
+    assert_eq!(login["rest"], "root-renamed");
+    // Only that step differs.
+    let differing: Vec<_> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "differs")
+        .collect();
+    assert_eq!(differing.len(), 1, "{report:#}");
+    // The JUnit file says so too, and parses.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .unwrap();
+    assert_eq!(suite.attribute("failures"), Some("1"));
+    assert_eq!(suite.attribute("tests"), Some("8"));
+    let failed: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .map(|n| n.parent().unwrap().attribute("name").unwrap().to_string())
+        .collect();
+    assert_eq!(failed, ["line 3 WhoAmI"]);
+    assert!(xml.contains("root-renamed"));
+    assert_absent(xml.as_bytes(), SENTINEL_KEY);
+
+    // The table names the difference for a person.
+    let mut cmd = ecgridos(&[
+        "replay",
+        file.to_str().unwrap(),
+        "--over",
+        "soap",
+        "--endpoint",
+        &changed.soap_url(),
+    ]);
+    cmd.env("ECGRID_API_KEY", SENTINEL_KEY);
+    let output = cli_support::run(cmd).await;
+    assert_eq!(output.status.code(), Some(6));
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        table.contains("LoginName: value differs: recorded \"root\", SOAP \"root-renamed\""),
+        "{table}"
+    );
+    assert!(table.contains("1 differ"), "{table}");
+    assert_absent(table.as_bytes(), SENTINEL_KEY);
+    changed.shutdown().await;
 }
