@@ -14,7 +14,8 @@ use std::time::SystemTime;
 
 use super::mailbox::{Filter, Listing, Mailbox, Network, Parcel};
 use super::state::{seconds_to_system_time, unix_seconds, xsd_date_time, Denial, ParcelView};
-use super::{DetailShape, Shared};
+use super::upload::Format;
+use super::{BodyError, DetailShape, Shared};
 use crate::api::enums::{Direction, EdiStandard, ParcelStatus, ParcelValid, Status, UseType};
 use crate::api::mailbox::MailboxInfo;
 use crate::api::parcel;
@@ -137,16 +138,27 @@ fn int_param(request: &SoapRequest, name: &str) -> Result<i32, String> {
 pub(super) async fn handle(
     AxumState(shared): AxumState<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Response {
     shared.state.count("soap");
+    let headers = request.headers().clone();
     let Some((version, v12_action)) = version_of(&headers) else {
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "The content type of a SOAP request must be text/xml or application/soap+xml.",
         )
             .into_response();
+    };
+    let (body, content) = match super::read_body(&shared, request, Format::Xml).await {
+        Ok(read) => read,
+        Err(BodyError::Refused(response)) => return response,
+        Err(BodyError::Invalid(why)) => {
+            return framework_fault(
+                version,
+                FaultCode::Client,
+                format!("Server was unable to read request. ---> {why}"),
+            )
+        }
     };
     let namespace = shared.namespace.as_str();
     let request = match read_request(&body, namespace, 64) {
@@ -181,7 +193,7 @@ pub(super) async fn handle(
     };
     if let Some(name) = named
         .map(|e| e.info.name)
-        .filter(|n| is_mailbox_operation(n))
+        .filter(|n| is_mailbox_operation(n) && !shared.stubs.contains(n))
     {
         if request.operation != name || !request.operation_qualified {
             return framework_fault(
@@ -194,7 +206,7 @@ pub(super) async fn handle(
             );
         }
         shared.state.count(name);
-        if let Some(response) = answer_mailbox(&shared, version, name, &request) {
+        if let Some(response) = answer_mailbox(&shared, version, name, &request, content) {
             return response;
         }
     }
@@ -335,6 +347,45 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// A download: the `FileInfo` answer, its content streamed from the
+    /// stored bytes (see `download.rs`).
+    fn download<R: Request<Output = Option<FileInfo>>>(
+        &self,
+        state: &super::state::State,
+        params: &Params,
+        parcel_id: impl FnOnce(&R) -> i64,
+        no_update: bool,
+        as_string: bool,
+    ) -> Response {
+        let request = match R::from_params(params) {
+            Ok(request) => request,
+            Err(e) => {
+                return framework_fault(
+                    self.version,
+                    FaultCode::Client,
+                    format!("Server was unable to read request. ---> {e}"),
+                )
+            }
+        };
+        let view = match state.download(params.get("SessionID"), parcel_id(&request), no_update) {
+            Ok(view) => view,
+            Err(denial) => return denial_fault(self.version, self.shape, &denial, "ParcelID"),
+        };
+        let marker = super::download::marker();
+        let text = marker.1.clone();
+        let info = Some(file_info(&view, as_string, marker));
+        let mut body = Vec::with_capacity(1024);
+        write_response(&mut body, self.version, self.namespace, R::SPEC.name, |w| {
+            ResultValue::write(&info, w)
+        });
+        super::download::base64_body(
+            body,
+            &text,
+            view.parcel.bytes,
+            self.version.response_content_type(),
+        )
+    }
+
     /// Decodes `params` into `R`, runs `f` with it and the credential, and
     /// answers with the generated result type or the denial as a fault
     /// naming `item`.
@@ -514,19 +565,19 @@ pub(super) fn standard(bytes: &[u8]) -> EdiStandard {
     }
 }
 
-/// A downloaded parcel as `FileInfo`, its content in `Content` or (the `A`
-/// forms) `ContentBase64String`.
-fn file_info(view: &ParcelView, as_string: bool) -> FileInfo {
+/// A downloaded parcel as `FileInfo`, its content replaced by the marker
+/// (in `Content` or, for the `A` forms, `ContentBase64String`).
+fn file_info(view: &ParcelView, as_string: bool, marker: (Vec<u8>, String)) -> FileInfo {
     let p = &view.parcel;
+    let (bytes, text) = marker;
     FileInfo {
         parcel_id: p.id,
         file_name: Some(p.file_name.clone()),
         file_date: dt(p.created),
         bytes: clamp_i32(p.bytes.len()),
         standard: standard(&p.bytes),
-        content: (!as_string).then(|| Base64(p.bytes.to_vec())),
-        content_base64_string: as_string
-            .then(|| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &p.bytes)),
+        content: (!as_string).then_some(Base64(bytes)),
+        content_base64_string: as_string.then_some(text),
         router_archive: false,
     }
 }
@@ -535,21 +586,34 @@ fn window(begin: &DateTime, end: &DateTime) -> (SystemTime, SystemTime) {
     (system_time(begin), system_time(end))
 }
 
-fn base64_param(text: Option<String>) -> Result<Bytes, Denial> {
-    let text = text.unwrap_or_default();
-    let clean: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, clean)
-        .map(Bytes::from)
-        .map_err(|e| Denial::InvalidParameter(format!("ContentBase64 is not base64: {e}")))
+/// An upload's `Content`: the streamed bytes, or the parameter's.
+fn binary(streamed: &Option<Bytes>, param: Option<Base64>) -> Bytes {
+    match streamed {
+        Some(bytes) => bytes.clone(),
+        None => Bytes::from(param.unwrap_or_default().0),
+    }
+}
+
+/// An upload's `ContentBase64`: the streamed bytes, or the parameter's text
+/// decoded.
+fn text(streamed: &Option<Bytes>, param: Option<String>) -> Result<Bytes, Denial> {
+    match streamed {
+        Some(bytes) => Ok(bytes.clone()),
+        None => super::rest_parcels::decode_content(&param.unwrap_or_default(), "ContentBase64"),
+    }
 }
 
 /// Answers a parcel or mailbox operation from the mailbox model; `None` for
 /// any other operation.
+///
+/// `streamed` is an upload's content, decoded as it arrived (its element is
+/// empty in `request`).
 pub(super) fn answer_mailbox(
     shared: &Shared,
     version: SoapVersion,
     name: &str,
     request: &SoapRequest,
+    streamed: Option<Bytes>,
 ) -> Option<Response> {
     if !is_mailbox_operation(name) {
         return None;
@@ -578,67 +642,69 @@ pub(super) fn answer_mailbox(
             per_page,
         ))
     };
+    // An upload from `mailbox` (0: the caller's), routed by `ids` or by its
+    // envelope.
+    let upload = |c: Option<&str>, mailbox: i32, file: Option<String>, bytes, ids| {
+        state
+            .upload(c, mailbox, &file.unwrap_or_default(), bytes, ids)
+            .map(clamp_parcel_id)
+    };
+    // An archive listing of `mailbox`: inbound or outbound, within the
+    // dates, filtered by ECGrid IDs, paged as asked.
+    let archive = |c: Option<&str>,
+                   mailbox: i32,
+                   outbound: bool,
+                   (begin, end): (&DateTime, &DateTime),
+                   (from, to): (i32, i32),
+                   (page_no, per_page): (i16, i16)| {
+        let (b, e) = window(begin, end);
+        let listing = if outbound {
+            Listing::OutBoxArchive(b, e)
+        } else {
+            Listing::InBoxArchive(b, e)
+        };
+        let filter = Filter {
+            from,
+            to,
+            status: None,
+        };
+        state
+            .list(c, mailbox, listing, &filter)
+            .map(|v| paged(v, page_no, per_page))
+    };
     let response = match name {
         n if n == parcel::ParcelUpload::INFO.name => {
             ctx.typed(&params, "Content", |r: parcel::ParcelUpload, c| {
-                let bytes = Bytes::from(r.content.unwrap_or_default().0);
-                state
-                    .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, None)
-                    .map(clamp_parcel_id)
+                upload(c, 0, r.file_name, binary(&streamed, r.content), None)
             })
         }
         n if n == parcel::ParcelUploadA::INFO.name => {
             ctx.typed(&params, "ContentBase64", |r: parcel::ParcelUploadA, c| {
-                let bytes = base64_param(r.content_base64)?;
-                state
-                    .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, None)
-                    .map(clamp_parcel_id)
+                upload(c, 0, r.file_name, text(&streamed, r.content_base64)?, None)
             })
         }
         n if n == parcel::ParcelUploadEx::INFO.name => {
             ctx.typed(&params, "Content", |r: parcel::ParcelUploadEx, c| {
-                let bytes = Bytes::from(r.content.unwrap_or_default().0);
-                state
-                    .upload(
-                        c,
-                        r.mailbox_id,
-                        &r.file_name.unwrap_or_default(),
-                        bytes,
-                        None,
-                    )
-                    .map(clamp_parcel_id)
+                let bytes = binary(&streamed, r.content);
+                upload(c, r.mailbox_id, r.file_name, bytes, None)
             })
         }
         n if n == parcel::ParcelUploadExA::INFO.name => {
             ctx.typed(&params, "ContentBase64", |r: parcel::ParcelUploadExA, c| {
-                let bytes = base64_param(r.content_base64)?;
-                state
-                    .upload(
-                        c,
-                        r.mailbox_id,
-                        &r.file_name.unwrap_or_default(),
-                        bytes,
-                        None,
-                    )
-                    .map(clamp_parcel_id)
+                let bytes = text(&streamed, r.content_base64)?;
+                upload(c, r.mailbox_id, r.file_name, bytes, None)
             })
         }
         n if n == parcel::ParcelUploadMft::INFO.name => {
             ctx.typed(&params, "ECGridIDTo", |r: parcel::ParcelUploadMft, c| {
-                let bytes = Bytes::from(r.content.unwrap_or_default().0);
                 let ids = Some((r.ec_grid_id_from, r.ec_grid_id_to));
-                state
-                    .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, ids)
-                    .map(clamp_parcel_id)
+                upload(c, 0, r.file_name, binary(&streamed, r.content), ids)
             })
         }
         n if n == parcel::ParcelUploadMftA::INFO.name => {
             ctx.typed(&params, "ECGridIDTo", |r: parcel::ParcelUploadMftA, c| {
-                let bytes = base64_param(r.content_base64)?;
                 let ids = Some((r.ec_grid_id_from, r.ec_grid_id_to));
-                state
-                    .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, ids)
-                    .map(clamp_parcel_id)
+                upload(c, 0, r.file_name, text(&streamed, r.content_base64)?, ids)
             })
         }
         n if n == parcel::ParcelInBox::INFO.name => {
@@ -672,30 +738,20 @@ pub(super) fn answer_mailbox(
         }
         n if n == parcel::ParcelInBoxArchive::INFO.name => {
             ctx.typed(&params, "BeginDate", |r: parcel::ParcelInBoxArchive, c| {
-                let (b, e) = window(&r.begin_date, &r.end_date);
-                let filter = Filter {
-                    from: r.ec_grid_id_from,
-                    to: r.ec_grid_id_to,
-                    status: None,
-                };
-                state
-                    .list(c, 0, Listing::InBoxArchive(b, e), &filter)
-                    .map(|v| paged(v, r.page_no, r.records_per_page))
+                let span = (&r.begin_date, &r.end_date);
+                let ids = (r.ec_grid_id_from, r.ec_grid_id_to);
+                let page = (r.page_no, r.records_per_page);
+                archive(c, 0, false, span, ids, page)
             })
         }
         n if n == parcel::ParcelInBoxArchiveEx::INFO.name => ctx.typed(
             &params,
             "MailboxID",
             |r: parcel::ParcelInBoxArchiveEx, c| {
-                let (b, e) = window(&r.begin_date, &r.end_date);
-                let filter = Filter {
-                    from: r.ec_grid_id_from,
-                    to: r.ec_grid_id_to,
-                    status: None,
-                };
-                state
-                    .list(c, r.mailbox_id, Listing::InBoxArchive(b, e), &filter)
-                    .map(|v| paged(v, r.page_no, r.records_per_page))
+                let span = (&r.begin_date, &r.end_date);
+                let ids = (r.ec_grid_id_from, r.ec_grid_id_to);
+                let page = (r.page_no, r.records_per_page);
+                archive(c, r.mailbox_id, false, span, ids, page)
             },
         ),
         n if n == parcel::ParcelOutBoxInProcess::INFO.name => ctx.typed(
@@ -718,63 +774,49 @@ pub(super) fn answer_mailbox(
         ),
         n if n == parcel::ParcelOutBoxArchive::INFO.name => {
             ctx.typed(&params, "BeginDate", |r: parcel::ParcelOutBoxArchive, c| {
-                let (b, e) = window(&r.begin_date, &r.end_date);
-                let filter = Filter {
-                    from: r.ec_grid_id_from,
-                    to: r.ec_grid_id_to,
-                    status: None,
-                };
-                state
-                    .list(c, 0, Listing::OutBoxArchive(b, e), &filter)
-                    .map(|v| paged(v, r.page_no, r.records_per_page))
+                let span = (&r.begin_date, &r.end_date);
+                let ids = (r.ec_grid_id_from, r.ec_grid_id_to);
+                let page = (r.page_no, r.records_per_page);
+                archive(c, 0, true, span, ids, page)
             })
         }
         n if n == parcel::ParcelOutBoxArchiveEx::INFO.name => ctx.typed(
             &params,
             "MailboxID",
             |r: parcel::ParcelOutBoxArchiveEx, c| {
-                let (b, e) = window(&r.begin_date, &r.end_date);
-                let filter = Filter {
-                    from: r.ec_grid_id_from,
-                    to: r.ec_grid_id_to,
-                    status: None,
-                };
-                state
-                    .list(c, r.mailbox_id, Listing::OutBoxArchive(b, e), &filter)
-                    .map(|v| paged(v, r.page_no, r.records_per_page))
+                let span = (&r.begin_date, &r.end_date);
+                let ids = (r.ec_grid_id_from, r.ec_grid_id_to);
+                let page = (r.page_no, r.records_per_page);
+                archive(c, r.mailbox_id, true, span, ids, page)
             },
         ),
-        n if n == parcel::ParcelDownload::INFO.name => {
-            ctx.typed(&params, "ParcelID", |r: parcel::ParcelDownload, c| {
-                state
-                    .download(c, r.parcel_id, false)
-                    .map(|v| Some(file_info(&v, false)))
-            })
-        }
-        n if n == parcel::ParcelDownloadA::INFO.name => {
-            ctx.typed(&params, "ParcelID", |r: parcel::ParcelDownloadA, c| {
-                state
-                    .download(c, r.parcel_id, false)
-                    .map(|v| Some(file_info(&v, true)))
-            })
-        }
-        n if n == parcel::ParcelDownloadNoUpdate::INFO.name => ctx.typed(
+        n if n == parcel::ParcelDownload::INFO.name => ctx.download(
+            state,
             &params,
-            "ParcelID",
-            |r: parcel::ParcelDownloadNoUpdate, c| {
-                state
-                    .download(c, r.parcel_id, true)
-                    .map(|v| Some(file_info(&v, false)))
-            },
+            |r: &parcel::ParcelDownload| r.parcel_id,
+            false,
+            false,
         ),
-        n if n == parcel::ParcelDownloadNoUpdateA::INFO.name => ctx.typed(
+        n if n == parcel::ParcelDownloadA::INFO.name => ctx.download(
+            state,
             &params,
-            "ParcelID",
-            |r: parcel::ParcelDownloadNoUpdateA, c| {
-                state
-                    .download(c, r.parcel_id, true)
-                    .map(|v| Some(file_info(&v, true)))
-            },
+            |r: &parcel::ParcelDownloadA| r.parcel_id,
+            false,
+            true,
+        ),
+        n if n == parcel::ParcelDownloadNoUpdate::INFO.name => ctx.download(
+            state,
+            &params,
+            |r: &parcel::ParcelDownloadNoUpdate| r.parcel_id,
+            true,
+            false,
+        ),
+        n if n == parcel::ParcelDownloadNoUpdateA::INFO.name => ctx.download(
+            state,
+            &params,
+            |r: &parcel::ParcelDownloadNoUpdateA| r.parcel_id,
+            true,
+            true,
         ),
         n if n == parcel::ParcelDownloadConfirm::INFO.name => ctx.typed(
             &params,
