@@ -38,7 +38,7 @@ fn tempfile(name: &str) -> PathBuf {
 
 /// A running `ecgridos record` and its ready line.
 struct Proxy {
-    child: Child,
+    child: Option<Child>,
     soap_url: String,
     addr: String,
     out: PathBuf,
@@ -66,7 +66,7 @@ impl Proxy {
             .unwrap();
         let ready: Value = serde_json::from_str(&line).expect("a ready line");
         Proxy {
-            child,
+            child: Some(child),
             soap_url: ready["soap_url"].as_str().unwrap().to_string(),
             addr: ready["listen"].as_str().unwrap().to_string(),
             out,
@@ -75,7 +75,8 @@ impl Proxy {
 
     /// The proxy's peak resident set size (VmHWM), in kB.
     fn peak_rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let pid = self.child.as_ref().unwrap().id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -86,13 +87,14 @@ impl Proxy {
     /// SIGTERM; waits for a clean exit and returns the recording's bytes and
     /// its records.
     async fn stop(mut self) -> (Vec<u8>, Vec<Value>) {
-        let pid = self.child.id().to_string();
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
         assert!(Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .unwrap()
             .success());
-        let status = tokio::task::spawn_blocking(move || self.child.wait().unwrap())
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
             .await
             .unwrap();
         assert_eq!(status.code(), Some(0), "record exits 0 on SIGTERM");
@@ -103,6 +105,16 @@ impl Proxy {
             .map(|l| serde_json::from_str(l).expect("one JSON document a line"))
             .collect();
         (bytes, records)
+    }
+}
+
+impl Drop for Proxy {
+    /// A test that failed half-way leaves no proxy running.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -320,10 +332,19 @@ async fn read_body(
     }
 }
 
-/// A deterministic parcel of `len` bytes, produced piece by piece.
+/// The parcel's first bytes: an X12 interchange header from carol's
+/// ECGrid ID to the fake's trading partner, so that the fake routes it.
+const ISA: &[u8] = b"ISA*00*          *00*          *ZZ*CAROL          *ZZ*PARTNER        \
+*261123*1200*U*00401*000000001*0*P*>~";
+
+/// A deterministic parcel of `len` bytes from `offset`, produced piece by
+/// piece: the header, then bytes of every value.
 fn parcel_piece(offset: usize, len: usize) -> Vec<u8> {
     (offset..offset + len)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .map(|i| match ISA.get(i) {
+            Some(b) => *b,
+            None => (i.wrapping_mul(2_654_435_761) >> 13) as u8,
+        })
         .collect()
 }
 
@@ -603,12 +624,18 @@ async fn record_session(fake: &FakeServer) -> PathBuf {
         .await
         .unwrap();
     client.who_am_i(&key).await.unwrap();
-    client.user_get_api_key(&key, UserId::from(8)).await.unwrap();
+    client
+        .user_get_api_key(&key, UserId::from(8))
+        .await
+        .unwrap();
     client
         .who_am_i(&ApiKey::new("no-such-key-xyz"))
         .await
         .unwrap_err();
-    client.generate_api_key(&session, UserId::from(8)).await.unwrap();
+    client
+        .generate_api_key(&session, UserId::from(8))
+        .await
+        .unwrap();
     let unknown = client
         .user_get_api_key(&session, UserId::from(999_999))
         .await
@@ -623,13 +650,7 @@ async fn record_session(fake: &FakeServer) -> PathBuf {
 
 /// `ecgridos replay` with root's key, over `over`, against `fake`.
 async fn replay(fake: &FakeServer, file: &Path, over: &str, extra: &[&str]) -> (i32, Value) {
-    let mut args = vec![
-        "replay",
-        file.to_str().unwrap(),
-        "--over",
-        over,
-        "--json",
-    ];
+    let mut args = vec!["replay", file.to_str().unwrap(), "--over", over, "--json"];
     args.extend_from_slice(extra);
     let rest = fake.rest_url();
     let soap = fake.soap_url();

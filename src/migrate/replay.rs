@@ -199,7 +199,9 @@ impl ReplayReport {
         let failures = self
             .steps
             .iter()
-            .filter(|s| s.status == Status::Differs || (self.strict && s.status == Status::NoRestTwin))
+            .filter(|s| {
+                s.status == Status::Differs || (self.strict && s.status == Status::NoRestTwin)
+            })
             .count();
         let mut out = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"ecgridos replay\">\n  \
@@ -228,7 +230,11 @@ impl ReplayReport {
             let body = match step.status {
                 Status::Same => None,
                 Status::Differs => {
-                    let lines = step.diff.as_ref().map(StepDiff::describe).unwrap_or_default();
+                    let lines = step
+                        .diff
+                        .as_ref()
+                        .map(StepDiff::describe)
+                        .unwrap_or_default();
                     Some(format!(
                         "<failure message=\"the answer differs from the recording\" type=\"difference\">{}</failure>",
                         escape(&lines.join("\n"))
@@ -334,7 +340,9 @@ fn plan(
     if outcome != "complete" {
         return (
             name,
-            skip(format!("the recorded exchange did not complete ({outcome})")),
+            skip(format!(
+                "the recorded exchange did not complete ({outcome})"
+            )),
         );
     }
     if matches!(op, "Login" | "Logout") {
@@ -461,7 +469,7 @@ async fn step(
             client.call_json(entry, &params).await
         }
         Target::Rest(client) => {
-            let auth = takes_session.then(|| match credential {
+            let auth = takes_session.then_some(match credential {
                 Credential::ApiKey(k) => RestAuth::ApiKey(k),
                 Credential::Session(s) => RestAuth::Bearer(s),
             });
@@ -565,20 +573,24 @@ mod tests {
 
     #[test]
     fn what_is_not_sent_and_why() {
-        let ok = |op: &str, params: Value| {
-            json!({"operation": op, "outcome": "complete", "parameters": params, "result": 1})
-        };
+        let ok = |op: &str, params: Value| json!({"operation": op, "outcome": "complete", "parameters": params, "result": 1});
         let reads = ReplayOptions::new();
         let (s, why) = plan_of(ok("Login", json!({})), reads);
         assert_eq!(s, Status::Skipped);
         assert!(why.contains("session"));
         let (s, _) = plan_of(
-            ok("GenerateAPIKey", json!({"SessionID": "<secret:00000000>", "UserID": 8})),
+            ok(
+                "GenerateAPIKey",
+                json!({"SessionID": "<secret:00000000>", "UserID": 8}),
+            ),
             reads,
         );
         assert_eq!(s, Status::SkippedWrite);
         let (s, why) = plan_of(
-            ok("UserGetAPIKey", json!({"SessionID": "<secret:00000000>", "UserID": 8})),
+            ok(
+                "UserGetAPIKey",
+                json!({"SessionID": "<secret:00000000>", "UserID": 8}),
+            ),
             reads,
         );
         assert_eq!(s, Status::Same, "{why}");
@@ -591,7 +603,10 @@ mod tests {
             Status::Skipped
         );
         let (s, why) = plan_of(
-            ok("ParcelUpload", json!({"Bytes": 3, "Content": {"bytes": 3, "sha256": "ab"}})),
+            ok(
+                "ParcelUpload",
+                json!({"Bytes": 3, "Content": {"bytes": 3, "sha256": "ab"}}),
+            ),
             ReplayOptions::new().allow_writes(true),
         );
         assert_eq!(s, Status::Skipped);
@@ -634,4 +649,3 @@ mod tests {
         assert!(!report(false, Status::SkippedWrite).failed());
     }
 }
-

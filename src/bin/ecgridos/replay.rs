@@ -3,7 +3,9 @@
 //! recorded one.
 
 use ecgridos::migrate::diff::Class;
-use ecgridos::migrate::replay::{replay as run_replay, ReplayOptions, ReplayReport, Status, Target};
+use ecgridos::migrate::replay::{
+    replay as run_replay, ReplayOptions, ReplayReport, Status, Target,
+};
 
 use crate::cli::{Global, ProtocolArg, ReplayArgs};
 use crate::output::{fail, print_or_fail, rest_client, say, soap_client, usage, Authed, Exit};
@@ -67,7 +69,14 @@ pub async fn replay(g: &Global, args: &ReplayArgs) -> Exit {
 
 /// One row per recorded line, then a summary.
 fn table(report: &ReplayReport) -> String {
-    let (ours, theirs) = ("recorded", if report.over == "rest" { "REST" } else { "SOAP" });
+    let (ours, theirs) = (
+        "recorded",
+        if report.over == "rest" {
+            "REST"
+        } else {
+            "SOAP"
+        },
+    );
     let width = report
         .steps
         .iter()
