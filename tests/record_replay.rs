@@ -86,18 +86,23 @@ impl Proxy {
 
     /// SIGTERM; waits for a clean exit and returns the recording's bytes and
     /// its records.
-    async fn stop(mut self) -> (Vec<u8>, Vec<Value>) {
+    async fn stop(self) -> (Vec<u8>, Vec<Value>) {
+        self.stop_with("-TERM").await
+    }
+
+    /// Like [`stop`](Self::stop), with another signal.
+    async fn stop_with(mut self, signal: &str) -> (Vec<u8>, Vec<Value>) {
         let mut child = self.child.take().unwrap();
         let pid = child.id().to_string();
         assert!(Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([signal, &pid])
             .status()
             .unwrap()
             .success());
         let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
             .await
             .unwrap();
-        assert_eq!(status.code(), Some(0), "record exits 0 on SIGTERM");
+        assert_eq!(status.code(), Some(0), "record exits 0 on {signal}");
         let bytes = std::fs::read(&self.out).unwrap();
         let records = String::from_utf8(bytes.clone())
             .unwrap()
@@ -579,7 +584,7 @@ async fn drops_on_either_side_are_forwarded_and_recorded() {
     assert!(client_side.closed_early, "{client_side:?}");
     assert_eq!(client_side.received, 1000);
 
-    let (bytes, records) = proxy.stop().await;
+    let (bytes, records) = proxy.stop_with("-INT").await;
     assert_absent(&bytes, "half-sent-session-99");
     assert_eq!(records.len(), 2, "{records:?}");
     let of = |op: &str| records.iter().find(|r| r["operation"] == op).unwrap();
@@ -830,4 +835,35 @@ async fn a_changed_answer_is_reported_classified_and_fails_the_replay() {
     assert!(table.contains("1 differ"), "{table}");
     assert_absent(table.as_bytes(), SENTINEL_KEY);
     changed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_waits_for_100_continue_is_served() {
+    // .NET clients send `Expect: 100-continue` before a POST body.
+    let fake = sentinel_fake().start().await.unwrap();
+    let proxy = Proxy::start(&fake.soap_url());
+    let mut sock = TcpStream::connect(&proxy.addr).await.unwrap();
+    let (h, t) = envelope_parts("Version", "");
+    let body = format!("{h}{t}");
+    let head = format!(
+        "POST /v4.1/prod/ECGridOS.asmx HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; \
+         charset=utf-8\r\nSOAPAction: \"{NS}Version\"\r\nExpect: 100-continue\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), sock.read_exact(&mut interim))
+        .await
+        .expect("an interim answer")
+        .unwrap();
+    assert!(interim.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"));
+    sock.write_all(body.as_bytes()).await.unwrap();
+    let (status, _, _) = read_response(&mut sock).await;
+    assert_eq!(status, 200);
+    drop(sock);
+    let (_, records) = proxy.stop().await;
+    assert_eq!(operations(&records), ["Version"]);
+    assert_eq!(records[0]["outcome"], "complete");
+    fake.shutdown().await;
 }

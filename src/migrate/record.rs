@@ -63,9 +63,11 @@ use crate::error::BoxError;
 use crate::http::{Http, HttpSettings};
 use crate::wire::{read_request, Reply, DEFAULT_MAX_DEPTH};
 
-/// Headers that belong to one connection and are not forwarded.
+/// Headers that belong to one connection and are not forwarded (`Expect:
+/// 100-continue` is answered by the proxy's own server as the body is read).
 const HOP_BY_HOP: &[&str] = &[
     "connection",
+    "expect",
     "keep-alive",
     "proxy-authenticate",
     "proxy-authorization",

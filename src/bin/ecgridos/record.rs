@@ -44,6 +44,8 @@ pub async fn record(g: &Global, args: &RecordArgs) -> Exit {
             args.listen
         );
     }
+    // Signals are listened for before the ready line tells anyone to send one.
+    let signalled = crate::mock::shutdown_signal();
     let ready = json!({
         "listen": recorder.addr().to_string(),
         "soap_url": recorder.soap_url(),
@@ -53,7 +55,7 @@ pub async fn record(g: &Global, args: &RecordArgs) -> Exit {
         recorder.shutdown().await;
         return Exit::Failure;
     }
-    crate::mock::wait_for_signal().await;
+    signalled.await;
     let summary = recorder.shutdown().await;
     if !g.quiet {
         say!(
