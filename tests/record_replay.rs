@@ -867,3 +867,36 @@ async fn a_client_that_waits_for_100_continue_is_served() {
     assert_eq!(records[0]["outcome"], "complete");
     fake.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_without_a_rest_twin_are_listed_and_fail_only_when_strict() {
+    let fake = sentinel_fake().start().await.unwrap();
+    let file = tempfile("no-twin.jsonl");
+    // A read with no REST twin in the mapping, as the recorder writes it.
+    let record = json!({
+        "time": "2026-11-24T00:00:00.000Z", "operation": "ParcelOutBoxInProcess",
+        "protocol": "1.1", "method": "POST", "path": "/v4.1/prod/ECGridOS.asmx",
+        "parameters": {"SessionID": "<secret:0badf00d>"}, "result": [],
+        "status": 200, "duration_ms": 1.0, "outcome": "complete",
+        "request_bytes": 300, "response_bytes": 300
+    });
+    std::fs::write(&file, format!("{record}\n\n")).unwrap();
+    let (code, report) = replay(&fake, &file, "rest", &[]).await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(
+        statuses(&report),
+        [(
+            "ParcelOutBoxInProcess".to_string(),
+            "no_rest_twin".to_string()
+        )]
+    );
+    let (code, report) = replay(&fake, &file, "rest", &["--strict"]).await;
+    assert_eq!(code, 6, "{report:#}");
+    // A line that is not a record fails the replay.
+    std::fs::write(&file, format!("{record}\n{{not json\n")).unwrap();
+    let (code, report) = replay(&fake, &file, "rest", &[]).await;
+    assert_eq!(code, 6);
+    assert_eq!(report["steps"][1]["status"], "unreadable");
+    assert_eq!(report["steps"][1]["line"], 2);
+    fake.shutdown().await;
+}
