@@ -800,6 +800,18 @@ async fn rest_refuses_what_it_cannot_route_or_read() {
     assert_eq!(events["data"][0]["kind"], "Delivered");
     assert_eq!(events["data"][0]["parcelId"], id);
     assert_eq!(events["data"][0]["seq"], 1);
+    assert!(events["data"][0]["atUnixNanos"].as_u64().unwrap() > 1_700_000_000_000_000_000);
+    server.deliver("alice", "b", b"2".to_vec()).unwrap();
+    let (_, later) = rest(
+        &server,
+        "alice",
+        "GET",
+        &format!("{}?since=1", ecgridos::fake::EVENTS_PATH),
+        None,
+    )
+    .await;
+    assert_eq!(later["data"].as_array().unwrap().len(), 1);
+    assert_eq!(later["data"][0]["seq"], 2);
 }
 
 /// A fresh directory under the system's temporary directory.
@@ -1430,4 +1442,41 @@ async fn short_and_archive_listings_filter() {
         ids(&processing).is_empty(),
         "delivered parcels are in no outbox"
     );
+}
+
+#[tokio::test]
+async fn a_slow_download_is_not_cut_as_idle() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = FakeServer::builder()
+        .idle_timeout(std::time::Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    let content = vec![5u8; 16 * 1024 * 1024];
+    let id = server.deliver("bob", "slow.bin", content.clone()).unwrap();
+    let key = server.user("bob").unwrap().api_key.unwrap();
+    let body = format!("{{\"parcelId\":{id}}}");
+    let mut sock = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let request = format!(
+        "POST /v2/parcels/download HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        key.expose(),
+        body.len()
+    );
+    sock.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = vec![0u8; 512 * 1024];
+    loop {
+        // A slow reader: the fake waits on a full socket for longer than
+        // its idle timeout, again and again.
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let n = sock.read(&mut chunk).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8(answer).unwrap();
+    let (_, json) = text.split_once("\r\n\r\n").unwrap();
+    let json: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(json["data"]["content"], base64_text(&content));
 }

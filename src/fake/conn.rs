@@ -95,6 +95,33 @@ impl Drop for Busy {
     }
 }
 
+/// An answer's body holding its request's [`Busy`] mark until it is written
+/// out (or dropped).
+struct Guarded {
+    body: axum::body::Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// The socket, telling the watchdog when request bytes arrive.
 struct Watched<S> {
     io: S,
@@ -267,8 +294,11 @@ async fn connection<S>(
         async move {
             let response =
                 tower_service::Service::call(&mut router, request.map(axum::body::Body::new)).await;
-            drop(busy);
-            response
+            // The request stays in progress until its answer is written out:
+            // a download streamed for minutes is not an idle connection.
+            response.map(|response| {
+                response.map(|body| axum::body::Body::new(Guarded { body, _busy: busy }))
+            })
         }
     });
     // The watchdog below keeps the time limits; hyper's own header timer

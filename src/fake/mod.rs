@@ -28,6 +28,7 @@ mod conn;
 mod download;
 mod mailbox;
 mod rest;
+mod rest_areas;
 mod rest_parcels;
 mod soap;
 mod state;
@@ -152,6 +153,7 @@ pub struct FakeServerBuilder {
     inbox_page_size: usize,
     max_upload_bytes: usize,
     on_parcel_event: Option<state::EventHook>,
+    rest_overrides: Vec<rest_areas::RestOverride>,
 }
 
 impl std::fmt::Debug for FakeServerBuilder {
@@ -185,6 +187,7 @@ impl Default for FakeServerBuilder {
             inbox_page_size: DEFAULT_PAGE_SIZE,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             on_parcel_event: None,
+            rest_overrides: Vec::new(),
         }
     }
 }
@@ -325,8 +328,10 @@ impl FakeServerBuilder {
             .route("/v2/auth/logout", post(rest::logout))
             .route("/v2/auth/version", get(rest::version))
             .merge(rest_parcels::router())
+            .merge(rest_areas::router())
             .fallback(rest::not_found)
             .with_state(shared.clone());
+        let app = rest_areas::with_overrides(app, self.rest_overrides);
         let body_timeout = self.timeouts.body;
         let namespace = shared.namespace.clone();
         let app = app.layer(axum::middleware::from_fn(

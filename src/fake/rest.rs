@@ -61,7 +61,7 @@ pub(super) fn respond<T>(
 
 /// The shared shape of the `/v2/users/…/{id}` endpoints: count, authenticate,
 /// parse the id, act on the state.
-fn on_user<T>(
+pub(super) fn on_user<T>(
     shared: &Shared,
     name: &str,
     headers: &HeaderMap,

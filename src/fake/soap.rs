@@ -13,13 +13,17 @@ use axum::response::{IntoResponse, Response};
 use std::time::SystemTime;
 
 use super::mailbox::{Filter, Listing, Mailbox, Network, Parcel};
-use super::state::{seconds_to_system_time, unix_seconds, xsd_date_time, Denial, ParcelView};
+use super::state::{
+    seconds_to_system_time, unix_seconds, xsd_date_time, Denial, ParcelView, UserView,
+};
 use super::upload::Format;
 use super::{BodyError, DetailShape, Shared};
 use crate::api::enums::{Direction, EdiStandard, ParcelStatus, ParcelValid, Status, UseType};
 use crate::api::mailbox::MailboxInfo;
-use crate::api::parcel;
-use crate::api::types::{FileInfo, MailboxIdInfo, ParcelIdInfo, ParcelIdInfoCollection};
+use crate::api::types::{
+    FileInfo, MailboxIdInfo, ParcelIdInfo, ParcelIdInfoCollection, UserIdInfo,
+};
+use crate::api::{parcel, user};
 use crate::api::{Params, Request};
 use crate::operations::{
     self, GenerateApiKey, Login, Logout, Operation, UserGetApiKey, Version, WhoAmI,
@@ -191,10 +195,9 @@ pub(super) async fn handle(
             .find(|e| wire::soap_action(namespace, e.info.name) == action),
         None => crate::api::request::find(&request.operation),
     };
-    if let Some(name) = named
-        .map(|e| e.info.name)
-        .filter(|n| is_mailbox_operation(n) && !shared.stubs.contains(n))
-    {
+    if let Some(name) = named.map(|e| e.info.name).filter(|n| {
+        (is_mailbox_operation(n) || USER_OPERATIONS.contains(n)) && !shared.stubs.contains(n)
+    }) {
         if request.operation != name || !request.operation_qualified {
             return framework_fault(
                 version,
@@ -206,7 +209,9 @@ pub(super) async fn handle(
             );
         }
         shared.state.count(name);
-        if let Some(response) = answer_mailbox(&shared, version, name, &request, content) {
+        if let Some(response) = answer_mailbox(&shared, version, name, &request, content)
+            .or_else(|| answer_users(&shared, version, name, &request))
+        {
             return response;
         }
     }
@@ -346,7 +351,16 @@ struct Ctx<'a> {
     shape: DetailShape,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// The context of a request of `version` to the fake of `shared`.
+    fn of(shared: &'a Shared, version: SoapVersion) -> Ctx<'a> {
+        Ctx {
+            version,
+            namespace: &shared.namespace,
+            shape: shared.detail_shape,
+        }
+    }
+
     /// A download: the `FileInfo` answer, its content streamed from the
     /// stored bytes (see `download.rs`).
     fn download<R: Request<Output = Option<FileInfo>>>(
@@ -603,6 +617,76 @@ fn text(streamed: &Option<Bytes>, param: Option<String>) -> Result<Bytes, Denial
     }
 }
 
+/// The parameters of a request in the service namespace (others are absent,
+/// as asmx reads them).
+fn qualified_params(request: &SoapRequest) -> Params {
+    let mut params = Params::new();
+    for p in request.params.iter().filter(|p| p.qualified) {
+        params.set(p.name.clone(), p.value.clone());
+    }
+    params
+}
+
+/// The user operations the fake models from its users.
+const USER_OPERATIONS: &[&str] = &[
+    user::UserInfo::INFO.name,
+    user::UserInfobyLogin::INFO.name,
+    user::UserReset::INFO.name,
+];
+
+/// A user as the contract's `UserIDInfo`.
+fn user_id_info(u: &UserView) -> UserIdInfo {
+    UserIdInfo {
+        user_id: u.user_id,
+        login_name: Some(u.login.clone()),
+        first_name: Some(u.login.clone()),
+        last_name: Some(String::new()),
+        company: Some("Fake Company".to_string()),
+        e_mail: Some(format!("{}@example.com", u.login)),
+        network_id: u.network_id,
+        mailbox_id: u.mailbox_id,
+        auth_level: u.auth_level.as_str().parse().unwrap_or_default(),
+        status: Status::Active,
+        ..UserIdInfo::default()
+    }
+}
+
+/// Answers `UserInfo`, `UserInfobyLogin` and `UserReset` from the users;
+/// `None` for any other operation.
+fn answer_users(
+    shared: &Shared,
+    version: SoapVersion,
+    name: &str,
+    request: &SoapRequest,
+) -> Option<Response> {
+    let state = &shared.state;
+    let ctx = Ctx::of(shared, version);
+    let params = qualified_params(request);
+    Some(match name {
+        n if n == user::UserInfo::INFO.name => {
+            ctx.typed(&params, "UserID", |r: user::UserInfo, c| {
+                state
+                    .user_info(c, r.user_id)
+                    .map(|u| Some(user_id_info(&u)))
+            })
+        }
+        n if n == user::UserInfobyLogin::INFO.name => {
+            ctx.typed(&params, "LoginName", |r: user::UserInfobyLogin, c| {
+                let login = r.login_name.unwrap_or_default();
+                state
+                    .user_by_login(c, &login)
+                    .map(|u| Some(user_id_info(&u)))
+            })
+        }
+        n if n == user::UserReset::INFO.name => {
+            ctx.typed(&params, "UserID", |r: user::UserReset, c| {
+                state.reset_sessions(c, r.user_id)
+            })
+        }
+        _ => return None,
+    })
+}
+
 /// Answers a parcel or mailbox operation from the mailbox model; `None` for
 /// any other operation.
 ///
@@ -619,15 +703,8 @@ pub(super) fn answer_mailbox(
         return None;
     }
     let state = &shared.state;
-    let ctx = Ctx {
-        version,
-        namespace: &shared.namespace,
-        shape: shared.detail_shape,
-    };
-    let mut params = Params::new();
-    for p in request.params.iter().filter(|p| p.qualified) {
-        params.set(p.name.clone(), p.value.clone());
-    }
+    let ctx = Ctx::of(shared, version);
+    let params = qualified_params(request);
     let page_size = state.page_size();
     let any = Filter::default();
     let first_page = |views: Vec<ParcelView>| Some(collection(views, 1, page_size));

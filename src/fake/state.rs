@@ -213,6 +213,33 @@ pub struct UserMailbox {
     pub ecgrid_id: i32,
 }
 
+/// A user as `UserInfo` shows them: no password, no key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserView {
+    /// `UserID`.
+    pub user_id: i32,
+    /// `LoginName`.
+    pub login: String,
+    /// `AuthLevel`.
+    pub auth_level: AuthLevel,
+    /// `NetworkID`.
+    pub network_id: i32,
+    /// `MailboxID`.
+    pub mailbox_id: i32,
+}
+
+impl UserView {
+    fn of(user: &UserRecord) -> UserView {
+        UserView {
+            user_id: user.seed.user_id,
+            login: user.seed.login.clone(),
+            auth_level: user.seed.auth_level.clone(),
+            network_id: user.seed.network_id,
+            mailbox_id: user.seed.mailbox_id,
+        }
+    }
+}
+
 impl State {
     /// A state seeded with `users`; fails on a duplicate ID, login or key.
     ///
@@ -508,6 +535,38 @@ impl State {
         let caller = self.authenticate(&mut inner, credential)?;
         let user = self.authorize_key_access(&mut inner, &caller, target)?;
         Ok(ApiKey::new(user.api_key.clone()))
+    }
+
+    /// `UserInfo`: a user the caller may act on (by the same rule as keys),
+    /// without credentials.
+    pub fn user_info(&self, credential: Option<&str>, target: i32) -> Result<UserView, Denial> {
+        let mut inner = self.lock();
+        let caller = self.authenticate(&mut inner, credential)?;
+        let user = self.authorize_key_access(&mut inner, &caller, target)?;
+        Ok(UserView::of(user))
+    }
+
+    /// `UserInfobyLogin` (`POST /v2/users/by-name`): the user with this
+    /// login, when the caller may act on them.
+    pub fn user_by_login(&self, credential: Option<&str>, login: &str) -> Result<UserView, Denial> {
+        let mut inner = self.lock();
+        let caller = self.authenticate(&mut inner, credential)?;
+        let target = inner
+            .users
+            .values()
+            .find(|u| u.seed.login.eq_ignore_ascii_case(login.trim()))
+            .map(|u| u.seed.user_id);
+        // Like the rule on IDs: who may not act on others learns nothing
+        // about whether the login exists.
+        let Some(target) = target else {
+            return Err(if caller.level.is_at_least(&AuthLevel::NetworkAdmin) {
+                Denial::NotFound("No user has that login name.")
+            } else {
+                Denial::Authorization("Only administrators may look up other users.")
+            });
+        };
+        let user = self.authorize_key_access(&mut inner, &caller, target)?;
+        Ok(UserView::of(user))
     }
 
     /// `GenerateAPIKey`: atomically replaces the key; the old one is invalid

@@ -815,6 +815,30 @@ mod tests {
     }
 
     #[test]
+    fn case_insensitive_names_only_where_the_mapping_says() {
+        let text = r#"{"about": "", "operations": [
+            {"operation": "ParcelInfo", "rest": "GET /v2/parcels/{id}",
+             "params": {"ParcelID": "path:id"}, "case_insensitive": true}]}"#;
+        let mapping = Mapping::parse(text).unwrap();
+        let (soap, rest) = (json!({"ParcelID": 7}), json!({"parcelID": 7}));
+        let mut fields = Vec::new();
+        let ctx = |op| Ctx {
+            mapping: Some(&mapping),
+            op,
+            secrets: HashSet::new(),
+            show_secrets: false,
+            corresponding: &[],
+        };
+        ctx(mapping.operation("ParcelInfo")).top(&soap, &rest, &mut fields);
+        assert_eq!(fields[0].class.name(), "renamed", "{fields:?}");
+        // The real mapping does not say so for ParcelInfo: a different name.
+        let step = compare("ParcelInfo", &Ok(soap), &Ok(rest));
+        let c = classes(&step);
+        assert!(c.contains(&("ParcelID".into(), "only_soap")), "{c:?}");
+        assert!(c.contains(&("parcelID".into(), "only_rest")), "{c:?}");
+    }
+
+    #[test]
     fn corresponding_values_are_the_same() {
         let options = CompareOptions {
             show_secrets: false,

@@ -450,6 +450,30 @@ mod tests {
         }
     }
 
+    /// Renamed, volatile and documented fields name fields that exist: a
+    /// contract field (SOAP side) or a camelCase REST name.
+    #[test]
+    fn result_field_names_exist() {
+        let mapping = Mapping::get().unwrap();
+        let contract: std::collections::HashSet<&str> = crate::api::TYPES
+            .iter()
+            .flat_map(|t| t.fields.iter().map(|f| f.name))
+            .collect();
+        let is_rest = |n: &str| n.chars().next().is_some_and(char::is_lowercase);
+        let known = |n: &str| n.is_empty() || contract.contains(n) || is_rest(n);
+        for name in mapping.fields.keys().chain(&mapping.volatile) {
+            assert!(known(name), "{name}");
+        }
+        for op in &mapping.operations {
+            for name in op.fields.keys().chain(op.documented.keys()) {
+                assert!(known(name), "{}: {name}", op.operation);
+            }
+            if let Some(list) = &op.result_list {
+                assert!(contract.contains(list.as_str()), "{}: {list}", op.operation);
+            }
+        }
+    }
+
     #[test]
     fn builds_requests_from_contract_names() {
         let mapping = Mapping::get().unwrap();

@@ -34,7 +34,7 @@
 //! A reference is `${STEP.result}` or a path into it in contract names
 //! (`${inbox.result.ParcelIDInfoList[0].ParcelID}`: over REST the same path
 //! is followed through the mapping's names), or `${users.NAME.FIELD}` with
-//! `user_id`, `ecgrid_id`, `login`, `password` or `api_key`. `expect` names
+//! `user_id`, `mailbox_id`, `ecgrid_id`, `login`, `password` or `api_key`. `expect` names
 //! result fields by path (`result` is the result itself) or `error` (an
 //! error kind: `NotFound` or the services' `ObjectNotFound`, ...). `as`
 //! names the user whose credential the step uses (default: the first);
@@ -95,9 +95,12 @@ pub struct UserDecl {
     /// API key (the first user falls back to the usual credential options).
     #[serde(default)]
     pub api_key_env: Option<String>,
-    /// Against real endpoints: the user's ID, when not found with `WhoAmI`.
+    /// Against real endpoints: the user's ID.
     #[serde(default)]
     pub user_id: Option<i32>,
+    /// Against real endpoints: the user's mailbox.
+    #[serde(default)]
+    pub mailbox_id: Option<i32>,
     /// The ECGrid ID of the user's mailbox, when the fake does not know it.
     #[serde(default)]
     pub ecgrid_id: Option<i64>,
@@ -142,6 +145,8 @@ pub struct ScenarioUser {
     pub login: String,
     /// The user's ID, when known.
     pub user_id: Option<i32>,
+    /// The user's mailbox, when known.
+    pub mailbox_id: Option<i32>,
     /// The ECGrid ID of the user's mailbox, when known.
     pub ecgrid_id: Option<i64>,
     /// The credential steps run with.
@@ -307,7 +312,14 @@ enum Segment {
     Index(usize),
 }
 
-const USER_FIELDS: [&str; 5] = ["user_id", "ecgrid_id", "login", "password", "api_key"];
+const USER_FIELDS: [&str; 6] = [
+    "user_id",
+    "mailbox_id",
+    "ecgrid_id",
+    "login",
+    "password",
+    "api_key",
+];
 
 fn parse_path(text: &str) -> std::result::Result<Vec<Segment>, String> {
     let mut out = Vec::new();
@@ -511,10 +523,20 @@ impl Scenario {
         users: &[ScenarioUser],
         options: RunOptions,
     ) -> ProtocolRun {
+        let mut secrets: Vec<String> = Vec::new();
+        for u in users {
+            if let Some(c) = &u.credential {
+                secrets.push(credential_text(c).to_string());
+            }
+            if let Some(p) = &u.password {
+                secrets.push(p.expose().to_string());
+            }
+        }
         let mut ctx = RunContext {
             users,
             results: BTreeMap::new(),
             sessions: HashSet::new(),
+            secrets,
         };
         let mut steps = Vec::new();
         for step in &self.steps {
@@ -535,6 +557,16 @@ struct RunContext<'u> {
     /// Credentials that are sessions (results of `Login`), sent as bearer
     /// tokens over REST.
     sessions: HashSet<String>,
+    /// Every secret value seen (the users' keys and passwords, secret
+    /// results): kept out of failure messages.
+    secrets: Vec<String>,
+}
+
+fn credential_text(c: &Credential) -> &str {
+    match c {
+        Credential::ApiKey(k) => k.expose(),
+        Credential::Session(s) => s.expose(),
+    }
 }
 
 /// The value at `path` (contract names) in an answer of `op` over either
@@ -634,6 +666,7 @@ impl RunContext<'_> {
                 let u = self.user(Some(user))?;
                 let value = match field.as_str() {
                     "user_id" => u.user_id.map(Value::from),
+                    "mailbox_id" => u.mailbox_id.map(Value::from),
                     "ecgrid_id" => u.ecgrid_id.map(Value::from),
                     "login" => Some(Value::from(u.login.clone())),
                     "password" => u.password.as_ref().map(|p| Value::from(p.expose())),
@@ -678,6 +711,15 @@ impl RunContext<'_> {
         }
         out.push_str(rest);
         Ok(out)
+    }
+
+    /// `text` with every secret value seen replaced by [`diff::REDACTED`].
+    fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in self.secrets.iter().filter(|s| s.len() >= 4) {
+            out = out.replace(secret.as_str(), diff::REDACTED);
+        }
+        out
     }
 
     /// An expected value with the references in its strings resolved.
@@ -750,11 +792,7 @@ impl RunContext<'_> {
                 let has_session = entry.info.params.iter().any(|p| p.name == "SessionID");
                 if has_session && params.get("SessionID").is_none() {
                     if let Some(c) = &credential {
-                        let text = match c {
-                            Credential::ApiKey(k) => k.expose(),
-                            Credential::Session(s) => s.expose(),
-                        };
-                        params.set("SessionID", text);
+                        params.set("SessionID", credential_text(c));
                     }
                 }
                 client.call_json(entry, &params).await
@@ -787,6 +825,9 @@ impl RunContext<'_> {
                     self.sessions.insert(token.to_string());
                 }
             }
+            if diff::is_secret(&step.operation, "") {
+                self.secrets.extend(value.as_str().map(str::to_string));
+            }
             run.result = Some(if options.show_secrets {
                 value.clone()
             } else {
@@ -797,6 +838,11 @@ impl RunContext<'_> {
             run.error_kind = Some(diff::kind_name(*kind));
         }
         self.check_expectations(step, &answer, options, &mut run.failures);
+        if !options.show_secrets {
+            for failure in &mut run.failures {
+                *failure = self.scrub(failure);
+            }
+        }
         run.answer = Some(answer.clone());
         self.results
             .insert(step.name.clone(), (step.operation.clone(), answer));
@@ -887,11 +933,16 @@ pub fn kind_of(run: &StepRun) -> Option<ErrorKind> {
 #[cfg(feature = "fake")]
 pub mod on_fake {
     use super::*;
-    use crate::fake::{FakeServer, FakeServerBuilder, SeedUser};
+    use crate::fake::{FakeServer, FakeServerBuilder, SeedUser, UserMailbox};
 
     /// The users of a scenario on the fake: the declared ones (by login),
-    /// or all seeded users when none is declared.
-    pub fn users(scenario: &Scenario, seeds: &[SeedUser]) -> Result<Vec<ScenarioUser>> {
+    /// or all seeded users when none is declared; each with the ECGrid ID
+    /// of its mailbox.
+    pub fn users(
+        scenario: &Scenario,
+        seeds: &[SeedUser],
+        mailboxes: &[UserMailbox],
+    ) -> Result<Vec<ScenarioUser>> {
         let of = |name: &str, login: &str, ecgrid_id: Option<i64>| -> Result<ScenarioUser> {
             let seed = seeds
                 .iter()
@@ -902,11 +953,13 @@ pub mod on_fake {
                         format!("user {name:?}: the fake has no login {login:?}"),
                     )
                 })?;
+            let own = mailboxes.iter().find(|m| m.user_id == seed.user_id);
             Ok(ScenarioUser {
                 name: name.to_string(),
                 login: seed.login.clone(),
                 user_id: Some(seed.user_id),
-                ecgrid_id,
+                mailbox_id: own.map(|m| m.mailbox_id),
+                ecgrid_id: ecgrid_id.or(own.map(|m| i64::from(m.ecgrid_id))),
                 credential: seed.api_key.clone().map(Credential::ApiKey),
                 password: Some(seed.password.clone()),
             })
@@ -944,7 +997,7 @@ pub mod on_fake {
                 .start()
                 .await
                 .map_err(|e| Error::invalid_input("fake", e.to_string()))?;
-            let users = users(scenario, &seeds)?;
+            let users = users(scenario, &seeds, &server.mailboxes())?;
             let run = match protocol {
                 Protocol::Soap => {
                     let client = Client::builder().endpoint(server.soap_url()).build()?;
