@@ -763,15 +763,12 @@ async fn a_changed_answer_is_reported_classified_and_fails_the_replay() {
     let fake = sentinel_fake().start().await.unwrap();
     let file = record_session(&fake).await;
     fake.shutdown().await;
-    // The same credential on a service whose user 7 has another login name.
-    let users: Vec<SeedUser> = serde_json::from_value(json!([
-        {"user_id": 7, "login": "root-renamed", "password": "x-1", "auth_level": "Root",
-         "api_key": SENTINEL_KEY},
-        {"user_id": 8, "login": "carol", "password": "carol-pw-1", "auth_level": "MailboxUser",
-         "mailbox_id": 101},
-    ]))
-    .unwrap();
-    let changed = FakeServer::builder().users(users).start().await.unwrap();
+    // The same service, but REST answers WhoAmI with another login name.
+    let changed = sentinel_fake()
+        .rest_override("/v2/users/me", "/data/login", "root-renamed")
+        .start()
+        .await
+        .unwrap();
     let junit = tempfile("replay.xml");
     let (code, report) = replay(
         &changed,
@@ -815,21 +812,26 @@ async fn a_changed_answer_is_reported_classified_and_fails_the_replay() {
     assert!(xml.contains("root-renamed"));
     assert_absent(xml.as_bytes(), SENTINEL_KEY);
 
+    // SOAP answers are untouched: the same recording replays clean there.
+    let (code, report) = replay(&changed, &file, "soap", &[]).await;
+    assert_eq!(code, 0, "{report:#}");
+
     // The table names the difference for a person.
+    let rest_url = changed.rest_url();
     let mut cmd = ecgridos(&[
         "replay",
         file.to_str().unwrap(),
         "--over",
-        "soap",
-        "--endpoint",
-        &changed.soap_url(),
+        "rest",
+        "--rest-url",
+        &rest_url,
     ]);
     cmd.env("ECGRID_API_KEY", SENTINEL_KEY);
     let output = cli_support::run(cmd).await;
     assert_eq!(output.status.code(), Some(6));
     let table = String::from_utf8(output.stdout).unwrap();
     assert!(
-        table.contains("LoginName: value differs: recorded \"root\", SOAP \"root-renamed\""),
+        table.contains("LoginName: value differs: recorded \"root\", REST \"root-renamed\""),
         "{table}"
     );
     assert!(table.contains("1 differ"), "{table}");
