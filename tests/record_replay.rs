@@ -46,8 +46,13 @@ struct Proxy {
 
 impl Proxy {
     fn start(upstream: &str) -> Proxy {
+        Proxy::start_with(upstream, &[])
+    }
+
+    /// With more options (the network options for the upstream).
+    fn start_with(upstream: &str, extra: &[&str]) -> Proxy {
         let out = tempfile("calls.jsonl");
-        let mut child = ecgridos(&[
+        let mut args = vec![
             "record",
             "--listen",
             "127.0.0.1:0",
@@ -55,11 +60,13 @@ impl Proxy {
             upstream,
             "--out",
             out.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+        ];
+        args.extend_from_slice(extra);
+        let mut child = ecgridos(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -900,5 +907,38 @@ async fn operations_without_a_rest_twin_are_listed_and_fail_only_when_strict() {
     assert_eq!(code, 6);
     assert_eq!(report["steps"][1]["status"], "unreadable");
     assert_eq!(report["steps"][1]["line"], 2);
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_upstream_is_reached_with_the_network_options() {
+    let fake = sentinel_fake()
+        .tls(ecgridos::fake::FakeTls::new())
+        .start()
+        .await
+        .unwrap();
+    let ca = tempfile("ca.pem");
+    std::fs::write(&ca, fake.tls().unwrap().ca_cert_pem()).unwrap();
+    let proxy = Proxy::start_with(&fake.soap_url(), &["--ca-cert", ca.to_str().unwrap()]);
+    assert!(proxy.soap_url.starts_with("http://127.0.0.1:"));
+    let client = Client::builder().endpoint(&proxy.soap_url).build().unwrap();
+    let me = client.who_am_i(&ApiKey::new(SENTINEL_KEY)).await.unwrap();
+    assert_eq!(me.user_id, 7);
+    let (bytes, records) = proxy.stop().await;
+    assert_eq!(operations(&records), ["WhoAmI"]);
+    assert_eq!(records[0]["result"]["UserID"], 7);
+    assert_absent(&bytes, SENTINEL_KEY);
+
+    // Without the CA the upstream is not trusted: the client gets a 502,
+    // and the exchange is recorded as unreachable.
+    let proxy = Proxy::start(&fake.soap_url());
+    let client = Client::builder().endpoint(&proxy.soap_url).build().unwrap();
+    let err = client.version().await.unwrap_err();
+    assert!(
+        matches!(err, ecgridos::Error::HttpStatus { status: 502, .. }),
+        "{err:?}"
+    );
+    let (_, records) = proxy.stop().await;
+    assert_eq!(records[0]["outcome"], "upstream_unreachable");
     fake.shutdown().await;
 }
