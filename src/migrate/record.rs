@@ -34,7 +34,9 @@
 //! content (`s:base64Binary` fields, `Content`, `ContentBase64String`) is
 //! written as `{"bytes": N, "sha256": "..."}` of the decoded bytes; any
 //! other value over 64 KiB as `{"text_bytes": N, "sha256": "..."}` of its
-//! text.
+//! text. A message is read from what is kept of it: its tags and small
+//! values, at most 16 MiB (a listing larger than that is forwarded whole,
+//! and recorded with its parameters or result as `{"omitted": ...}`).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
@@ -514,6 +516,12 @@ impl Exchange {
         };
         record.insert("parameters".into(), parameters);
         let response_digests = by_name(state.response.take_digests());
+        if outcome == Outcome::Complete && entry.is_some() && state.response.kept().is_none() {
+            record.insert(
+                "result".into(),
+                json!({ "omitted": "the answer is larger than the recorder keeps" }),
+            );
+        }
         if let (Some(entry), true, Some(kept)) =
             (entry, outcome == Outcome::Complete, state.response.kept())
         {

@@ -532,6 +532,21 @@ mod tests {
     }
 
     #[test]
+    fn a_document_too_large_to_keep_is_only_counted() {
+        let mut s = Scanner::new(CONTENT);
+        s.feed(b"<a>");
+        let item = b"<i>0123456789</i>";
+        for _ in 0..=KEPT_LIMIT / item.len() {
+            s.feed(item);
+        }
+        s.feed(b"<Content>aGVsbG8=</Content></a>");
+        assert!(s.kept().is_none());
+        assert!(s.seen() > KEPT_LIMIT as u64);
+        // Content is still hashed.
+        assert_eq!(s.take_digests()[0].1["bytes"], 5);
+    }
+
+    #[test]
     fn quotes_comments_and_cdata_do_not_confuse_it() {
         let doc = "<a attr='x>y' b=\"<\"><!-- <Content> --><![CDATA[<b>]]><c>t</c></a>";
         let s = scan_in_pieces(doc.as_bytes(), 1);
