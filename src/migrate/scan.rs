@@ -310,10 +310,14 @@ impl Scanner {
                     let b = bytes[0];
                     bytes = &bytes[1..];
                     if self.tag.len() >= TAG_LIMIT {
+                        // Too long to keep: its start (the name, or the kind
+                        // of markup) and its last bytes (where it ends) are
+                        // enough to follow the document.
                         self.overflow = true;
-                    } else {
-                        self.tag.push(b);
+                        let tail = self.tag.len() - 8;
+                        self.tag.drain(16..tail);
                     }
+                    self.tag.push(b);
                     let quote = match (quote, b) {
                         (Some(q), b) if b == q => None,
                         (Some(q), _) => Some(q),
@@ -543,6 +547,17 @@ mod tests {
         assert!(s.kept().is_none());
         assert!(s.seen() > KEPT_LIMIT as u64);
         // Content is still hashed.
+        assert_eq!(s.take_digests()[0].1["bytes"], 5);
+    }
+
+    #[test]
+    fn a_tag_too_long_to_keep_is_still_followed() {
+        let long = "x".repeat(TAG_LIMIT * 2);
+        let doc =
+            format!("<a><!-- {long} --><b attr=\"{long}\">t</b><Content>aGVsbG8=</Content></a>");
+        let mut s = scan_in_pieces(doc.as_bytes(), 5000);
+        assert!(s.kept().is_none());
+        assert!(s.open.is_empty());
         assert_eq!(s.take_digests()[0].1["bytes"], 5);
     }
 
