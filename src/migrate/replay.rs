@@ -357,6 +357,9 @@ fn plan(
             .and_then(Value::as_str)
             .and_then(diff::parse_kind)
             .unwrap_or(ErrorKind::OtherServiceError)),
+        (None, Some(result)) if is_placeholder(result) => {
+            return (name, skip("the answer was too large to record".into()))
+        }
         (None, Some(result)) => Ok(result.clone()),
         (None, None) => return (name, skip("no answer was recorded".into())),
     };
@@ -400,6 +403,13 @@ fn plan(
     }
 }
 
+/// What the recorder writes instead of parameters or a result it could not
+/// keep or read: `{"omitted": "..."}` or `{"unreadable": "..."}`.
+fn is_placeholder(value: &Value) -> bool {
+    matches!(value, Value::Object(map) if map.len() == 1
+        && ["omitted", "unreadable"].iter().any(|k| map.get(*k).is_some_and(Value::is_string)))
+}
+
 /// The text parameters of a record, without `SessionID` (the replayer's
 /// credential takes its place).
 fn params(recorded: Option<&Value>) -> Result<Params, String> {
@@ -407,6 +417,9 @@ fn params(recorded: Option<&Value>) -> Result<Params, String> {
     let Some(Value::Object(map)) = recorded else {
         return Ok(params);
     };
+    if recorded.is_some_and(is_placeholder) {
+        return Err("the recording does not hold its parameters".into());
+    }
     for (name, value) in map {
         if name == "SessionID" {
             continue;
@@ -611,6 +624,16 @@ mod tests {
         );
         assert_eq!(s, Status::Skipped);
         assert!(why.contains("Content"), "{why}");
+        let omitted = json!({"omitted": "the request is larger than the recorder keeps"});
+        assert_eq!(
+            plan_of(ok("UserGetAPIKey", omitted), reads).0,
+            Status::Skipped
+        );
+        let mut big = ok("UserGetAPIKey", json!({"UserID": 8}));
+        big["result"] = json!({"omitted": "the answer is larger than the recorder keeps"});
+        let (s, why) = plan_of(big, reads);
+        assert_eq!(s, Status::Skipped);
+        assert!(why.contains("too large"), "{why}");
     }
 
     #[test]
