@@ -639,3 +639,77 @@ async fn unknown_operations_and_parameters_are_refused_before_anything_is_sent()
     let err = scenario.check(&BOTH).unwrap_err();
     assert!(err.is_invalid_input() && err.to_string().contains("NowUTC has no REST twin"));
 }
+
+#[tokio::test]
+async fn the_users_area_answers_alike_over_both_protocols() {
+    let report = run_text(
+        r#"
+        [[user]]
+        name = "admin"
+        [[user]]
+        name = "alice"
+
+        [[step]]
+        name = "everyone"
+        operation = "UserList"
+        params = { Name = "" }
+        expect = { "[0].LoginName" = "admin", "[2].LoginName" = "bob" }
+
+        [[step]]
+        name = "only-me"
+        operation = "UserListEx"
+        as = "alice"
+        params = { NetworkID = 0, MailboxID = 0, Name = "" }
+        expect = { "[0].UserID" = "${users.alice.user_id}" }
+
+        [[step]]
+        name = "by-id"
+        operation = "UserInfo"
+        params = { UserID = "${users.alice.user_id}" }
+        expect = { LoginName = "alice", AuthLevel = "MailboxUser" }
+
+        [[step]]
+        name = "by-login"
+        operation = "UserInfobyLogin"
+        params = { LoginName = "ALICE" }
+        expect = { UserID = "${users.alice.user_id}" }
+
+        [[step]]
+        name = "unknown-login"
+        operation = "UserInfobyLogin"
+        params = { LoginName = "nobody" }
+        expect = { error = "ObjectNotFound" }
+
+        [[step]]
+        name = "not-yours"
+        operation = "UserInfo"
+        as = "alice"
+        params = { UserID = "${users.admin.user_id}" }
+        expect = { error = "AccessDenied" }
+
+        [[step]]
+        name = "reset"
+        operation = "UserReset"
+        params = { UserID = "${users.alice.user_id}" }
+        "#,
+        |b| b,
+    )
+    .await;
+    assert!(report.passed, "{}", problems(&report));
+    for run in &report.runs {
+        let listed = |i: usize| {
+            run.steps[i]
+                .result
+                .as_ref()
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len()
+        };
+        assert_eq!((listed(0), listed(1)), (3, 1), "{}", run.protocol);
+    }
+    // The renames are classified as such.
+    let by_id = report.comparison[2].diff.as_ref().unwrap();
+    let login = by_id.fields.iter().find(|f| f.path == "LoginName").unwrap();
+    assert_eq!(login.class.name(), "renamed");
+}

@@ -1,6 +1,6 @@
 //! The fake's REST v2 routes for the users area that the mapping names
 //! beside the key and session routes (`GET /v2/users/{id}`,
-//! `POST /v2/users/by-name`), with the vendor's envelope, error codes and
+//! `POST /v2/users/by-name`, `POST /v2/users/list`), with the vendor's envelope, error codes and
 //! statuses; and the test-only knob that rewrites one field of REST
 //! responses ([`FakeServerBuilder::rest_override`]), for tests that need a
 //! difference between the protocols on purpose.
@@ -17,7 +17,8 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::rest::{credential, error, method_not_allowed, on_user, respond};
+use super::rest::{error, method_not_allowed, on_user};
+use super::rest_parcels::call;
 use super::state::{State, UserView};
 use super::{FakeServerBuilder, Shared};
 
@@ -29,6 +30,7 @@ pub(super) fn router() -> Router<Arc<Shared>> {
             "/v2/users/by-name",
             post(by_name).fallback(method_not_allowed),
         )
+        .route("/v2/users/list", post(list).fallback(method_not_allowed))
 }
 
 /// A user as the REST pages show `UserIDInfo` (10 fields).
@@ -76,20 +78,34 @@ async fn by_name(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    shared.state.count("REST by-name");
-    let (cred, bearer) = credential(&headers);
-    let Ok(ByName { login }) = serde_json::from_slice(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "InvalidParameter",
-            "Expected a JSON body with login.",
-        );
-    };
-    respond(
-        shared.state.user_by_login(cred.as_deref(), &login),
-        bearer,
-        |u| json!([user_json(u)]),
-    )
+    call(&shared, "by-name", &headers, &body, |cred, b: ByName| {
+        let user = shared.state.user_by_login(cred, &b.login)?;
+        Ok(json!([user_json(user)]))
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ListBody {
+    name: String,
+    network_id: i32,
+    mailbox_id: i32,
+}
+
+/// `POST /v2/users/list` with `{name?, networkId?, mailboxId?}`: a plain
+/// array (the vendor's page; paging fields are accepted and ignored: the
+/// fake has few users).
+async fn list(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    call(&shared, "list", &headers, &body, |cred, b: ListBody| {
+        let users = shared
+            .state
+            .user_list(cred, &b.name, b.network_id, b.mailbox_id)?;
+        Ok(Value::Array(users.into_iter().map(user_json).collect()))
+    })
 }
 
 /// One rewrite of REST responses: at paths matching `pattern`, the JSON

@@ -76,7 +76,7 @@ pub(super) fn router() -> Router<Arc<Shared>> {
 }
 
 /// Counts the call, reads the credential and the JSON body, runs `action`.
-fn call<B: DeserializeOwned>(
+pub(super) fn call<B: DeserializeOwned>(
     shared: &Shared,
     name: &str,
     headers: &HeaderMap,

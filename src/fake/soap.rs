@@ -21,7 +21,7 @@ use super::{BodyError, DetailShape, Shared};
 use crate::api::enums::{Direction, EdiStandard, ParcelStatus, ParcelValid, Status, UseType};
 use crate::api::mailbox::MailboxInfo;
 use crate::api::types::{
-    FileInfo, MailboxIdInfo, ParcelIdInfo, ParcelIdInfoCollection, UserIdInfo,
+    ArrayOfUserIdInfo, FileInfo, MailboxIdInfo, ParcelIdInfo, ParcelIdInfoCollection, UserIdInfo,
 };
 use crate::api::{parcel, user};
 use crate::api::{Params, Request};
@@ -632,7 +632,16 @@ const USER_OPERATIONS: &[&str] = &[
     user::UserInfo::INFO.name,
     user::UserInfobyLogin::INFO.name,
     user::UserReset::INFO.name,
+    user::UserList::INFO.name,
+    user::UserListEx::INFO.name,
 ];
+
+/// Users as the contract's `ArrayOfUserIDInfo`.
+fn user_list(users: Vec<UserView>) -> Option<ArrayOfUserIdInfo> {
+    Some(ArrayOfUserIdInfo(
+        users.iter().map(|u| Some(user_id_info(u))).collect(),
+    ))
+}
 
 /// A user as the contract's `UserIDInfo`.
 fn user_id_info(u: &UserView) -> UserIdInfo {
@@ -651,7 +660,8 @@ fn user_id_info(u: &UserView) -> UserIdInfo {
     }
 }
 
-/// Answers `UserInfo`, `UserInfobyLogin` and `UserReset` from the users;
+/// Answers `UserInfo`, `UserInfobyLogin`, `UserReset` and `UserList(Ex)`
+/// from the users;
 /// `None` for any other operation.
 fn answer_users(
     shared: &Shared,
@@ -676,6 +686,20 @@ fn answer_users(
                 state
                     .user_by_login(c, &login)
                     .map(|u| Some(user_id_info(&u)))
+            })
+        }
+        n if n == user::UserList::INFO.name => {
+            ctx.typed(&params, "Name", |r: user::UserList, c| {
+                let name = r.name.unwrap_or_default();
+                state.user_list(c, &name, 0, 0).map(user_list)
+            })
+        }
+        n if n == user::UserListEx::INFO.name => {
+            ctx.typed(&params, "Name", |r: user::UserListEx, c| {
+                let name = r.name.unwrap_or_default();
+                state
+                    .user_list(c, &name, r.network_id, r.mailbox_id)
+                    .map(user_list)
             })
         }
         n if n == user::UserReset::INFO.name => {

@@ -569,6 +569,38 @@ impl State {
         Ok(UserView::of(user))
     }
 
+    /// `UserList`/`UserListEx` (`POST /v2/users/list`): the users the caller
+    /// may act on (everyone for `NetOps` and above, its network for
+    /// `NetworkAdmin`, itself otherwise) whose login contains `name`
+    /// (ignoring case), in a network and mailbox when not 0, by UserID.
+    pub fn user_list(
+        &self,
+        credential: Option<&str>,
+        name: &str,
+        network_id: i32,
+        mailbox_id: i32,
+    ) -> Result<Vec<UserView>, Denial> {
+        let mut inner = self.lock();
+        let caller = self.authenticate(&mut inner, credential)?;
+        let name = name.trim().to_lowercase();
+        Ok(inner
+            .users
+            .values()
+            .filter(|u| {
+                let seed = &u.seed;
+                let visible = seed.user_id == caller.user_id
+                    || caller.level.is_at_least(&AuthLevel::NetOps)
+                    || (caller.level.is_at_least(&AuthLevel::NetworkAdmin)
+                        && seed.network_id == caller.network_id);
+                visible
+                    && seed.login.to_lowercase().contains(&name)
+                    && (network_id == 0 || seed.network_id == network_id)
+                    && (mailbox_id == 0 || seed.mailbox_id == mailbox_id)
+            })
+            .map(UserView::of)
+            .collect())
+    }
+
     /// `GenerateAPIKey`: atomically replaces the key; the old one is invalid
     /// from this moment on, over both protocols.
     pub fn generate_key(&self, credential: Option<&str>, target: i32) -> Result<ApiKey, Denial> {

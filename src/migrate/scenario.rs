@@ -55,7 +55,7 @@ use super::diff::{self, Answer, StepDiff};
 use super::mapping::{camel_case, Mapping, RestOperation};
 use crate::api::request::find;
 use crate::api::Params;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::rest::{RestAuth, RestClient};
 use crate::rotation::{Credential, Protocol};
 use crate::secret::{ApiKey, Password, SessionId};
@@ -256,8 +256,15 @@ pub struct Report {
 }
 
 impl Report {
-    /// The report of `runs` (compared step by step when there are two).
+    /// The report of `runs` of `scenario` (compared step by step when there
+    /// are two).
     pub fn new(scenario: &Scenario, runs: Vec<ProtocolRun>, options: RunOptions) -> Report {
+        Report::named(&scenario.name, runs, options)
+    }
+
+    /// The report of `runs` under `name` (compared step by step when there
+    /// are two: the first is the SOAP side).
+    pub fn named(name: &str, runs: Vec<ProtocolRun>, options: RunOptions) -> Report {
         let mut comparison = Vec::new();
         if let [soap, rest] = runs.as_slice() {
             let mapping = Mapping::get().ok();
@@ -290,7 +297,7 @@ impl Report {
         let passed = runs.iter().all(|r| r.steps.iter().all(StepRun::passed))
             && comparison.iter().all(StepComparison::is_same);
         Report {
-            scenario: scenario.name.clone(),
+            scenario: name.to_string(),
             runs,
             comparison,
             passed,
@@ -439,7 +446,12 @@ impl Scenario {
                     step.operation
                 )),
                 Some(entry) => {
-                    for name in step.params.keys() {
+                    for (name, value) in &step.params {
+                        if toml_text(value).is_none() {
+                            problems.push(format!(
+                                "{at}: {name}: a parameter is a string, number or boolean"
+                            ));
+                        }
                         if !entry.info.params.iter().any(|p| p.name == name) {
                             let known: Vec<&str> =
                                 entry.info.params.iter().map(|p| p.name).collect();
@@ -922,11 +934,6 @@ impl RunContext<'_> {
     }
 }
 
-/// The error kind a failed step has (for tests and reports).
-pub fn kind_of(run: &StepRun) -> Option<ErrorKind> {
-    run.error_kind.as_deref().and_then(diff::parse_kind)
-}
-
 /// Running scenarios against the embedded fake: a fresh fake per protocol,
 /// seeded with the same users (same passwords and keys), so that both runs
 /// start from the same state.
@@ -1087,7 +1094,7 @@ mod tests {
             [[step]]
             name = "a"
             operation = "UserGetAPIKey"
-            params = { UserId = 1, UserID = "${b.result}" }
+            params = { UserId = 1, UserID = "${b.result}", SessionID = [1] }
             [[step]]
             name = "b"
             operation = "NoSuchOperation"
@@ -1107,6 +1114,7 @@ mod tests {
             "\"carol\" is not a declared user",
             "NowUTC has no REST twin",
             "is not an error kind",
+            "SessionID: a parameter is a string, number or boolean",
         ] {
             assert!(text.contains(needle), "{needle} in {text}");
         }
