@@ -290,6 +290,20 @@ async fn unroutable_files_are_refused_and_nothing_is_stored() {
             Some(FaultCategory::InvalidParameter)
         );
     }
+    // A declared size that is not the content's.
+    let content = x12("ALICE", "BOB", "");
+    let err = c
+        .call(req!(ParcelUpload {
+            session_id: alice.clone(),
+            file_name: Some("short".into()),
+            bytes: i32::try_from(content.len()).unwrap() + 1,
+            content: Some(Base64(content)),
+        }))
+        .await
+        .unwrap_err();
+    let fault = err.fault().unwrap();
+    assert_eq!(fault.category(), Some(FaultCategory::InvalidParameter));
+    assert!(fault.message.contains("Bytes is"), "{}", fault.message);
     assert!(server.events().is_empty());
     assert!(inbox(&c, &session(&server, "bob")).await.is_empty());
 }
@@ -1479,4 +1493,58 @@ async fn a_slow_download_is_not_cut_as_idle() {
     let (_, json) = text.split_once("\r\n\r\n").unwrap();
     let json: serde_json::Value = serde_json::from_str(json).unwrap();
     assert_eq!(json["data"]["content"], base64_text(&content));
+}
+
+#[tokio::test]
+async fn a_soap_12_upload_is_streamed_under_the_upload_cap() {
+    let server = FakeServer::start().await.unwrap();
+    let c = Client::builder()
+        .endpoint(server.soap_url())
+        .soap_version(ecgridos::SoapVersion::V12)
+        .build()
+        .unwrap();
+    // 3 MiB of content: 4 MiB of base64, over the 2 MiB cap of other requests.
+    let mut content = x12("ALICE", "BOB", "");
+    content.extend(std::iter::repeat_n(b'z', 3 * 1024 * 1024));
+    let id = upload(&c, &session(&server, "alice"), "v12.x12", content.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        server.parcel(i64::from(id)).unwrap().bytes.as_ref(),
+        content.as_slice()
+    );
+}
+
+#[tokio::test]
+async fn a_download_nobody_reads_is_cut_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = FakeServer::builder()
+        .idle_timeout(std::time::Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    let id = server
+        .deliver("bob", "big.bin", vec![5u8; 32 * 1024 * 1024])
+        .unwrap();
+    let key = server.user("bob").unwrap().api_key.unwrap();
+    let body = format!("{{\"parcelId\":{id}}}");
+    let mut sock = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let request = format!(
+        "POST /v2/parcels/download HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        key.expose(),
+        body.len()
+    );
+    sock.write_all(request.as_bytes()).await.unwrap();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let first = sock.read(&mut chunk).await.unwrap();
+    assert!(first > 0);
+    // Stop reading for well over the idle timeout: the fake gives up.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut rest = Vec::new();
+    let _ = sock.read_to_end(&mut rest).await;
+    let received = first + rest.len();
+    assert!(
+        received < 32 * 1024 * 1024 / 3 * 4,
+        "the whole answer ({received} bytes) arrived although nobody read it"
+    );
 }

@@ -745,7 +745,19 @@ pub(super) fn answer_mailbox(
     };
     // An upload from `mailbox` (0: the caller's), routed by `ids` or by its
     // envelope.
-    let upload = |c: Option<&str>, mailbox: i32, file: Option<String>, bytes, ids| {
+    // `declared` is the `Bytes` parameter of the binary forms: it must match
+    // the content, or nothing is stored.
+    let upload = |c: Option<&str>,
+                  mailbox: i32,
+                  file: Option<String>,
+                  (bytes, declared): (Bytes, Option<i32>),
+                  ids| {
+        if let Some(declared) = declared.filter(|d| usize::try_from(*d).ok() != Some(bytes.len())) {
+            return Err(Denial::InvalidParameter(format!(
+                "Bytes is {declared} but Content holds {} bytes",
+                bytes.len()
+            )));
+        }
         state
             .upload(c, mailbox, &file.unwrap_or_default(), bytes, ids)
             .map(clamp_parcel_id)
@@ -776,36 +788,60 @@ pub(super) fn answer_mailbox(
     let response = match name {
         n if n == parcel::ParcelUpload::INFO.name => {
             ctx.typed(&params, "Content", |r: parcel::ParcelUpload, c| {
-                upload(c, 0, r.file_name, binary(&streamed, r.content), None)
+                upload(
+                    c,
+                    0,
+                    r.file_name,
+                    (binary(&streamed, r.content), Some(r.bytes)),
+                    None,
+                )
             })
         }
         n if n == parcel::ParcelUploadA::INFO.name => {
             ctx.typed(&params, "ContentBase64", |r: parcel::ParcelUploadA, c| {
-                upload(c, 0, r.file_name, text(&streamed, r.content_base64)?, None)
+                upload(
+                    c,
+                    0,
+                    r.file_name,
+                    (text(&streamed, r.content_base64)?, None),
+                    None,
+                )
             })
         }
         n if n == parcel::ParcelUploadEx::INFO.name => {
             ctx.typed(&params, "Content", |r: parcel::ParcelUploadEx, c| {
                 let bytes = binary(&streamed, r.content);
-                upload(c, r.mailbox_id, r.file_name, bytes, None)
+                upload(c, r.mailbox_id, r.file_name, (bytes, Some(r.bytes)), None)
             })
         }
         n if n == parcel::ParcelUploadExA::INFO.name => {
             ctx.typed(&params, "ContentBase64", |r: parcel::ParcelUploadExA, c| {
                 let bytes = text(&streamed, r.content_base64)?;
-                upload(c, r.mailbox_id, r.file_name, bytes, None)
+                upload(c, r.mailbox_id, r.file_name, (bytes, None), None)
             })
         }
         n if n == parcel::ParcelUploadMft::INFO.name => {
             ctx.typed(&params, "ECGridIDTo", |r: parcel::ParcelUploadMft, c| {
                 let ids = Some((r.ec_grid_id_from, r.ec_grid_id_to));
-                upload(c, 0, r.file_name, binary(&streamed, r.content), ids)
+                upload(
+                    c,
+                    0,
+                    r.file_name,
+                    (binary(&streamed, r.content), Some(r.bytes)),
+                    ids,
+                )
             })
         }
         n if n == parcel::ParcelUploadMftA::INFO.name => {
             ctx.typed(&params, "ECGridIDTo", |r: parcel::ParcelUploadMftA, c| {
                 let ids = Some((r.ec_grid_id_from, r.ec_grid_id_to));
-                upload(c, 0, r.file_name, text(&streamed, r.content_base64)?, ids)
+                upload(
+                    c,
+                    0,
+                    r.file_name,
+                    (text(&streamed, r.content_base64)?, None),
+                    ids,
+                )
             })
         }
         n if n == parcel::ParcelInBox::INFO.name => {
