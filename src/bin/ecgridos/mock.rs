@@ -103,13 +103,15 @@ pub async fn serve(g: &Global, args: ServeMockArgs) -> Exit {
         }
         made_dir = made.then_some(dir);
     }
+    // Signals are listened for before the ready line tells anyone to send one.
+    let signalled = shutdown_signal();
     // Exactly one line, printed once the server accepts connections: printing
     // the seeded credentials (and the certificate paths) is this command's job.
     if print_or_fail(&ready.to_string()) != Exit::Ok {
         server.shutdown().await;
         return Exit::Failure;
     }
-    wait_for_signal().await;
+    signalled.await;
     if !g.quiet {
         say!("stopping");
     }
@@ -188,10 +190,6 @@ fn write_tls_files(
         write("client_key", "client-key.pem", key.expose(), true)?;
     }
     Ok(written)
-}
-
-async fn wait_for_signal() {
-    shutdown_signal().await
 }
 
 /// Listens for SIGINT and SIGTERM from the moment it is called (a signal
