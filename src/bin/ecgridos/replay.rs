@@ -84,6 +84,8 @@ fn table(report: &ReplayReport) -> String {
         .max()
         .unwrap_or(9)
         .max(9);
+    // Details start under the result column.
+    let indent = width + 9;
     let mut out = format!("{:>5}  {:<width$}  result\n", "line", "operation");
     for step in &report.steps {
         let op = step.operation.as_deref().unwrap_or("-");
@@ -97,7 +99,7 @@ fn table(report: &ReplayReport) -> String {
         if let Some(kinds) = &diff.error_kind_differs {
             let side = |k: &Option<String>| k.clone().unwrap_or_else(|| "success".into());
             out.push_str(&format!(
-                "{:>width$}      error kind: {ours} {}, {theirs} {}\n",
+                "{:indent$}error kind: {ours} {}, {theirs} {}\n",
                 "",
                 side(&kinds.soap),
                 side(&kinds.rest)
@@ -117,7 +119,7 @@ fn table(report: &ReplayReport) -> String {
                 }
                 other => other.name().to_string(),
             };
-            out.push_str(&format!("{:>width$}      {path}: {what}\n", ""));
+            out.push_str(&format!("{:indent$}{path}: {what}\n", ""));
         }
     }
     out.push_str(&format!(
