@@ -706,11 +706,8 @@ impl Http {
 /// Refuses endpoints that are not http(s), and plain http to anything but
 /// loopback unless the caller opted in.
 pub(crate) fn check_endpoint(url: &Url, allow_insecure_http: bool) -> Result<(), Error> {
-    let loopback = match url.host() {
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        None => return Err(Error::invalid_input("endpoint", "has no host")),
+    let Some(loopback) = is_loopback(url) else {
+        return Err(Error::invalid_input("endpoint", "has no host"));
     };
     match url.scheme() {
         "https" => Ok(()),
@@ -725,6 +722,16 @@ pub(crate) fn check_endpoint(url: &Url, allow_insecure_http: bool) -> Result<(),
             format!("scheme {other:?} is not http or https"),
         )),
     }
+}
+
+/// Whether `url`'s host is this machine (`localhost` or a loopback
+/// address); `None` when it has no host.
+pub(crate) fn is_loopback(url: &Url) -> Option<bool> {
+    Some(match url.host()? {
+        Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        Host::Ipv4(ip) => ip.is_loopback(),
+        Host::Ipv6(ip) => ip.is_loopback(),
+    })
 }
 
 /// Parses an endpoint URL.

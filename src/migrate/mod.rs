@@ -2,9 +2,17 @@
 //! contract's), the SOAP <-> REST mapping as data ([`mapping`]), the
 //! difference engine that classifies every field of two answers ([`diff`]),
 //! scenario files run over both protocols ([`scenario`]) and their JUnit
-//! report ([`junit`]).
+//! report ([`junit`]); and what a legacy integration really sends, recorded
+//! by a pass-through proxy ([`record`]) and replayed over REST or SOAP
+//! ([`replay`]).
 
 pub mod diff;
 pub mod junit;
 pub mod mapping;
 pub mod scenario;
+
+mod scan;
+
+#[cfg(feature = "fake")]
+pub mod record;
+pub mod replay;

@@ -14,6 +14,7 @@ mod typed;
 mod values;
 
 pub use dataset::{DataSet, DataTable};
+pub(crate) use datetime::rfc3339_utc;
 pub use datetime::{DateTime, DateTimeError, Offset};
 pub use envelope::{write_fault, write_request, write_response, XmlWriter};
 pub use fault::{EcgridDetail, FaultCategory, FaultCode, SoapFault};

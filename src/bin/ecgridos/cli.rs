@@ -19,7 +19,8 @@ Exit codes:
   5  outcome unknown: a key rotation may or may not have happened; read the current key with
      `ecgridos get-api-key --user-id N` (it does not rotate) instead of rotating again
   6  batch rotation finished, but some users failed or are unknown (see the output file);
-     or a scenario finished with a failed step or a difference between the protocols
+     or a scenario finished with a failed step or a difference between the protocols, or
+     a replay found answers that differ from the recording
 130  interrupted by SIGINT or SIGTERM (a rotation in flight was let finish and its key saved,
      unless interrupted twice)";
 
@@ -206,6 +207,15 @@ pub enum Command {
     /// Call any operation: parameters as NAME=VALUE, the result as one JSON
     /// document on stdout. SessionID comes from the credential unless given.
     Call(CallArgs),
+    /// A pass-through SOAP proxy that records each exchange as one JSON line
+    /// (credentials as keyed fingerprints, parcel content as size and SHA-256),
+    /// until SIGINT or SIGTERM. Prints a ready line with the address.
+    Record(RecordArgs),
+    /// Send each call of a recording again over REST or SOAP with this
+    /// credential and compare the answers with the recorded ones (reads
+    /// only, unless --allow-writes against a loopback fake). Exit 6 when any
+    /// answer differs.
+    Replay(ReplayArgs),
     /// Scenario files: steps named by the contract's operations, run over
     /// SOAP and REST and compared step by step.
     #[command(subcommand)]
@@ -369,4 +379,40 @@ pub struct CompareArgs {
     /// Skip the confirmation: the scenario rotates the user's key once per protocol.
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+/// `record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Address to listen on (plain HTTP).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// The SOAP endpoint requests are forwarded to (http or https; the
+    /// network options apply). Requests keep their own path and query.
+    #[arg(long, value_name = "URL")]
+    pub upstream: String,
+    /// The recording: JSON Lines, appended to (created with mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// `replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The recording (JSON Lines written by `ecgridos record`).
+    pub file: PathBuf,
+    /// The protocol to replay over (REST through --rest-url, SOAP through
+    /// --endpoint).
+    #[arg(long, value_enum)]
+    pub over: ProtocolArg,
+    /// Also write the report as JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Send writes too; accepted only for a loopback endpoint (a fake), and
+    /// each recorded write is sent at most once.
+    #[arg(long)]
+    pub allow_writes: bool,
+    /// Count an operation with no REST twin as a failure.
+    #[arg(long)]
+    pub strict: bool,
 }

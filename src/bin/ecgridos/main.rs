@@ -7,6 +7,8 @@ mod keys;
 mod mock;
 mod net;
 mod output;
+mod record;
+mod replay;
 mod scenario;
 mod signals;
 
@@ -60,6 +62,8 @@ async fn run(cli: Cli) -> Exit {
         Command::Compare(args) => keys::compare(g, args).await,
         Command::Operations(args) => call::operations(g, &args),
         Command::Call(args) => call::call(g, &args).await,
+        Command::Record(args) => record::record(g, &args).await,
+        Command::Replay(args) => replay::replay(g, &args).await,
         Command::Scenario(command) => scenario::scenario(g, &command).await,
     }
 }

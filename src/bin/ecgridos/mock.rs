@@ -104,13 +104,15 @@ pub async fn serve(g: &Global, args: ServeMockArgs) -> Exit {
         }
         made_dir = made.then_some(dir);
     }
+    // Signals are listened for before the ready line tells anyone to send one.
+    let signalled = shutdown_signal();
     // Exactly one line, printed once the server accepts connections: printing
     // the seeded credentials (and the certificate paths) is this command's job.
     if print_or_fail(&ready.to_string()) != Exit::Ok {
         server.shutdown().await;
         return Exit::Failure;
     }
-    wait_for_signal().await;
+    signalled.await;
     if !g.quiet {
         say!("stopping");
     }
@@ -191,25 +193,36 @@ fn write_tls_files(
     Ok(written)
 }
 
-async fn wait_for_signal() {
+/// Listens for SIGINT and SIGTERM from the moment it is called (a signal
+/// that arrives before the returned future is awaited is not lost) and
+/// resolves on the first of them.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let listening = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        );
+        async move {
+            match listening {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
