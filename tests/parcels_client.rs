@@ -205,7 +205,7 @@ async fn soap_upload_from_headers_and_an_empty_file() {
 }
 
 #[tokio::test]
-async fn a_listing_with_control_characters_in_a_file_name_is_read() {
+async fn soap_ready_lists_the_inbox_with_sizes_and_statuses() {
     let (server, client) = soap_fake().await;
     server.stub::<ParcelInBox>(|_| {
         let mut a = ParcelIdInfo::default();
@@ -267,6 +267,12 @@ async fn read_request(sock: &mut TcpStream) -> Option<Vec<u8>> {
 /// A raw server answering every request with `response` (or resetting);
 /// returns its URL and the requests it received.
 async fn raw_server(response: Vec<u8>, ending: Ending) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+    raw_server_seq(vec![(response, ending)]).await
+}
+
+/// A raw server answering the n-th request with the n-th of `script` (the
+/// last one once the script runs out).
+async fn raw_server_seq(script: Vec<(Vec<u8>, Ending)>) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -276,13 +282,17 @@ async fn raw_server(response: Vec<u8>, ending: Ending) -> (String, Arc<Mutex<Vec
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
-            let response = response.clone();
             let log = log.clone();
+            let script = script.clone();
             tokio::spawn(async move {
                 let Some(request) = read_request(&mut sock).await else {
                     return;
                 };
-                log.lock().unwrap().push(request);
+                let (response, ending) = {
+                    let mut log = log.lock().unwrap();
+                    log.push(request);
+                    script[(log.len() - 1).min(script.len() - 1)].clone()
+                };
                 match ending {
                     Ending::Respond => {
                         let _ = sock.write_all(&response).await;
@@ -301,8 +311,17 @@ async fn raw_server(response: Vec<u8>, ending: Ending) -> (String, Arc<Mutex<Vec
 }
 
 fn http_response(content_type: &str, body: &[u8], declared_len: Option<usize>) -> Vec<u8> {
+    http_status(200, content_type, body, declared_len)
+}
+
+fn http_status(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    declared_len: Option<usize>,
+) -> Vec<u8> {
     let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         declared_len.unwrap_or(body.len())
     )
     .into_bytes();
@@ -407,7 +426,11 @@ async fn a_body_cut_short_is_an_unknown_outcome() {
         // Declares the whole length but sends only half of it.
         let cut = http_response(ct, &body[..body.len() / 2], Some(body.len()));
         let (url, requests) = raw_server(cut, Ending::Respond).await;
-        let client = clients_for(&url, protocol);
+        // Retries on: a download is still not sent twice.
+        let client: ParcelClient = match protocol {
+            Protocol::Soap => Client::builder().endpoint(&url).build().unwrap().into(),
+            Protocol::Rest => RestClient::builder().base_url(&url).build().unwrap().into(),
+        };
         let mut out = Vec::new();
         let err = client
             .download_to(&cred(), 5, &mut out, None)
@@ -579,4 +602,67 @@ fn a_probe_is_built_around_the_time_of_sending() {
     assert_eq!(probe.not_before.to_string(), "2026-11-18T11:05:40Z");
     assert_eq!(probe.not_after.to_string(), "2026-11-18T11:07:40Z");
     let _ = UploadSearch::NotFound;
+}
+
+/// A `ParcelInBox` answer whose first file name holds NUL, ESC and BEL as
+/// the character references .NET writes for them.
+fn listing() -> String {
+    let mut a = ParcelIdInfo::default();
+    a.parcel_id = 1;
+    a.file_name = Some("nul\u{0}esc\u{1b}bell\u{7}.edi".into());
+    a.parcel_bytes = 3;
+    let mut b = ParcelIdInfo::default();
+    b.parcel_id = 2;
+    b.file_name = Some("plain.edi".into());
+    let mut c = ParcelIdInfoCollection::default();
+    c.parcel_id_info_list = Some(ArrayOfParcelIdInfo(vec![Some(a), Some(b)]));
+    let mut body = Vec::new();
+    ecgridos::wire::write_response(
+        &mut body,
+        ecgridos::SoapVersion::V11,
+        "https://os.ecgrid.io/",
+        "ParcelInBox",
+        |w| ecgridos::wire::ResultValue::write(&Some(c), w),
+    );
+    let text = String::from_utf8(body)
+        .unwrap()
+        .replace('\u{0}', "&#x0;")
+        .replace('\u{1b}', "&#x1B;")
+        .replace('\u{7}', "&#7;");
+    assert!(text.contains("nul&#x0;esc&#x1B;bell&#7;.edi"));
+    assert!(!text.bytes().any(|b| b < 0x20));
+    text
+}
+
+#[tokio::test]
+async fn control_character_references_in_a_listing_decode() {
+    let (url, _) = raw_server(
+        http_response("text/xml; charset=utf-8", listing().as_bytes(), None),
+        Ending::Respond,
+    )
+    .await;
+    let client = clients_for(&url, Protocol::Soap);
+    let ready = client.ready(&cred(), None).await.unwrap();
+    let names: Vec<_> = ready.iter().map(|p| p.file_name.as_str()).collect();
+    assert_eq!(names, ["nul\u{0}esc\u{1b}bell\u{7}.edi", "plain.edi"]);
+}
+
+#[tokio::test]
+async fn listings_are_retried_like_any_read() {
+    let busy = http_status(503, "text/html", b"<html>busy</html>", None);
+    let ok = http_response("text/xml; charset=utf-8", listing().as_bytes(), None);
+    let (url, requests) =
+        raw_server_seq(vec![(busy, Ending::Respond), (ok, Ending::Respond)]).await;
+    let client: ParcelClient = Client::builder()
+        .endpoint(&url)
+        .retry(RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        })
+        .build()
+        .unwrap()
+        .into();
+    assert_eq!(client.ready(&cred(), None).await.unwrap().len(), 2);
+    assert_eq!(requests.lock().unwrap().len(), 2);
 }

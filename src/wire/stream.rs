@@ -923,6 +923,130 @@ mod tests {
         }
     }
 
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Splits `data` at the (sorted, deduplicated) cut points.
+        fn pieces(data: &[u8], mut cuts: Vec<usize>) -> Vec<&[u8]> {
+            cuts.iter_mut().for_each(|c| *c %= data.len() + 1);
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut out = Vec::new();
+            let mut start = 0;
+            for cut in cuts {
+                out.push(&data[start..cut]);
+                start = cut;
+            }
+            out.push(&data[start..]);
+            out
+        }
+
+        proptest! {
+            #[test]
+            fn decoding_in_pieces_matches_the_base64_crate(
+                data in proptest::collection::vec(any::<u8>(), 0..2000),
+                wrap in 1usize..100,
+                cuts in proptest::collection::vec(any::<usize>(), 0..20),
+            ) {
+                // .NET may wrap lines: CR LF every `wrap` characters.
+                let text = STANDARD.encode(&data);
+                let mut wrapped = Vec::new();
+                for (i, b) in text.bytes().enumerate() {
+                    if i > 0 && i % wrap == 0 {
+                        wrapped.extend_from_slice(b"\r\n");
+                    }
+                    wrapped.push(b);
+                }
+                let mut decoder = Base64Decoder::new();
+                let mut out = Vec::new();
+                for piece in pieces(&wrapped, cuts) {
+                    decoder.feed(piece, &mut out).unwrap();
+                }
+                decoder.finish().unwrap();
+                prop_assert_eq!(out, data);
+            }
+
+            #[test]
+            fn encoding_in_pieces_matches_the_base64_crate(
+                data in proptest::collection::vec(any::<u8>(), 0..2000),
+                cuts in proptest::collection::vec(any::<usize>(), 0..20),
+            ) {
+                let mut encoder = Base64Encoder::new();
+                let mut out = Vec::new();
+                for piece in pieces(&data, cuts) {
+                    encoder.feed(piece, &mut out);
+                }
+                encoder.finish(&mut out);
+                prop_assert_eq!(out, STANDARD.encode(&data).into_bytes());
+            }
+
+            #[test]
+            fn an_invalid_byte_is_reported_at_its_offset(
+                data in proptest::collection::vec(any::<u8>(), 3..600),
+                at in any::<usize>(),
+                bad in prop::sample::select(vec![b'*', b'-', b'_', b'"', 0u8, 0xc3]),
+                cuts in proptest::collection::vec(any::<usize>(), 0..10),
+            ) {
+                let mut text = STANDARD.encode(&data).into_bytes();
+                // Only before the padding, so the byte is the first fault.
+                let body = text.iter().position(|&b| b == b'=').unwrap_or(text.len());
+                let at = at % body;
+                text[at] = bad;
+                prop_assert!(STANDARD.decode(&text).is_err());
+                let mut decoder = Base64Decoder::new();
+                let mut out = Vec::new();
+                let mut result = Ok(());
+                for piece in pieces(&text, cuts) {
+                    result = decoder.feed(piece, &mut out);
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                let err = result.unwrap_err();
+                prop_assert_eq!(err.offset, at as u64);
+            }
+
+            #[test]
+            fn extractors_decode_any_split_of_the_answer(
+                data in proptest::collection::vec(any::<u8>(), 0..1500),
+                cuts in proptest::collection::vec(any::<usize>(), 0..20),
+            ) {
+                let b64 = STANDARD.encode(&data);
+                let soap = super::FILE_INFO.replace("aGVs&#xD;&#10;bG8=", &b64);
+                let json = format!(r#"{{"data":{{"bytes":1,"content":"{b64}"}},"success":true}}"#);
+                for (body, json_body) in [(soap.as_bytes(), false), (json.as_bytes(), true)] {
+                    let mut out = Vec::new();
+                    if json_body {
+                        let mut e = JsonContentExtractor::new(4096);
+                        for piece in pieces(body, cuts.clone()) {
+                            e.feed(piece, &mut out).unwrap();
+                        }
+                        e.finish(&mut out).unwrap();
+                    } else {
+                        let mut e = SoapContentExtractor::new(4096);
+                        for piece in pieces(body, cuts.clone()) {
+                            e.feed(piece, &mut out).unwrap();
+                        }
+                        let x = e.finish(&mut out).unwrap();
+                        let expected = if data.is_empty() {
+                            ContentSource::ContentBase64String
+                        } else {
+                            ContentSource::Content
+                        };
+                        prop_assert_eq!(x.source, Some(expected));
+                    }
+                    if data.is_empty() && !json_body {
+                        // Content empty: the base64 string is used instead.
+                        prop_assert_eq!(out, b"Hello".to_vec());
+                    } else {
+                        prop_assert_eq!(out, data.clone());
+                    }
+                }
+            }
+        }
+    }
+
     const FILE_INFO: &str = concat!(
         r#"<?xml version="1.0" encoding="utf-8"?>"#,
         r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>"#,
