@@ -6,11 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use ecgridos::api::enums::EdiStandard;
-use ecgridos::api::parcel::{ParcelDownload, ParcelInBox, ParcelUpload, ParcelUploadMft};
-use ecgridos::api::types::{ArrayOfParcelIdInfo, FileInfo, ParcelIdInfo, ParcelIdInfoCollection};
+use ecgridos::api::types::{ArrayOfParcelIdInfo, ParcelIdInfo, ParcelIdInfoCollection};
 use ecgridos::fake::FakeServer;
-use ecgridos::wire::Base64;
 use ecgridos::{
     ApiKey, Client, Credential, ErrorKind, ParcelClient, Protocol, RestClient, RetryPolicy,
     UploadProbe, UploadRoute, UploadSearch,
@@ -39,159 +36,132 @@ fn cred() -> Credential {
     Credential::ApiKey(ApiKey::new("test-key"))
 }
 
-fn file_info(id: i64, name: &str, content: &[u8], declared: i32) -> FileInfo {
-    let mut info = FileInfo::default();
-    info.parcel_id = id;
-    info.file_name = Some(name.to_string());
-    info.bytes = declared;
-    info.standard = EdiStandard::X12;
-    info.content = Some(Base64(content.to_vec()));
-    info
-}
-
-async fn soap_fake() -> (FakeServer, ParcelClient) {
-    let server = FakeServer::start().await.unwrap();
-    let client = Client::builder()
-        .endpoint(server.soap_url())
-        .build()
-        .unwrap();
-    (server, ParcelClient::from(client))
+/// An X12 interchange from `from` to `to` (ZZ qualifiers), routed by its
+/// ISA header.
+fn x12(from: &str, to: &str, body: &str) -> Vec<u8> {
+    format!(
+        "ISA*00*          *00*          *ZZ*{from:<15}*ZZ*{to:<15}*261123*1200*U*00401*000000001*0*P*>~{body}IEA*1*000000001~"
+    )
+    .into_bytes()
 }
 
 #[tokio::test]
-async fn soap_download_writes_the_exact_bytes_small_and_large() {
-    let (server, client) = soap_fake().await;
+async fn download_writes_the_exact_bytes_small_and_large_over_both_protocols() {
+    let server = FakeServer::start().await.unwrap();
+    let bob = key_of(&server, "bob");
     let small = payload(1000);
     let large = payload(20 * 1024 * 1024 + 1);
-    let (s, l) = (small.clone(), large.clone());
-    server.stub::<ParcelDownload>(move |r| {
-        let content = if r.parcel_id == 1 { &s } else { &l };
-        Ok(Some(file_info(
-            r.parcel_id,
-            "a.edi",
-            content,
-            content.len() as i32,
-        )))
-    });
-    let dir = temp_dir("soap-download");
-    for (id, expected) in [(1, &small), (2, &large)] {
-        let path = dir.join(format!("{id}.edi"));
-        let seen = AtomicU64::new(0);
-        let progress = |n: u64| seen.store(n, Ordering::Relaxed);
-        let mut file = tokio::fs::File::create(&path).await.unwrap();
-        let got = client
-            .download_to(&cred(), id, &mut file, Some(&progress))
-            .await
-            .unwrap();
-        assert_eq!(got.parcel_id, id);
-        assert_eq!(got.file_name, "a.edi");
-        assert_eq!(got.declared_bytes, expected.len() as u64);
-        assert_eq!(got.received_bytes, expected.len() as u64);
-        assert_eq!(seen.load(Ordering::Relaxed), expected.len() as u64);
-        assert!(std::fs::read(&path).unwrap() == *expected);
+    let dir = temp_dir("download");
+    for protocol in [Protocol::Soap, Protocol::Rest] {
+        let client = fake_client(&server, protocol, None);
+        for expected in [&small, &large] {
+            let id = server.deliver("bob", "a.edi", expected.clone()).unwrap();
+            let path = dir.join(format!("{protocol}-{id}.edi"));
+            let seen = AtomicU64::new(0);
+            let progress = |n: u64| seen.store(n, Ordering::Relaxed);
+            let mut file = tokio::fs::File::create(&path).await.unwrap();
+            let got = client
+                .download_to(&bob, id, &mut file, Some(&progress))
+                .await
+                .unwrap();
+            assert_eq!(got.parcel_id, id);
+            assert_eq!(got.file_name, "a.edi");
+            assert_eq!(got.declared_bytes, expected.len() as u64);
+            assert_eq!(got.received_bytes, expected.len() as u64);
+            assert_eq!(seen.load(Ordering::Relaxed), expected.len() as u64);
+            assert!(std::fs::read(&path).unwrap() == *expected, "{protocol}");
+        }
+        assert_eq!(client.protocol(), protocol);
     }
-    assert_eq!(client.protocol(), Protocol::Soap);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
-async fn soap_download_with_a_declared_size_that_differs_is_refused() {
-    let (server, client) = soap_fake().await;
-    server.stub::<ParcelDownload>(|r| Ok(Some(file_info(r.parcel_id, "a.edi", b"12345", 6))));
-    let mut out = Vec::new();
-    let err = client
-        .download_to(&cred(), 9, &mut out, None)
-        .await
-        .unwrap_err();
-    assert!(err.is_size_mismatch(), "{err}");
-    assert_eq!(err.kind(), ErrorKind::SizeMismatch);
-    assert!(
-        err.to_string().contains("declares 6 bytes but 5 arrived"),
-        "{err}"
-    );
+async fn a_declared_size_that_differs_is_refused_over_both_protocols() {
+    for protocol in [Protocol::Soap, Protocol::Rest] {
+        // "hello" is five bytes; the answer declares six.
+        let (body, ct) = download_answer(protocol, "aGVsbG8=", 6);
+        let (url, _) = raw_server(http_response(ct, &body, None), Ending::Respond).await;
+        let client = clients_for(&url, protocol);
+        let mut out = Vec::new();
+        let err = client
+            .download_to(&cred(), 5, &mut out, None)
+            .await
+            .unwrap_err();
+        assert!(err.is_size_mismatch(), "{protocol}: {err}");
+        assert_eq!(err.kind(), ErrorKind::SizeMismatch);
+        assert!(
+            err.to_string().contains("declares 6 bytes but 5 arrived"),
+            "{err}"
+        );
+    }
 }
 
 #[tokio::test]
-async fn soap_download_fault_is_a_fault() {
-    let (_server, client) = soap_fake().await;
-    // No stub: the fake answers with a fault naming the operation.
-    let mut out = Vec::new();
-    let err = client
-        .download_to(&cred(), 9, &mut out, None)
-        .await
-        .unwrap_err();
-    assert!(err.is_fault(), "{err}");
-    assert!(out.is_empty());
+async fn downloading_an_unknown_parcel_is_a_refusal_over_both_protocols() {
+    let server = FakeServer::start().await.unwrap();
+    let bob = key_of(&server, "bob");
+    for protocol in [Protocol::Soap, Protocol::Rest] {
+        let client = fake_client(&server, protocol, None);
+        let mut out = Vec::new();
+        let err = client
+            .download_to(&bob, 987_654, &mut out, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{protocol}: {err}");
+        assert!(out.is_empty());
+    }
 }
 
 #[tokio::test]
-async fn soap_upload_streams_the_file_once() {
-    let (server, client) = soap_fake().await;
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let log = received.clone();
-    server.stub::<ParcelUploadMft>(move |r| {
-        log.lock().unwrap().push((
-            r.file_name.clone(),
-            r.bytes,
-            r.content.clone().unwrap_or_default().0,
-            r.ec_grid_id_from,
-            r.ec_grid_id_to,
-        ));
-        Ok(4242)
-    });
-    let dir = temp_dir("soap-upload");
+async fn uploads_stream_the_file_once_by_each_route_over_both_protocols() {
+    let server = FakeServer::start().await.unwrap();
+    let alice = key_of(&server, "alice");
+    let from = server.mailbox_of("alice").unwrap().ecgrid_id;
+    let alice_box = server.mailbox_of("alice").unwrap();
+    let bob_box = server.mailbox_of("bob").unwrap();
+    let dir = temp_dir("upload");
+    let data = x12("ALICE", "BOB", &"ST*850*0001~".repeat(50_000));
     let path = dir.join("out.edi");
-    let data = payload(1024 * 1024 + 2);
     std::fs::write(&path, &data).unwrap();
-    let seen = AtomicU64::new(0);
-    let progress = |n: u64| seen.store(n, Ordering::Relaxed);
-    let id = client
-        .upload_file(
-            &cred(),
-            &path,
-            "out & <1>.edi",
-            &UploadRoute::Ids { from: 11, to: 22 },
-            Some(&progress),
-        )
-        .await
-        .unwrap();
-    assert_eq!(id, 4242);
-    let received = received.lock().unwrap();
-    assert_eq!(received.len(), 1);
-    let (name, bytes, content, from, to) = &received[0];
-    assert_eq!(name.as_deref(), Some("out & <1>.edi"));
-    assert_eq!(*bytes, data.len() as i32);
-    assert!(*content == data);
-    assert_eq!((*from, *to), (11, 22));
-    assert_eq!(server.soap_calls("ParcelUploadMft"), 1);
-    assert_eq!(seen.load(Ordering::Relaxed), data.len() as u64);
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-#[tokio::test]
-async fn soap_upload_from_headers_and_an_empty_file() {
-    let (server, client) = soap_fake().await;
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let log = received.clone();
-    server.stub::<ParcelUpload>(move |r| {
-        log.lock()
-            .unwrap()
-            .push((r.bytes, r.content.unwrap_or_default().0));
-        Ok(7)
-    });
-    let dir = temp_dir("soap-upload-empty");
-    let path = dir.join("empty.edi");
-    std::fs::write(&path, b"").unwrap();
-    let id = client
-        .upload_file(&cred(), &path, "empty.edi", &UploadRoute::FromHeaders, None)
-        .await
-        .unwrap();
-    assert_eq!(id, 7);
-    assert_eq!(received.lock().unwrap().as_slice(), [(0, Vec::new())]);
+    let routes = [
+        UploadRoute::FromHeaders,
+        UploadRoute::Mailbox {
+            network_id: alice_box.network_id,
+            mailbox_id: alice_box.mailbox_id,
+        },
+        UploadRoute::Ids {
+            from,
+            to: bob_box.ecgrid_id,
+        },
+    ];
+    for protocol in [Protocol::Soap, Protocol::Rest] {
+        let client = fake_client(&server, protocol, None);
+        for route in &routes {
+            let seen = AtomicU64::new(0);
+            let progress = |n: u64| seen.store(n, Ordering::Relaxed);
+            let id = client
+                .upload_file(&alice, &path, "out & <1>.edi", route, Some(&progress))
+                .await
+                .unwrap();
+            let stored = server.parcel(id).unwrap();
+            assert_eq!(stored.file_name, "out & <1>.edi", "{protocol} {route:?}");
+            assert!(stored.bytes == data, "{protocol} {route:?}");
+            assert_eq!(
+                stored.mailbox_id, bob_box.mailbox_id,
+                "{protocol} {route:?}"
+            );
+            assert_eq!(seen.load(Ordering::Relaxed), data.len() as u64);
+        }
+    }
+    for op in ["ParcelUpload", "ParcelUploadEx", "ParcelUploadMft"] {
+        assert_eq!(server.soap_calls(op), 1, "{op}");
+    }
     // A missing file is a local error, and nothing is sent.
+    let client = fake_client(&server, Protocol::Soap, None);
     let err = client
         .upload_file(
-            &cred(),
+            &alice,
             &dir.join("nope"),
             "x",
             &UploadRoute::FromHeaders,
@@ -205,29 +175,36 @@ async fn soap_upload_from_headers_and_an_empty_file() {
 }
 
 #[tokio::test]
-async fn soap_ready_lists_the_inbox_with_sizes_and_statuses() {
-    let (server, client) = soap_fake().await;
-    server.stub::<ParcelInBox>(|_| {
-        let mut a = ParcelIdInfo::default();
-        a.parcel_id = 1;
-        a.file_name = Some("nul\u{0}esc\u{1b}.edi".into());
-        a.parcel_bytes = 3;
-        a.status_code = Some("InBoxReady".into());
-        let mut b = ParcelIdInfo::default();
-        b.parcel_id = 2;
-        b.file_name = Some("plain.edi".into());
-        let mut c = ParcelIdInfoCollection::default();
-        c.parcel_id_info_list = Some(ArrayOfParcelIdInfo(vec![Some(a), Some(b)]));
-        Ok(Some(c))
-    });
-    let ready = client.ready(&cred(), None).await.unwrap();
-    let names: Vec<_> = ready.iter().map(|p| p.file_name.as_str()).collect();
-    assert_eq!(names, ["nul\u{0}esc\u{1b}.edi", "plain.edi"]);
-    assert_eq!(ready[0].bytes, 3);
-    assert_eq!(
-        ready[0].status,
-        Some(ecgridos::api::enums::ParcelStatus::InBoxReady)
-    );
+async fn ready_lists_the_inbox_with_sizes_and_statuses_over_both_protocols() {
+    let server = FakeServer::start().await.unwrap();
+    let bob = key_of(&server, "bob");
+    let a = server
+        .deliver("bob", "nul\u{0}esc\u{1b}.edi", b"abc".to_vec())
+        .unwrap();
+    let b = server
+        .deliver("bob", "plain.edi", b"hello".to_vec())
+        .unwrap();
+    for protocol in [Protocol::Soap, Protocol::Rest] {
+        let client = fake_client(&server, protocol, None);
+        let ready = client.ready(&bob, None).await.unwrap();
+        let got: Vec<_> = ready
+            .iter()
+            .map(|p| (p.parcel_id, p.file_name.as_str(), p.bytes))
+            .collect();
+        assert_eq!(
+            got,
+            [(a, "nul\u{0}esc\u{1b}.edi", 3), (b, "plain.edi", 5)],
+            "{protocol}"
+        );
+        assert!(ready
+            .iter()
+            .all(|p| p.mailbox_id == Some(server.mailbox_of("bob").unwrap().mailbox_id)));
+        if protocol == Protocol::Rest {
+            assert!(ready
+                .iter()
+                .all(|p| p.ecgrid_id_to == Some(server.mailbox_of("bob").unwrap().ecgrid_id)));
+        }
+    }
 }
 
 /// One canned HTTP exchange on a raw socket: the request as received, and
@@ -624,12 +601,14 @@ fn listing() -> String {
         "ParcelInBox",
         |w| ecgridos::wire::ResultValue::write(&Some(c), w),
     );
+    // .NET's way: NUL &#x0;, ESC &#x1B;, and a decimal one for good measure.
     let text = String::from_utf8(body)
         .unwrap()
         .replace('\u{0}', "&#x0;")
         .replace('\u{1b}', "&#x1B;")
-        .replace('\u{7}', "&#7;");
-    assert!(text.contains("nul&#x0;esc&#x1B;bell&#7;.edi"));
+        .replace('\u{7}', "&#7;")
+        .replace("&#x7;", "&#7;");
+    assert!(text.contains("nul&#x0;esc&#x1B;bell&#7;.edi"), "{text}");
     assert!(!text.bytes().any(|b| b < 0x20));
     text
 }
@@ -665,4 +644,202 @@ async fn listings_are_retried_like_any_read() {
         .into();
     assert_eq!(client.ready(&cred(), None).await.unwrap().len(), 2);
     assert_eq!(requests.lock().unwrap().len(), 2);
+}
+
+/// A parcel client of `protocol` for the fake (or a proxy of it at `via`).
+fn fake_client(server: &FakeServer, protocol: Protocol, via: Option<&str>) -> ParcelClient {
+    let direct = server.addr().to_string();
+    let at = |url: String| match via {
+        Some(proxy) => url.replace(&direct, proxy),
+        None => url,
+    };
+    match protocol {
+        Protocol::Soap => Client::builder()
+            .endpoint(at(server.soap_url()))
+            .build()
+            .unwrap()
+            .into(),
+        Protocol::Rest => RestClient::builder()
+            .base_url(at(server.rest_url()))
+            .build()
+            .unwrap()
+            .into(),
+    }
+}
+
+fn key_of(server: &FakeServer, login: &str) -> Credential {
+    Credential::ApiKey(server.user(login).unwrap().api_key.unwrap())
+}
+
+#[tokio::test]
+async fn upload_route_download_confirm_against_the_fake_over_both_protocols() {
+    let server = FakeServer::start().await.unwrap();
+    let (alice, bob) = (key_of(&server, "alice"), key_of(&server, "bob"));
+    let from = server.mailbox_of("alice").unwrap().ecgrid_id;
+    let to = server.mailbox_of("bob").unwrap().ecgrid_id;
+    let dir = temp_dir("fake-round-trip");
+    let data = payload(20 * 1024 * 1024 + 5);
+    let path = dir.join("big.edi");
+    std::fs::write(&path, &data).unwrap();
+    for protocol in [Protocol::Soap, Protocol::Rest] {
+        let client = fake_client(&server, protocol, None);
+        let route = UploadRoute::Ids { from, to };
+        let id = client
+            .upload_file(&alice, &path, "big.edi", &route, None)
+            .await
+            .unwrap();
+        let ready = client.ready(&bob, None).await.unwrap();
+        let listed = ready.iter().find(|p| p.parcel_id == id).unwrap();
+        assert_eq!(
+            (listed.file_name.as_str(), listed.bytes),
+            ("big.edi", data.len() as i64)
+        );
+        let out = dir.join(format!("{protocol}.edi"));
+        let mut file = tokio::fs::File::create(&out).await.unwrap();
+        let got = client.download_to(&bob, id, &mut file, None).await.unwrap();
+        assert_eq!(got.received_bytes, data.len() as u64, "{protocol}");
+        assert!(
+            std::fs::read(&out).unwrap() == data,
+            "{protocol}: bytes differ"
+        );
+        let info = client.info(&bob, id).await.unwrap();
+        assert_eq!(
+            info.status,
+            Some(ecgridos::api::enums::ParcelStatus::InBoxTransferred)
+        );
+        assert!(client.confirm(&bob, id).await.unwrap());
+        assert!(!client
+            .ready(&bob, None)
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.parcel_id == id));
+        let kinds: Vec<_> = server
+            .parcel_events(id)
+            .iter()
+            .map(|e| e.kind.as_str())
+            .collect();
+        let downloaded = kinds.iter().position(|k| *k == "Downloaded").unwrap();
+        let confirmed = kinds.iter().position(|k| *k == "Confirmed").unwrap();
+        assert!(downloaded < confirmed, "{kinds:?}");
+        assert!(server.parcel(id).unwrap().confirmed);
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn reset_puts_a_downloaded_parcel_back_over_both_protocols() {
+    let server = FakeServer::start().await.unwrap();
+    let bob = key_of(&server, "bob");
+    for protocol in [Protocol::Soap, Protocol::Rest] {
+        let id = server.deliver("bob", "in.edi", b"hello".to_vec()).unwrap();
+        let client = fake_client(&server, protocol, None);
+        let mut out = Vec::new();
+        client.download_to(&bob, id, &mut out, None).await.unwrap();
+        assert_eq!(out, b"hello");
+        assert!(client.reset(&bob, id).await.unwrap(), "{protocol}");
+        let info = client.info(&bob, id).await.unwrap();
+        assert_eq!(
+            info.status,
+            Some(ecgridos::api::enums::ParcelStatus::InBoxReady)
+        );
+        assert_eq!(info.bytes, 5);
+    }
+}
+
+/// A proxy in front of `upstream` that forwards one whole request, reads the
+/// whole answer, and then resets the client's connection instead of passing
+/// the answer on. Returns its address and the requests it forwarded.
+async fn answer_losing_proxy(upstream: std::net::SocketAddr) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let forwarded = Arc::new(Mutex::new(Vec::new()));
+    let log = forwarded.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let Some(request) = read_request(&mut client).await else {
+                    return;
+                };
+                let mut server = TcpStream::connect(upstream).await.unwrap();
+                server.write_all(&request).await.unwrap();
+                log.lock().unwrap().push(request);
+                // The answer comes back to the proxy, and is lost there.
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), read_request(&mut server)).await;
+                let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+                drop(client);
+            });
+        }
+    });
+    (addr, forwarded)
+}
+
+#[tokio::test]
+async fn a_lost_upload_answer_is_unknown_sent_once_and_found_in_the_outbox() {
+    let server = FakeServer::start().await.unwrap();
+    let alice = key_of(&server, "alice");
+    let from = server.mailbox_of("alice").unwrap().ecgrid_id;
+    let to = server.mailbox_of("bob").unwrap().ecgrid_id;
+    let (proxy, forwarded) = answer_losing_proxy(server.addr()).await;
+    let dir = temp_dir("lost-answer");
+    let data = payload(500_000);
+    let path = dir.join("order.edi");
+    std::fs::write(&path, &data).unwrap();
+    for (n, protocol) in [Protocol::Soap, Protocol::Rest].into_iter().enumerate() {
+        let name = format!("order-{protocol}.edi");
+        let sent_at = SystemTime::now();
+        let lossy = fake_client(&server, protocol, Some(&proxy));
+        let err = lossy
+            .upload_file(&alice, &path, &name, &UploadRoute::Ids { from, to }, None)
+            .await
+            .unwrap_err();
+        assert!(err.is_outcome_unknown(), "{protocol}: {err}");
+        assert_eq!(
+            forwarded.lock().unwrap().len(),
+            n + 1,
+            "{protocol}: sent once"
+        );
+        // The fake has it: the search finds exactly that parcel.
+        let client = fake_client(&server, protocol, None);
+        let probe =
+            UploadProbe::around(&name, data.len() as u64, sent_at, Duration::from_secs(120));
+        let found = match client.find_upload(&alice, &probe).await.unwrap() {
+            UploadSearch::Found(p) => p,
+            other => panic!("{protocol}: {other:?}"),
+        };
+        let stored = server.parcel(found.parcel_id).unwrap();
+        assert_eq!(stored.file_name, name);
+        assert!(stored.bytes == data, "{protocol}");
+        // Another name, or another size, is not there.
+        let mut other = probe.clone();
+        other.file_name = "nothing.edi".into();
+        assert_eq!(
+            client.find_upload(&alice, &other).await.unwrap(),
+            UploadSearch::NotFound
+        );
+        let mut other = probe.clone();
+        other.bytes += 1;
+        assert_eq!(
+            client.find_upload(&alice, &other).await.unwrap(),
+            UploadSearch::NotFound
+        );
+        // Sent again (by hand), the same file makes the search ambiguous.
+        let again = client
+            .upload_file(&alice, &path, &name, &UploadRoute::Ids { from, to }, None)
+            .await
+            .unwrap();
+        match client.find_upload(&alice, &probe).await.unwrap() {
+            UploadSearch::Ambiguous(all) => {
+                let mut ids: Vec<_> = all.iter().map(|p| p.parcel_id).collect();
+                ids.sort_unstable();
+                let mut expected = vec![found.parcel_id, again];
+                expected.sort_unstable();
+                assert_eq!(ids, expected, "{protocol}");
+            }
+            other => panic!("{protocol}: {other:?}"),
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }

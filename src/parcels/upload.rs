@@ -20,7 +20,9 @@ pub enum UploadRoute {
     /// By the file's own envelope: the X12 ISA receiver, the EDIFACT UNB
     /// recipient (`ParcelUpload`; REST without IDs).
     FromHeaders,
-    /// Into a mailbox (`ParcelUploadEx`; REST `networkId`, `mailboxId`).
+    /// Sent from this mailbox of the caller's (one who may act for
+    /// several), then routed by the file's envelope (`ParcelUploadEx`; REST
+    /// `networkId`, `mailboxId`).
     Mailbox {
         /// The network.
         network_id: i32,
