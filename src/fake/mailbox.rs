@@ -25,7 +25,7 @@ use crate::api::enums::ParcelStatus;
 /// real service's page size is not published.
 pub const DEFAULT_PAGE_SIZE: usize = 25;
 
-/// The network of the trading partner that [`deliver`](Mailboxes::deliver)
+/// The network of the trading partner that `FakeServer::deliver`
 /// sends from.
 pub const PARTNER_NETWORK_ID: i32 = 2;
 /// The partner's mailbox.

@@ -24,7 +24,8 @@ use serde_json::{json, Value};
 use super::mailbox::{Filter, Listing, ParcelEvent, ParcelEventKind};
 use super::rest::{credential, denied, error, method_not_allowed, ok};
 use super::state::{seconds_to_system_time, unix_seconds, xsd_date_time, Denial, ParcelView};
-use super::Shared;
+use super::upload::Format;
+use super::{BodyError, Shared};
 use crate::api::enums::ParcelStatus;
 
 /// The path of the upload route (its body may be as large as
@@ -153,7 +154,7 @@ pub(super) fn parcel_json(view: &ParcelView) -> Value {
 #[serde(rename_all = "camelCase")]
 struct UploadBody {
     file_name: Option<String>,
-    content: String,
+    content: Option<String>,
     bytes: Option<u64>,
     ec_grid_id_from: Option<i32>,
     ec_grid_id_to: Option<i32>,
@@ -173,11 +174,28 @@ pub(super) fn decode_content(content: &str, field: &str) -> Result<Bytes, Denial
 
 async fn upload(
     AxumState(shared): AxumState<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Response {
+    let headers = request.headers().clone();
+    // The content is decoded as it arrives; the rest is read as usual.
+    let (body, streamed) = match super::read_body(&shared, request, Format::Json).await {
+        Ok(read) => read,
+        Err(BodyError::Refused(response)) => return response,
+        Err(BodyError::Invalid(why)) => {
+            shared.state.count("REST upload");
+            return error(StatusCode::BAD_REQUEST, "InvalidParameter", &why);
+        }
+    };
     call(&shared, "upload", &headers, &body, |cred, b: UploadBody| {
-        let bytes = decode_content(&b.content, "content")?;
+        let bytes = match streamed {
+            Some(bytes) => bytes,
+            None => decode_content(
+                b.content
+                    .as_deref()
+                    .ok_or_else(|| Denial::InvalidParameter("content is missing".into()))?,
+                "content",
+            )?,
+        };
         if let Some(declared) = b.bytes.filter(|n| *n != bytes.len() as u64) {
             return Err(Denial::InvalidParameter(format!(
                 "bytes is {declared} but content holds {} bytes",
