@@ -62,7 +62,7 @@
 //! [`ParcelClient::upload_file`] streams the file's base64 into the request
 //! and is never sent twice: uploads carry no idempotency key, so a blind
 //! retry sends the file again. When the answer is lost the call fails with
-//! [`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown); look for the
+//! [`Error::OutcomeUnknown`]; look for the
 //! parcel with [`ParcelClient::find_upload`] before sending it again.
 
 mod upload;
