@@ -1,6 +1,8 @@
 //! The protocol-neutral parcel client: streamed downloads and uploads, their
 //! limits and failures, and the upload search, over SOAP and REST.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +14,7 @@ use ecgridos::{
     ApiKey, Client, Credential, ErrorKind, ParcelClient, Protocol, RestClient, RetryPolicy,
     UploadProbe, UploadRoute, UploadSearch,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// A directory of its own under the system's temporary directory.
@@ -217,28 +219,9 @@ enum Ending {
     Reset,
 }
 
-/// Reads one request with its Content-Length body (no size bound).
+/// Reads one request (or response) with its Content-Length body.
 async fn read_request(sock: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                return Some(buf);
-            }
-        }
-    }
+    common::read_http_message(sock, 64 << 20).await
 }
 
 /// A raw server answering every request with `response` (or resetting);
@@ -327,23 +310,48 @@ fn rest_download_body(content_b64: &str, declared: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Both protocols against one raw server: (client, body of a download
-/// answer with this base64 content and declared size, its content type).
-fn clients_for(url: &str, protocol: Protocol) -> ParcelClient {
-    match protocol {
-        Protocol::Soap => Client::builder()
-            .endpoint(url)
-            .retry(RetryPolicy::none())
-            .build()
-            .unwrap()
-            .into(),
-        Protocol::Rest => RestClient::builder()
-            .base_url(url)
-            .retry(RetryPolicy::none())
-            .build()
-            .unwrap()
-            .into(),
+/// The settings a test changes from the defaults.
+#[derive(Clone, Copy, Debug, Default)]
+struct Settings {
+    retry: Option<RetryPolicy>,
+    max_download: Option<u64>,
+    max_response: Option<u64>,
+}
+
+/// A client of `protocol` at `url` with `settings`.
+fn client_at(url: &str, protocol: Protocol, settings: Settings) -> ParcelClient {
+    macro_rules! build {
+        ($builder:expr) => {{
+            let mut builder = $builder;
+            if let Some(retry) = settings.retry {
+                builder = builder.retry(retry);
+            }
+            if let Some(n) = settings.max_download {
+                builder = builder.max_download_bytes(n);
+            }
+            if let Some(n) = settings.max_response {
+                builder = builder.max_response_bytes(n);
+            }
+            builder.build().unwrap().into()
+        }};
     }
+    match protocol {
+        Protocol::Soap => build!(Client::builder().endpoint(url)),
+        Protocol::Rest => build!(RestClient::builder().base_url(url)),
+    }
+}
+
+/// A client of `protocol` at `url` that never retries.
+fn clients_for(url: &str, protocol: Protocol) -> ParcelClient {
+    let retry = Some(RetryPolicy::none());
+    client_at(
+        url,
+        protocol,
+        Settings {
+            retry,
+            ..Settings::default()
+        },
+    )
 }
 
 fn download_answer(
@@ -404,10 +412,7 @@ async fn a_body_cut_short_is_an_unknown_outcome() {
         let cut = http_response(ct, &body[..body.len() / 2], Some(body.len()));
         let (url, requests) = raw_server(cut, Ending::Respond).await;
         // Retries on: a download is still not sent twice.
-        let client: ParcelClient = match protocol {
-            Protocol::Soap => Client::builder().endpoint(&url).build().unwrap().into(),
-            Protocol::Rest => RestClient::builder().base_url(&url).build().unwrap().into(),
-        };
+        let client = client_at(&url, protocol, Settings::default());
         let mut out = Vec::new();
         let err = client
             .download_to(&cred(), 5, &mut out, None)
@@ -424,20 +429,14 @@ async fn the_download_limit_stops_a_large_parcel_and_small_answers_keep_theirs()
     for protocol in [Protocol::Soap, Protocol::Rest] {
         let (body, ct) = download_answer(protocol, &"QUJD".repeat(100_000), 300_000);
         let (url, _) = raw_server(http_response(ct, &body, None), Ending::Respond).await;
-        let limited: ParcelClient = match protocol {
-            Protocol::Soap => Client::builder()
-                .endpoint(&url)
-                .max_download_bytes(100_000)
-                .build()
-                .unwrap()
-                .into(),
-            Protocol::Rest => RestClient::builder()
-                .base_url(&url)
-                .max_download_bytes(100_000)
-                .build()
-                .unwrap()
-                .into(),
-        };
+        let limited = client_at(
+            &url,
+            protocol,
+            Settings {
+                max_download: Some(100_000),
+                ..Settings::default()
+            },
+        );
         let mut out = Vec::new();
         let err = limited
             .download_to(&cred(), 5, &mut out, None)
@@ -447,20 +446,14 @@ async fn the_download_limit_stops_a_large_parcel_and_small_answers_keep_theirs()
         assert!(err.to_string().contains("100000"), "{err}");
         // The same 400 KB answer is fine under the default download limit,
         // although it is larger than a small answer may be.
-        let roomy: ParcelClient = match protocol {
-            Protocol::Soap => Client::builder()
-                .endpoint(&url)
-                .max_response_bytes(1000)
-                .build()
-                .unwrap()
-                .into(),
-            Protocol::Rest => RestClient::builder()
-                .base_url(&url)
-                .max_response_bytes(1000)
-                .build()
-                .unwrap()
-                .into(),
-        };
+        let roomy = client_at(
+            &url,
+            protocol,
+            Settings {
+                max_response: Some(1000),
+                ..Settings::default()
+            },
+        );
         let mut out = Vec::new();
         roomy.download_to(&cred(), 5, &mut out, None).await.unwrap();
         assert_eq!(out.len(), 300_000);
@@ -471,20 +464,14 @@ async fn the_download_limit_stops_a_large_parcel_and_small_answers_keep_theirs()
             .replace("x.edi", &"n".repeat(5000));
         let (url, _) =
             raw_server(http_response(ct, padded.as_bytes(), None), Ending::Respond).await;
-        let client: ParcelClient = match protocol {
-            Protocol::Soap => Client::builder()
-                .endpoint(&url)
-                .max_response_bytes(1000)
-                .build()
-                .unwrap()
-                .into(),
-            Protocol::Rest => RestClient::builder()
-                .base_url(&url)
-                .max_response_bytes(1000)
-                .build()
-                .unwrap()
-                .into(),
-        };
+        let client = client_at(
+            &url,
+            protocol,
+            Settings {
+                max_response: Some(1000),
+                ..Settings::default()
+            },
+        );
         let err = client
             .download_to(&cred(), 5, &mut Vec::new(), None)
             .await
@@ -502,10 +489,7 @@ async fn an_upload_reset_after_the_request_is_unknown_and_sent_once() {
     for protocol in [Protocol::Soap, Protocol::Rest] {
         let (url, requests) = raw_server(Vec::new(), Ending::Reset).await;
         // Retries on: an upload must still go out once.
-        let client: ParcelClient = match protocol {
-            Protocol::Soap => Client::builder().endpoint(&url).build().unwrap().into(),
-            Protocol::Rest => RestClient::builder().base_url(&url).build().unwrap().into(),
-        };
+        let client = client_at(&url, protocol, Settings::default());
         let err = client
             .upload_file(&cred(), &path, "order.edi", &UploadRoute::FromHeaders, None)
             .await
@@ -653,18 +637,11 @@ fn fake_client(server: &FakeServer, protocol: Protocol, via: Option<&str>) -> Pa
         Some(proxy) => url.replace(&direct, proxy),
         None => url,
     };
-    match protocol {
-        Protocol::Soap => Client::builder()
-            .endpoint(at(server.soap_url()))
-            .build()
-            .unwrap()
-            .into(),
-        Protocol::Rest => RestClient::builder()
-            .base_url(at(server.rest_url()))
-            .build()
-            .unwrap()
-            .into(),
-    }
+    let url = match protocol {
+        Protocol::Soap => server.soap_url(),
+        Protocol::Rest => server.rest_url(),
+    };
+    client_at(&at(url), protocol, Settings::default())
 }
 
 fn key_of(server: &FakeServer, login: &str) -> Credential {
