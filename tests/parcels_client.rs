@@ -217,6 +217,9 @@ enum Ending {
     Respond,
     /// Reads the whole request, then resets the connection.
     Reset,
+    /// Writes the response in this many pieces, pausing this long between
+    /// two.
+    Trickle(usize, Duration),
 }
 
 /// Reads one request (or response) with its Content-Length body.
@@ -262,6 +265,18 @@ async fn raw_server_seq(script: Vec<(Vec<u8>, Ending)>) -> (String, Arc<Mutex<Ve
                         // SO_LINGER 0: the close sends a reset.
                         let _ = socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO));
                         drop(sock);
+                    }
+                    Ending::Trickle(pieces, pause) => {
+                        let size = response.len().div_ceil(pieces);
+                        for (i, piece) in response.chunks(size).enumerate() {
+                            if i > 0 {
+                                tokio::time::sleep(pause).await;
+                            }
+                            if sock.write_all(piece).await.is_err() {
+                                return;
+                            }
+                        }
+                        let _ = sock.shutdown().await;
                     }
                 }
             });
@@ -819,4 +834,43 @@ async fn a_lost_upload_answer_is_unknown_sent_once_and_found_in_the_outbox() {
         }
     }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_transfer_may_outlast_the_timeout_while_it_moves_but_not_stall() {
+    let (body, ct) = download_answer(Protocol::Soap, &"QUJD".repeat(10_000), 30_000);
+    let response = http_response(ct, &body, None);
+    // Ten pieces 100 ms apart: a second in all, never 400 ms without a byte.
+    let (url, _) = raw_server(
+        response.clone(),
+        Ending::Trickle(10, Duration::from_millis(100)),
+    )
+    .await;
+    let client: ParcelClient = Client::builder()
+        .endpoint(&url)
+        .timeout(Duration::from_millis(400))
+        .build()
+        .unwrap()
+        .into();
+    let mut out = Vec::new();
+    client
+        .download_to(&cred(), 5, &mut out, None)
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 30_000);
+    // Two pieces a second apart: the body stalls beyond the limit.
+    let (url, requests) = raw_server(response, Ending::Trickle(2, Duration::from_secs(1))).await;
+    let client: ParcelClient = Client::builder()
+        .endpoint(&url)
+        .timeout(Duration::from_millis(400))
+        .build()
+        .unwrap()
+        .into();
+    let err = client
+        .download_to(&cred(), 5, &mut Vec::new(), None)
+        .await
+        .unwrap_err();
+    assert!(err.is_outcome_unknown(), "{err}");
+    assert!(err.to_string().contains("timed out reading the response body"), "{err}");
+    assert_eq!(requests.lock().unwrap().len(), 1);
 }
