@@ -871,6 +871,10 @@ async fn a_transfer_may_outlast_the_timeout_while_it_moves_but_not_stall() {
         .await
         .unwrap_err();
     assert!(err.is_outcome_unknown(), "{err}");
-    assert!(err.to_string().contains("timed out reading the response body"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("timed out reading the response body"),
+        "{err}"
+    );
     assert_eq!(requests.lock().unwrap().len(), 1);
 }
