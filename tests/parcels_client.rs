@@ -878,3 +878,28 @@ async fn a_transfer_may_outlast_the_timeout_while_it_moves_but_not_stall() {
     );
     assert_eq!(requests.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn soap_12_downloads_and_uploads_the_same_way() {
+    let server = FakeServer::start().await.unwrap();
+    let (alice, bob) = (key_of(&server, "alice"), key_of(&server, "bob"));
+    let client: ParcelClient = Client::builder()
+        .endpoint(server.soap_url())
+        .soap_version(ecgridos::SoapVersion::V12)
+        .build()
+        .unwrap()
+        .into();
+    let dir = temp_dir("soap12");
+    let data = x12("ALICE", "BOB", &"ST*850*0001~".repeat(1000));
+    let path = dir.join("v12.edi");
+    std::fs::write(&path, &data).unwrap();
+    let id = client
+        .upload_file(&alice, &path, "v12.edi", &UploadRoute::FromHeaders, None)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let got = client.download_to(&bob, id, &mut out, None).await.unwrap();
+    assert_eq!(got.file_name, "v12.edi");
+    assert!(out == data);
+    std::fs::remove_dir_all(dir).unwrap();
+}
