@@ -206,6 +206,10 @@ async fn ready_lists_the_inbox_with_sizes_and_statuses_over_both_protocols() {
                 .iter()
                 .all(|p| p.ecgrid_id_to == Some(server.mailbox_of("bob").unwrap().ecgrid_id)));
         }
+        // The same listing named by its mailbox (ParcelInBoxEx, mailboxId).
+        let mailbox = server.mailbox_of("bob").unwrap().mailbox_id;
+        let by_mailbox = client.ready(&bob, Some(mailbox)).await.unwrap();
+        assert_eq!(by_mailbox, ready, "{protocol}");
     }
 }
 
