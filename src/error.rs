@@ -146,6 +146,35 @@ pub enum Error {
         reason: Cow<'static, str>,
     },
 
+    /// A downloaded parcel's byte count differs from the size the service
+    /// declared for it. The bytes already written must be discarded, and the
+    /// parcel must not be confirmed (a later download hands it out again).
+    #[error("{operation}: parcel {parcel_id} declares {declared} bytes but {received} arrived")]
+    SizeMismatch {
+        /// The operation called.
+        operation: &'static str,
+        /// The parcel.
+        parcel_id: i64,
+        /// The size the service declared.
+        declared: u64,
+        /// The bytes decoded from the answer.
+        received: u64,
+    },
+
+    /// A local file or writer failed: writing a downloaded parcel (a full
+    /// disk, say), or reading a file to upload (including one whose size
+    /// changed while it was read, before the request could end).
+    #[error("{operation}: {context}: {source}")]
+    Io {
+        /// The operation called.
+        operation: &'static str,
+        /// What was being done.
+        context: Cow<'static, str>,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A call that changes state may or may not have taken effect: the request
     /// may have reached the server, and no answer came back, or one that is
     /// not a clear refusal (only a SOAP fault or a REST error body naming an
@@ -306,6 +335,10 @@ pub enum ErrorKind {
     InvalidInput,
     /// A state-changing call may or may not have happened.
     OutcomeUnknown,
+    /// A downloaded parcel's size differs from the declared one.
+    SizeMismatch,
+    /// A local file or writer failed.
+    Io,
 }
 
 impl fmt::Display for ErrorKind {
@@ -345,6 +378,8 @@ impl Error {
             Error::LimitExceeded { .. } => ErrorKind::LimitExceeded,
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
             Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
+            Error::SizeMismatch { .. } => ErrorKind::SizeMismatch,
+            Error::Io { .. } => ErrorKind::Io,
         }
     }
 
@@ -437,6 +472,26 @@ impl Error {
         matches!(self, Error::InvalidInput { .. })
     }
 
+    /// True when a downloaded parcel's size differs from the declared one
+    /// (see [`Error::SizeMismatch`]): do not confirm it.
+    pub fn is_size_mismatch(&self) -> bool {
+        matches!(self, Error::SizeMismatch { .. })
+    }
+
+    /// True when a local file or writer failed (see [`Error::Io`]).
+    pub fn is_io(&self) -> bool {
+        matches!(self, Error::Io { .. })
+    }
+
+    /// The local I/O error behind an [`Error::Io`] (its kind tells a full
+    /// disk from a missing file).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
     /// True when a state-changing call may or may not have taken effect.
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(self, Error::OutcomeUnknown { .. })
@@ -496,6 +551,26 @@ impl Error {
                 host: host.clone(),
                 failure: *failure,
                 source: text(source),
+            },
+            Error::SizeMismatch {
+                operation,
+                parcel_id,
+                declared,
+                received,
+            } => Error::SizeMismatch {
+                operation,
+                parcel_id: *parcel_id,
+                declared: *declared,
+                received: *received,
+            },
+            Error::Io {
+                operation,
+                context,
+                source,
+            } => Error::Io {
+                operation,
+                context: context.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
             },
             Error::Timeout {
                 operation,

@@ -364,6 +364,9 @@ impl FakeServerBuilder {
             .fallback(rest::not_found)
             .with_state(shared.clone());
         let app = rest_areas::with_overrides(app, self.rest_overrides);
+        // The middleware below keeps the body limits; axum's own 2 MiB
+        // default would refuse every larger upload.
+        let app = app.layer(axum::extract::DefaultBodyLimit::disable());
         let body_timeout = self.timeouts.body;
         let namespace = shared.namespace.clone();
         let app = app.layer(axum::middleware::from_fn(
