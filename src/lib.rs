@@ -28,10 +28,12 @@
 pub struct ReadmeDoctests;
 
 pub mod api;
+pub mod durable;
 pub mod error;
 mod http;
 mod netconf;
 pub mod operations;
+pub mod parcels;
 pub mod rest;
 pub mod rotation;
 pub mod secret;

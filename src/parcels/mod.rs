@@ -1,0 +1,3 @@
+//! Parcels: the EDI files that move through an ECGridOS mailbox.
+
+pub mod names;
