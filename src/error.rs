@@ -162,6 +162,45 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+
+    /// A local file could not be read or written (a parcel being stored, the
+    /// inbound directory's journal, a file to upload). It says nothing about
+    /// the service; the source says what the system reported (a full disk,
+    /// a file-size limit, a lock held by another run).
+    #[error("{action} {}", path.display())]
+    Local {
+        /// What was being done.
+        action: LocalAction,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What the system reported.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a local file operation was doing when it failed ([`Error::Local`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LocalAction {
+    /// Reading a file or directory (a file to upload, the inbound directory).
+    Read,
+    /// Writing a file (a parcel's bytes, a journal record), syncing it, or
+    /// renaming it into place.
+    Write,
+    /// Locking the inbound directory's journal (another run holds it when the
+    /// source's kind is [`std::io::ErrorKind::WouldBlock`]).
+    Lock,
+}
+
+impl fmt::Display for LocalAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LocalAction::Read => "cannot read",
+            LocalAction::Write => "cannot write",
+            LocalAction::Lock => "cannot lock",
+        })
+    }
 }
 
 /// The phase of a call in which a timeout expired.
@@ -306,6 +345,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// A state-changing call may or may not have happened.
     OutcomeUnknown,
+    /// A local file could not be read or written.
+    Local,
 }
 
 impl fmt::Display for ErrorKind {
@@ -345,6 +386,7 @@ impl Error {
             Error::LimitExceeded { .. } => ErrorKind::LimitExceeded,
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
             Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
+            Error::Local { .. } => ErrorKind::Local,
         }
     }
 
@@ -452,6 +494,27 @@ impl Error {
         }
     }
 
+    /// The system's error, for an [`Error::Local`] (its kind tells a full
+    /// disk, a file-size limit or a lock held by another run apart).
+    pub fn local_io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            Error::Local { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn local(
+        action: LocalAction,
+        path: impl Into<std::path::PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Local {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
     /// The server's `Retry-After`, when it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -556,6 +619,15 @@ impl Error {
                 cause: cause.clone(),
                 advice,
                 source: source.as_ref().map(text),
+            },
+            Error::Local {
+                action,
+                path,
+                source,
+            } => Error::Local {
+                action: *action,
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
             },
         }
     }
