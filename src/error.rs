@@ -146,6 +146,35 @@ pub enum Error {
         reason: Cow<'static, str>,
     },
 
+    /// A downloaded parcel's byte count differs from the size the service
+    /// declared for it. The bytes already written must be discarded, and the
+    /// parcel must not be confirmed (a later download hands it out again).
+    #[error("{operation}: parcel {parcel_id} declares {declared} bytes but {received} arrived")]
+    SizeMismatch {
+        /// The operation called.
+        operation: &'static str,
+        /// The parcel.
+        parcel_id: i64,
+        /// The size the service declared.
+        declared: u64,
+        /// The bytes decoded from the answer.
+        received: u64,
+    },
+
+    /// A local file or writer failed: writing a downloaded parcel (a full
+    /// disk, say), or reading a file to upload (including one whose size
+    /// changed while it was read, before the request could end).
+    #[error("{operation}: {context}: {source}")]
+    Io {
+        /// The operation called.
+        operation: &'static str,
+        /// What was being done.
+        context: Cow<'static, str>,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A call that changes state may or may not have taken effect: the request
     /// may have reached the server, and no answer came back, or one that is
     /// not a clear refusal (only a SOAP fault or a REST error body naming an
@@ -162,45 +191,6 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
-
-    /// A local file could not be read or written (a parcel being stored, the
-    /// inbound directory's journal, a file to upload). It says nothing about
-    /// the service; the source says what the system reported (a full disk,
-    /// a file-size limit, a lock held by another run).
-    #[error("{action} {}", path.display())]
-    Local {
-        /// What was being done.
-        action: LocalAction,
-        /// The file or directory.
-        path: std::path::PathBuf,
-        /// What the system reported.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// What a local file operation was doing when it failed ([`Error::Local`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LocalAction {
-    /// Reading a file or directory (a file to upload, the inbound directory).
-    Read,
-    /// Writing a file (a parcel's bytes, a journal record), syncing it, or
-    /// renaming it into place.
-    Write,
-    /// Locking the inbound directory's journal (another run holds it when the
-    /// source's kind is [`std::io::ErrorKind::WouldBlock`]).
-    Lock,
-}
-
-impl fmt::Display for LocalAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LocalAction::Read => "cannot read",
-            LocalAction::Write => "cannot write",
-            LocalAction::Lock => "cannot lock",
-        })
-    }
 }
 
 /// The phase of a call in which a timeout expired.
@@ -345,8 +335,10 @@ pub enum ErrorKind {
     InvalidInput,
     /// A state-changing call may or may not have happened.
     OutcomeUnknown,
-    /// A local file could not be read or written.
-    Local,
+    /// A downloaded parcel's size differs from the declared one.
+    SizeMismatch,
+    /// A local file or writer failed.
+    Io,
 }
 
 impl fmt::Display for ErrorKind {
@@ -386,7 +378,8 @@ impl Error {
             Error::LimitExceeded { .. } => ErrorKind::LimitExceeded,
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
             Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
-            Error::Local { .. } => ErrorKind::Local,
+            Error::SizeMismatch { .. } => ErrorKind::SizeMismatch,
+            Error::Io { .. } => ErrorKind::Io,
         }
     }
 
@@ -479,6 +472,26 @@ impl Error {
         matches!(self, Error::InvalidInput { .. })
     }
 
+    /// True when a downloaded parcel's size differs from the declared one
+    /// (see [`Error::SizeMismatch`]): do not confirm it.
+    pub fn is_size_mismatch(&self) -> bool {
+        matches!(self, Error::SizeMismatch { .. })
+    }
+
+    /// True when a local file or writer failed (see [`Error::Io`]).
+    pub fn is_io(&self) -> bool {
+        matches!(self, Error::Io { .. })
+    }
+
+    /// The local I/O error behind an [`Error::Io`] (its kind tells a full
+    /// disk from a missing file).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
     /// True when a state-changing call may or may not have taken effect.
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(self, Error::OutcomeUnknown { .. })
@@ -491,27 +504,6 @@ impl Error {
         match self {
             Error::OutcomeUnknown { advice, .. } => Some(advice),
             _ => None,
-        }
-    }
-
-    /// The system's error, for an [`Error::Local`] (its kind tells a full
-    /// disk, a file-size limit or a lock held by another run apart).
-    pub fn local_io_error(&self) -> Option<&std::io::Error> {
-        match self {
-            Error::Local { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn local(
-        action: LocalAction,
-        path: impl Into<std::path::PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        Error::Local {
-            action,
-            path: path.into(),
-            source,
         }
     }
 
@@ -559,6 +551,26 @@ impl Error {
                 host: host.clone(),
                 failure: *failure,
                 source: text(source),
+            },
+            Error::SizeMismatch {
+                operation,
+                parcel_id,
+                declared,
+                received,
+            } => Error::SizeMismatch {
+                operation,
+                parcel_id: *parcel_id,
+                declared: *declared,
+                received: *received,
+            },
+            Error::Io {
+                operation,
+                context,
+                source,
+            } => Error::Io {
+                operation,
+                context: context.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
             },
             Error::Timeout {
                 operation,
@@ -619,15 +631,6 @@ impl Error {
                 cause: cause.clone(),
                 advice,
                 source: source.as_ref().map(text),
-            },
-            Error::Local {
-                action,
-                path,
-                source,
-            } => Error::Local {
-                action: *action,
-                path: path.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
             },
         }
     }

@@ -47,9 +47,7 @@ pub mod fake;
 #[cfg(feature = "blocking")]
 pub mod blocking;
 
-pub use error::{
-    Error, ErrorKind, Limit, LocalAction, ProxyRefusal, Result, TimeoutPhase, TlsFailure,
-};
+pub use error::{Error, ErrorKind, Limit, ProxyRefusal, Result, TimeoutPhase, TlsFailure};
 pub use http::{
     RetryPolicy, TlsVersion, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
 };

@@ -39,7 +39,7 @@ use tokio::io::AsyncWrite;
 use super::names;
 use super::{Downloaded, ParcelSummary};
 use crate::durable::{rename_no_replace, sync_dir, JournalFile};
-use crate::error::{Error, LocalAction, Result};
+use crate::error::{Error, Result};
 use crate::rotation::Credential;
 
 /// The journal's file name inside the directory.
@@ -331,16 +331,16 @@ impl Journal {
     fn open(dir: &Path) -> Result<Journal> {
         let path = dir.join(JOURNAL_NAME);
         let mut file = JournalFile::open(&path).map_err(|e| {
-            let action = if e.kind() == std::io::ErrorKind::WouldBlock {
-                LocalAction::Lock
+            let what = if e.kind() == std::io::ErrorKind::WouldBlock {
+                "cannot lock (another fetch into this directory is running)"
             } else {
-                LocalAction::Write
+                "cannot open"
             };
-            Error::local(action, &path, e)
+            local(what, &path, e)
         })?;
         let text = file
             .read_all()
-            .map_err(|e| Error::local(LocalAction::Read, &path, e))?;
+            .map_err(|e| local("cannot read", &path, e))?;
         let mut known: HashMap<i64, Known> = HashMap::new();
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
@@ -368,7 +368,7 @@ impl Journal {
     fn record(&mut self, record: Record) -> Result<()> {
         self.file
             .append(&record)
-            .map_err(|e| Error::local(LocalAction::Write, self.file.path(), e))?;
+            .map_err(|e| local("cannot write", self.file.path(), e))?;
         if record.event == Event::Stored {
             self.known.entry(record.parcel_id).or_default().stored = record.bytes;
         }
@@ -376,11 +376,24 @@ impl Journal {
     }
 }
 
+/// The operation named in the loop's own errors.
+const OPERATION: &str = "ParcelDownload";
+
+/// A local failure of the loop, naming the file.
+fn local(what: &str, path: impl AsRef<Path>, source: std::io::Error) -> Error {
+    Error::Io {
+        operation: OPERATION,
+        context: format!("{what} {}", path.as_ref().display()).into(),
+        source,
+    }
+}
+
 /// Runs the inbound loop for `dir` (see the [module documentation](self)).
 ///
 /// Fails as a whole only when the directory cannot be used (not a directory,
-/// its journal held by another run: [`Error::Local`] with
-/// [`LocalAction::Lock`]) or the first listing fails; every other failure is
+/// its journal held by another run: [`Error::Io`] whose
+/// [`io_error`](Error::io_error) is of kind
+/// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) or the first listing fails; every other failure is
 /// per parcel, in the report.
 pub async fn fetch_dir(
     client: &super::ParcelClient,
@@ -400,13 +413,13 @@ pub(crate) async fn run<I: Inbox>(
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
-            return Err(Error::local(
-                LocalAction::Read,
+            return Err(local(
+                "cannot read",
                 dir,
                 std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
             ))
         }
-        Err(e) => return Err(Error::local(LocalAction::Read, dir, e)),
+        Err(e) => return Err(local("cannot read", dir, e)),
     }
     let mut journal = Journal::open(dir)?;
     let mut report = FetchReport {
@@ -461,19 +474,19 @@ pub(crate) async fn run<I: Inbox>(
 /// hidden `.…partial-<16 hex digits>` names); the journal's lock guarantees no
 /// other run is writing them.
 fn remove_leftovers(dir: &Path) -> Result<usize> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::local(LocalAction::Read, dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| local("cannot read", dir, e))?;
     let mut removed = 0;
     for entry in entries {
-        let entry = entry.map_err(|e| Error::local(LocalAction::Read, dir, e))?;
+        let entry = entry.map_err(|e| local("cannot read", dir, e))?;
         let name = entry.file_name();
         if name.to_str().is_some_and(names::is_temp_name) {
             let path = entry.path();
-            std::fs::remove_file(&path).map_err(|e| Error::local(LocalAction::Write, &path, e))?;
+            std::fs::remove_file(&path).map_err(|e| local("cannot write", &path, e))?;
             removed += 1;
         }
     }
     if removed > 0 {
-        sync_dir(dir).map_err(|e| Error::local(LocalAction::Write, dir, e))?;
+        sync_dir(dir).map_err(|e| local("cannot write", dir, e))?;
         tracing::info!(removed, "removed temporary files of an interrupted run");
     }
     Ok(removed)
@@ -536,7 +549,7 @@ fn already_stored(
     let on_disk = match std::fs::symlink_metadata(path) {
         Ok(m) => Some(m),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::local(LocalAction::Read, path, e)),
+        Err(e) => return Err(local("cannot read", path, e)),
     };
     let Some(meta) = on_disk else {
         return Ok(recorded);
@@ -549,8 +562,7 @@ fn already_stored(
             None => declared == Some(len),
         };
     if !ours {
-        return Err(Error::local(
-            LocalAction::Write,
+        return Err(local("cannot write",
             path,
             std::io::Error::new(
                 std::io::ErrorKind::AlreadyExists,
@@ -599,14 +611,14 @@ async fn store<I: Inbox>(
     path: &Path,
     options: &FetchOptions,
 ) -> Result<u64> {
-    let local = file_name_of(path).unwrap_or_default();
+    let stored_name = file_name_of(path).unwrap_or_default();
     let mut temp = Temp {
-        path: dir.join(names::temp_name(&local, fastrand::u64(..))),
+        path: dir.join(names::temp_name(&stored_name, fastrand::u64(..))),
         keep: false,
     };
     let write_err = |p: &Path| {
         let p = p.to_path_buf();
-        move |e| Error::local(LocalAction::Write, p, e)
+        move |e| local("cannot write", p, e)
     };
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -653,11 +665,11 @@ async fn store<I: Inbox>(
     let durable = tokio::task::spawn_blocking(move || -> Result<u64> {
         let len = file
             .metadata()
-            .map_err(|e| Error::local(LocalAction::Read, &temp_path, e))?
+            .map_err(|e| local("cannot read", &temp_path, e))?
             .len();
         if len != received {
-            return Err(Error::local(
-                LocalAction::Write,
+            return Err(local(
+                "cannot write",
                 &temp_path,
                 std::io::Error::other(format!(
                     "the file holds {len} bytes where {received} were written"
@@ -665,14 +677,14 @@ async fn store<I: Inbox>(
             ));
         }
         file.sync_all()
-            .map_err(|e| Error::local(LocalAction::Write, &temp_path, e))?;
+            .map_err(|e| local("cannot write", &temp_path, e))?;
         drop(file);
         rename_no_replace(&temp_path, &final_path)
-            .map_err(|e| Error::local(LocalAction::Write, &final_path, e))?;
+            .map_err(|e| local("cannot write", &final_path, e))?;
         Ok(len)
     })
     .await
-    .map_err(|e| Error::local(LocalAction::Write, path, std::io::Error::other(e)))?;
+    .map_err(|e| local("cannot write", path, std::io::Error::other(e)))?;
     let len = durable?;
     temp.keep = true;
     // Renamed: from here the file is complete under its final name. If the
@@ -683,11 +695,11 @@ async fn store<I: Inbox>(
         .await
         .map_err(std::io::Error::other)
         .and_then(|r| r)
-        .map_err(|e| Error::local(LocalAction::Write, &dir_path, e))?;
+        .map_err(|e| local("cannot write", &dir_path, e))?;
     journal.record(Record {
         parcel_id: parcel.parcel_id,
         event: Event::Stored,
-        file: Some(local),
+        file: Some(stored_name),
         bytes: Some(len),
         recovered: false,
     })?;
@@ -830,7 +842,7 @@ mod tests {
                 let p = parcels.iter().find(|p| p.id == parcel_id).unwrap();
                 (p.name.clone(), p.bytes.clone(), p.fault)
             };
-            let io = |e| Error::local(LocalAction::Write, "test", e);
+            let io = |e| local("cannot write", "test", e);
             let sent = if fault == Fault::CutShort {
                 &bytes[..bytes.len() / 2]
             } else {
@@ -1002,7 +1014,7 @@ mod tests {
             .unwrap();
         assert_eq!(report.failed(), 1);
         let err = report.parcels[0].error().unwrap();
-        assert_eq!(err.kind(), crate::ErrorKind::Local);
+        assert_eq!(err.kind(), crate::ErrorKind::Io);
         assert_eq!(
             std::fs::read(dir.join("1-x.edi")).unwrap(),
             b"someone else's"
@@ -1071,18 +1083,9 @@ mod tests {
         let err = run(&mailbox, &cred(), &dir, &FetchOptions::new())
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Local {
-                    action: LocalAction::Lock,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(err.is_io(), "{err:?}");
         assert_eq!(
-            err.local_io_error().unwrap().kind(),
+            err.io_error().unwrap().kind(),
             std::io::ErrorKind::WouldBlock
         );
         drop(held);

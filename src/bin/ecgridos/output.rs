@@ -108,7 +108,7 @@ pub fn exit_for(err: &Error) -> Exit {
     match err.kind() {
         ErrorKind::InvalidInput => Exit::Usage,
         ErrorKind::OutcomeUnknown => Exit::OutcomeUnknown,
-        ErrorKind::Local => Exit::Failure,
+        ErrorKind::Io => Exit::Failure,
         ErrorKind::Authentication
         | ErrorKind::Authorization
         | ErrorKind::NotFound
