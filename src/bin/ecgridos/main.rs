@@ -7,6 +7,7 @@ mod keys;
 mod mock;
 mod net;
 mod output;
+mod parcels;
 mod signals;
 
 use std::process::ExitCode;
@@ -59,6 +60,7 @@ async fn run(cli: Cli) -> Exit {
         Command::Compare(args) => keys::compare(g, args).await,
         Command::Operations(args) => call::operations(g, &args),
         Command::Call(args) => call::call(g, &args).await,
+        Command::Parcels(command) => parcels::run(g, command).await,
     }
 }
 
