@@ -30,8 +30,9 @@ pub(crate) struct Timeouts {
     pub body: Duration,
 }
 
-/// The largest request body the fake reads (axum's default limit).
-const MAX_BODY: usize = 2 * 1024 * 1024;
+/// The largest request body the fake reads (axum's default limit), except
+/// for parcel uploads (see `FakeServerBuilder::max_upload_bytes`).
+pub(crate) const MAX_BODY: usize = 2 * 1024 * 1024;
 
 /// What a connection is doing, for its watchdog.
 #[derive(Clone, Copy, Debug)]
@@ -146,11 +147,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
-/// Middleware: reads the whole request body within `limit`, or answers 408
-/// and closes the connection.
-pub(crate) async fn body_within(limit: Duration, request: Request, next: Next) -> Response {
+/// Middleware: reads the whole request body (at most `max_bytes`) within
+/// `limit`, or answers 413 or 408 and closes the connection.
+pub(crate) async fn body_within(
+    limit: Duration,
+    max_bytes: usize,
+    request: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = request.into_parts();
-    match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY)).await {
+    match tokio::time::timeout(limit, axum::body::to_bytes(body, max_bytes)).await {
         Ok(Ok(bytes)) => next.run(Request::from_parts(parts, bytes.into())).await,
         Ok(Err(_)) => (
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,

@@ -25,13 +25,19 @@
 //! `NetOps`, `TechOps` and `Root` on anyone; everyone else only on themselves.
 
 mod conn;
+mod mailbox;
 mod rest;
+mod rest_parcels;
 mod soap;
 mod state;
 mod stubs;
 mod tls;
 
-pub use state::SeedUser;
+pub use mailbox::{
+    ParcelEvent, ParcelEventKind, DEFAULT_PAGE_SIZE, ECGRID_ID_BASE, PARTNER_ECGRID_ID,
+    PARTNER_MAILBOX_ID, PARTNER_NETWORK_ID,
+};
+pub use state::{SeedUser, UserMailbox};
 pub use stubs::StubFault;
 pub use tls::{FakeTls, TlsMaterial};
 
@@ -74,7 +80,6 @@ struct Shared {
 }
 
 /// Configures and starts a [`FakeServer`].
-#[derive(Debug)]
 #[must_use]
 pub struct FakeServerBuilder {
     listen: SocketAddr,
@@ -85,7 +90,23 @@ pub struct FakeServerBuilder {
     latency: Duration,
     timeouts: conn::Timeouts,
     tls: Option<FakeTls>,
+    inbox_page_size: usize,
+    max_upload_bytes: usize,
+    on_parcel_event: Option<state::EventHook>,
 }
+
+impl std::fmt::Debug for FakeServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeServerBuilder")
+            .field("listen", &self.listen)
+            .field("inbox_page_size", &self.inbox_page_size)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default [`FakeServerBuilder::max_upload_bytes`]: 256 MiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
 
 impl Default for FakeServerBuilder {
     fn default() -> Self {
@@ -102,6 +123,9 @@ impl Default for FakeServerBuilder {
                 body: Duration::from_secs(10),
             },
             tls: None,
+            inbox_page_size: DEFAULT_PAGE_SIZE,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            on_parcel_event: None,
         }
     }
 }
@@ -172,11 +196,43 @@ impl FakeServerBuilder {
         self
     }
 
+    /// Parcels per page of the inbox and outbox listings (default
+    /// [`DEFAULT_PAGE_SIZE`], 25; the real service's page size is not
+    /// published). `ParcelInBox` and its kin take no page number, so they
+    /// answer the first page of unconfirmed parcels.
+    pub fn inbox_page_size(mut self, page_size: usize) -> Self {
+        self.inbox_page_size = page_size.max(1);
+        self
+    }
+
+    /// The largest request body of a parcel upload (the `ParcelUpload…` SOAP
+    /// operations and `POST /v2/parcels/upload`); default
+    /// [`DEFAULT_MAX_UPLOAD_BYTES`], 256 MiB. Every other request keeps the
+    /// 2 MiB cap.
+    pub fn max_upload_bytes(mut self, max: usize) -> Self {
+        self.max_upload_bytes = max;
+        self
+    }
+
+    /// Calls `callback` for every parcel event, synchronously, on the task
+    /// handling the request: for a confirm BEFORE it takes effect (so a test
+    /// can check, at that moment, that the client already stored the file),
+    /// for every other event right after. The callback must not block for
+    /// long; it may call the [`FakeServer`]'s methods.
+    pub fn on_parcel_event(
+        mut self,
+        callback: impl Fn(&ParcelEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_parcel_event = Some(Arc::new(callback));
+        self
+    }
+
     /// Binds and starts serving on the current tokio runtime.
     pub async fn start(self) -> std::io::Result<FakeServer> {
         let users = self.users.unwrap_or_else(SeedUser::defaults);
         let state = State::new(users, self.session_timeout)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?
+            .with_parcels(self.inbox_page_size, self.on_parcel_event.clone());
         let tls = self.tls.as_ref().map(tls::make).transpose()?;
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
         let addr = listener.local_addr()?;
@@ -210,9 +266,16 @@ impl FakeServerBuilder {
             .fallback(rest::not_found)
             .with_state(shared.clone());
         let body_timeout = self.timeouts.body;
+        let max_upload = self.max_upload_bytes;
+        let namespace = shared.namespace.clone();
         let app = app.layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
-                conn::body_within(body_timeout, request, next)
+                let max = if is_upload(&request, &namespace) {
+                    max_upload
+                } else {
+                    conn::MAX_BODY
+                };
+                conn::body_within(body_timeout, max, request, next)
             },
         ));
         let latency = self.latency;
@@ -244,6 +307,62 @@ impl FakeServerBuilder {
             task: Some(task),
         })
     }
+}
+
+/// Whether a request is a parcel upload: `POST /v2/parcels/upload`, or a
+/// SOAP request whose action (the `SOAPAction` header, or the `action`
+/// parameter of a SOAP 1.2 content type) names a `ParcelUpload…` operation.
+fn is_upload(request: &axum::extract::Request, namespace: &str) -> bool {
+    let path = request.uri().path();
+    if path == rest_parcels::UPLOAD_PATH {
+        return true;
+    }
+    if path != SOAP_PATH {
+        return false;
+    }
+    let headers = request.headers();
+    let header_action = headers
+        .get("SOAPAction")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_matches('"').to_string());
+    let type_action = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| {
+            ct.split(';')
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("action"))
+                .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        });
+    header_action
+        .or(type_action)
+        .is_some_and(|action| soap::is_upload_action(namespace, &action))
+}
+
+/// A parcel as the fake holds it, for tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FakeParcel {
+    /// `ParcelID`.
+    pub id: i64,
+    /// The file name as uploaded.
+    pub file_name: String,
+    /// The content.
+    pub bytes: bytes::Bytes,
+    /// The inbound status (`InBoxReady`, `InBoxTransferred`).
+    pub status: crate::api::enums::ParcelStatus,
+    /// Confirmed by the receiver (out of its inbox).
+    pub confirmed: bool,
+    /// Cancelled.
+    pub cancelled: bool,
+    /// The sender's ECGrid ID.
+    pub from_ecgrid_id: i32,
+    /// The receiver's ECGrid ID.
+    pub to_ecgrid_id: i32,
+    /// The receiver's mailbox.
+    pub mailbox_id: i32,
+    /// The login of the (first) user of the receiver's mailbox, if any.
+    pub owner: Option<String>,
 }
 
 /// A running fake ECGridOS. Dropping it stops the server (in the background);
@@ -368,6 +487,67 @@ impl FakeServer {
         handler: impl Fn(R) -> Result<R::Output, StubFault> + Send + Sync + 'static,
     ) {
         self.shared.stubs.insert(handler);
+    }
+
+    /// Puts a parcel from the trading partner (`ZZ`/`PARTNER`, ECGrid ID
+    /// [`PARTNER_ECGRID_ID`]) straight into the inbox of the user `to_login`,
+    /// `InBoxReady`; returns its ParcelID. For tests and benches that need
+    /// inbound parcels without an upload.
+    pub fn deliver(
+        &self,
+        to_login: &str,
+        file_name: &str,
+        bytes: impl Into<bytes::Bytes>,
+    ) -> Option<i64> {
+        self.shared
+            .state
+            .deliver(to_login, file_name, bytes.into())
+            .ok()
+    }
+
+    /// A parcel, whatever its state (`None` when no such ParcelID exists).
+    pub fn parcel(&self, id: i64) -> Option<FakeParcel> {
+        let (p, mailbox_id) = self.shared.state.parcel(id)?;
+        let owner = self
+            .users()
+            .into_iter()
+            .find(|u| u.mailbox_id == mailbox_id)
+            .map(|u| u.login);
+        Some(FakeParcel {
+            id: p.id,
+            file_name: p.file_name,
+            bytes: p.bytes,
+            status: p.status,
+            confirmed: p.confirmed,
+            cancelled: p.cancelled,
+            from_ecgrid_id: p.from,
+            to_ecgrid_id: p.to,
+            mailbox_id,
+            owner,
+        })
+    }
+
+    /// The events of one parcel, in order.
+    pub fn parcel_events(&self, id: i64) -> Vec<ParcelEvent> {
+        self.shared.state.events(Some(id))
+    }
+
+    /// Every parcel event so far, in order of their sequence numbers.
+    pub fn events(&self) -> Vec<ParcelEvent> {
+        self.shared.state.events(None)
+    }
+
+    /// Where each user's parcels live: network, mailbox, ECGrid ID.
+    pub fn mailboxes(&self) -> Vec<UserMailbox> {
+        self.shared.state.user_mailboxes()
+    }
+
+    /// Where the parcels of the user `login` live.
+    pub fn mailbox_of(&self, login: &str) -> Option<UserMailbox> {
+        let user = self.user(login)?;
+        self.mailboxes()
+            .into_iter()
+            .find(|m| m.user_id == user.user_id)
     }
 
     /// Stops the server and waits until it has stopped.

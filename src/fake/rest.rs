@@ -44,6 +44,7 @@ fn denied(denial: &Denial, bearer: bool) -> Response {
         Denial::Authentication(m) => error(StatusCode::UNAUTHORIZED, "InvalidAPIKey", m),
         Denial::Authorization(m) => error(StatusCode::FORBIDDEN, "AccessDenied", m),
         Denial::NotFound(m) => error(StatusCode::NOT_FOUND, "ObjectNotFound", m),
+        Denial::InvalidParameter(m) => error(StatusCode::BAD_REQUEST, "InvalidParameter", m),
     }
 }
 

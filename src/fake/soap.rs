@@ -10,8 +10,16 @@ use axum::extract::{ConnectInfo, State as AxumState};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::state::Denial;
+use std::time::SystemTime;
+
+use super::mailbox::{Filter, Listing, Mailbox, Network, Parcel};
+use super::state::{seconds_to_system_time, unix_seconds, xsd_date_time, Denial, ParcelView};
 use super::{DetailShape, Shared};
+use crate::api::enums::{Direction, EdiStandard, ParcelStatus, ParcelValid, Status, UseType};
+use crate::api::mailbox::MailboxInfo;
+use crate::api::parcel;
+use crate::api::types::{FileInfo, MailboxIdInfo, ParcelIdInfo, ParcelIdInfoCollection};
+use crate::api::{Params, Request};
 use crate::operations::{
     self, GenerateApiKey, Login, Logout, Operation, UserGetApiKey, Version, WhoAmI,
 };
@@ -19,6 +27,7 @@ use crate::wire::{
     self, read_request, write_fault, write_response, EcgridDetail, FaultCategory, FaultCode,
     IntFlag, ResultValue, SoapFault, SoapRequest, SoapVersion,
 };
+use crate::wire::{Base64, DateTime};
 
 pub(super) fn reply(version: SoapVersion, status: StatusCode, body: Vec<u8>) -> Response {
     (
@@ -54,6 +63,7 @@ fn denial_fault(version: SoapVersion, shape: DetailShape, denial: &Denial, item:
         Denial::Authentication(_) => (FaultCategory::Authentication, "1"),
         Denial::Authorization(_) => (FaultCategory::Authorization, "2"),
         Denial::NotFound(_) => (FaultCategory::ObjectNotFound, "3"),
+        Denial::InvalidParameter(_) => (FaultCategory::InvalidParameter, "4"),
     };
     // The older shape names the parameter at fault: the credential for an
     // authentication failure, the target user otherwise.
@@ -163,6 +173,31 @@ pub(super) async fn handle(
             .map(|v| v.trim().trim_matches('"').to_string()),
         SoapVersion::V12 => v12_action,
     };
+    let named = match action.as_deref() {
+        Some(action) => crate::api::OPERATIONS
+            .iter()
+            .find(|e| wire::soap_action(namespace, e.info.name) == action),
+        None => crate::api::request::find(&request.operation),
+    };
+    if let Some(name) = named
+        .map(|e| e.info.name)
+        .filter(|n| is_mailbox_operation(n))
+    {
+        if request.operation != name || !request.operation_qualified {
+            return framework_fault(
+                version,
+                FaultCode::Client,
+                format!(
+                    "Server was unable to read request. ---> <{}> was not expected by {name}.",
+                    request.operation
+                ),
+            );
+        }
+        shared.state.count(name);
+        if let Some(response) = answer_mailbox(&shared, version, name, &request) {
+            return response;
+        }
+    }
     if let Some(response) = super::stubs::answer(
         &shared.stubs,
         &shared.state,
@@ -289,4 +324,508 @@ pub(super) async fn wsdl(
         .replace(wire::DEFAULT_ENDPOINT, &shared.soap_url)
         .replace(wire::DEFAULT_NAMESPACE, &shared.namespace);
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], text).into_response()
+}
+
+/// How one request is answered: its version, namespace and fault shape.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    version: SoapVersion,
+    namespace: &'a str,
+    shape: DetailShape,
+}
+
+impl Ctx<'_> {
+    /// Decodes `params` into `R`, runs `f` with it and the credential, and
+    /// answers with the generated result type or the denial as a fault
+    /// naming `item`.
+    fn typed<R: Request>(
+        &self,
+        params: &Params,
+        item: &str,
+        f: impl FnOnce(R, Option<&str>) -> Result<R::Output, Denial>,
+    ) -> Response {
+        let request = match R::from_params(params) {
+            Ok(request) => request,
+            Err(e) => {
+                return framework_fault(
+                    self.version,
+                    FaultCode::Client,
+                    format!("Server was unable to read request. ---> {e}"),
+                )
+            }
+        };
+        let credential = params.get("SessionID");
+        match f(request, credential) {
+            Ok(output) => super::stubs::success::<R>(self.version, self.namespace, &output),
+            Err(denial) => denial_fault(self.version, self.shape, &denial, item),
+        }
+    }
+}
+
+/// The parcel and mailbox operations the fake models from its mailbox.
+const MAILBOX_OPERATIONS: &[&str] = &[
+    parcel::ParcelUpload::INFO.name,
+    parcel::ParcelUploadA::INFO.name,
+    parcel::ParcelUploadEx::INFO.name,
+    parcel::ParcelUploadExA::INFO.name,
+    parcel::ParcelUploadMft::INFO.name,
+    parcel::ParcelUploadMftA::INFO.name,
+    parcel::ParcelInBox::INFO.name,
+    parcel::ParcelInBoxEx::INFO.name,
+    parcel::ParcelInBoxExShort::INFO.name,
+    parcel::ParcelInBoxArchive::INFO.name,
+    parcel::ParcelInBoxArchiveEx::INFO.name,
+    parcel::ParcelOutBoxInProcess::INFO.name,
+    parcel::ParcelOutBoxInProcessEx::INFO.name,
+    parcel::ParcelOutBoxArchive::INFO.name,
+    parcel::ParcelOutBoxArchiveEx::INFO.name,
+    parcel::ParcelDownload::INFO.name,
+    parcel::ParcelDownloadA::INFO.name,
+    parcel::ParcelDownloadNoUpdate::INFO.name,
+    parcel::ParcelDownloadNoUpdateA::INFO.name,
+    parcel::ParcelDownloadConfirm::INFO.name,
+    parcel::ParcelDownloadReset::INFO.name,
+    parcel::ParcelDownloadCancel::INFO.name,
+    parcel::ParcelInfo::INFO.name,
+    MailboxInfo::INFO.name,
+];
+
+/// Whether the operation is one the fake answers from its mailbox model.
+pub(super) fn is_mailbox_operation(name: &str) -> bool {
+    MAILBOX_OPERATIONS.contains(&name)
+}
+
+/// The SOAPAction names a parcel upload: those requests may carry large
+/// bodies.
+pub(super) fn is_upload_action(namespace: &str, action: &str) -> bool {
+    [
+        parcel::ParcelUpload::INFO.name,
+        parcel::ParcelUploadA::INFO.name,
+        parcel::ParcelUploadEx::INFO.name,
+        parcel::ParcelUploadExA::INFO.name,
+        parcel::ParcelUploadMft::INFO.name,
+        parcel::ParcelUploadMftA::INFO.name,
+    ]
+    .iter()
+    .any(|op| wire::soap_action(namespace, op) == action)
+}
+
+fn dt(t: SystemTime) -> DateTime {
+    xsd_date_time(t).parse().unwrap_or_default()
+}
+
+fn system_time(t: &DateTime) -> SystemTime {
+    seconds_to_system_time(unix_seconds(t))
+}
+
+fn clamp_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn clamp_i16(n: usize) -> i16 {
+    i16::try_from(n).unwrap_or(i16::MAX)
+}
+
+/// A parcel as the contract's `ParcelIDInfo`.
+pub(super) fn parcel_id_info(view: &ParcelView) -> ParcelIdInfo {
+    let p = &view.parcel;
+    let size = clamp_i32(p.bytes.len());
+    ParcelIdInfo {
+        parcel_bytes: size,
+        parcel_date: dt(p.created),
+        actual_bytes: size,
+        network_id_from: view.from.network_id,
+        network_name_from: Some(view.from_names.1.clone()),
+        mailbox_id_from: view.from.mailbox_id,
+        mailbox_name_from: Some(view.from_names.0.clone()),
+        network_id_to: view.to.network_id,
+        network_name_to: Some(view.to_names.1.clone()),
+        mailbox_id_to: view.to.mailbox_id,
+        mailbox_name_to: Some(view.to_names.0.clone()),
+        file_name: Some(p.file_name.clone()),
+        mailbag_control_id: None,
+        archive_date: if p.confirmed {
+            dt(p.status_date)
+        } else {
+            DateTime::default()
+        },
+        status_date: dt(p.status_date),
+        status_code: Some(p.status.as_str().to_string()),
+        status_message: Some(status_message(&view.parcel).to_string()),
+        local_status: 0,
+        local_status_date: DateTime::default(),
+        valid: ParcelValid::Valid,
+        acknowledgment: None,
+        direction: if view.outbound {
+            Direction::OutBox
+        } else {
+            Direction::InBox
+        },
+        interchanges: None,
+        log: None,
+        parcel_id: p.id,
+    }
+}
+
+/// The fake's words for a parcel's state.
+pub(super) fn status_message(p: &Parcel) -> &'static str {
+    match (p.cancelled, p.confirmed, &p.status) {
+        (true, _, _) => "cancelled",
+        (_, true, _) => "confirmed",
+        (_, _, ParcelStatus::InBoxTransferred) => "downloaded, not confirmed",
+        _ => "ready",
+    }
+}
+
+/// The first page (or page `page_no`) of a listing as a collection.
+fn collection(views: Vec<ParcelView>, page_no: usize, page_size: usize) -> ParcelIdInfoCollection {
+    let page = super::mailbox::page(views, page_no, page_size);
+    ParcelIdInfoCollection {
+        page_size: clamp_i16(page.page_size),
+        page_number: clamp_i16(page.page_number),
+        count: clamp_i32(page.items.len()),
+        total_records: clamp_i32(page.total_records),
+        total_pages: clamp_i16(page.total_pages),
+        parcel_id_info_list: Some(
+            page.items
+                .iter()
+                .map(parcel_id_info)
+                .collect::<Vec<_>>()
+                .into(),
+        ),
+    }
+}
+
+/// The EDI standard of a file, from its first segment.
+pub(super) fn standard(bytes: &[u8]) -> EdiStandard {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    let head = &bytes[start..];
+    if head.starts_with(b"ISA") {
+        EdiStandard::X12
+    } else if head.starts_with(b"UNA") || head.starts_with(b"UNB") {
+        EdiStandard::Edifact
+    } else if head.starts_with(b"<") {
+        EdiStandard::Xml
+    } else {
+        EdiStandard::Binary
+    }
+}
+
+/// A downloaded parcel as `FileInfo`, its content in `Content` or (the `A`
+/// forms) `ContentBase64String`.
+fn file_info(view: &ParcelView, as_string: bool) -> FileInfo {
+    let p = &view.parcel;
+    FileInfo {
+        parcel_id: p.id,
+        file_name: Some(p.file_name.clone()),
+        file_date: dt(p.created),
+        bytes: clamp_i32(p.bytes.len()),
+        standard: standard(&p.bytes),
+        content: (!as_string).then(|| Base64(p.bytes.to_vec())),
+        content_base64_string: as_string
+            .then(|| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &p.bytes)),
+        router_archive: false,
+    }
+}
+
+fn window(begin: &DateTime, end: &DateTime) -> (SystemTime, SystemTime) {
+    (system_time(begin), system_time(end))
+}
+
+fn base64_param(text: Option<String>) -> Result<Bytes, Denial> {
+    let text = text.unwrap_or_default();
+    let clean: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, clean)
+        .map(Bytes::from)
+        .map_err(|e| Denial::InvalidParameter(format!("ContentBase64 is not base64: {e}")))
+}
+
+/// Answers a parcel or mailbox operation from the mailbox model; `None` for
+/// any other operation.
+pub(super) fn answer_mailbox(
+    shared: &Shared,
+    version: SoapVersion,
+    name: &str,
+    request: &SoapRequest,
+) -> Option<Response> {
+    if !is_mailbox_operation(name) {
+        return None;
+    }
+    let state = &shared.state;
+    let ctx = Ctx {
+        version,
+        namespace: &shared.namespace,
+        shape: shared.detail_shape,
+    };
+    let mut params = Params::new();
+    for p in request.params.iter().filter(|p| p.qualified) {
+        params.set(p.name.clone(), p.value.clone());
+    }
+    let page_size = state.page_size();
+    let any = Filter::default();
+    let first_page = |views: Vec<ParcelView>| Some(collection(views, 1, page_size));
+    let paged = |views: Vec<ParcelView>, page_no: i16, per_page: i16| {
+        let per_page = usize::try_from(per_page)
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or(page_size);
+        Some(collection(
+            views,
+            usize::try_from(page_no).unwrap_or(1),
+            per_page,
+        ))
+    };
+    let response = match name {
+        n if n == parcel::ParcelUpload::INFO.name => {
+            ctx.typed(&params, "Content", |r: parcel::ParcelUpload, c| {
+                let bytes = Bytes::from(r.content.unwrap_or_default().0);
+                state
+                    .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, None)
+                    .map(clamp_parcel_id)
+            })
+        }
+        n if n == parcel::ParcelUploadA::INFO.name => {
+            ctx.typed(&params, "ContentBase64", |r: parcel::ParcelUploadA, c| {
+                let bytes = base64_param(r.content_base64)?;
+                state
+                    .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, None)
+                    .map(clamp_parcel_id)
+            })
+        }
+        n if n == parcel::ParcelUploadEx::INFO.name => {
+            ctx.typed(&params, "Content", |r: parcel::ParcelUploadEx, c| {
+                let bytes = Bytes::from(r.content.unwrap_or_default().0);
+                state
+                    .upload(
+                        c,
+                        r.mailbox_id,
+                        &r.file_name.unwrap_or_default(),
+                        bytes,
+                        None,
+                    )
+                    .map(clamp_parcel_id)
+            })
+        }
+        n if n == parcel::ParcelUploadExA::INFO.name => {
+            ctx.typed(&params, "ContentBase64", |r: parcel::ParcelUploadExA, c| {
+                let bytes = base64_param(r.content_base64)?;
+                state
+                    .upload(
+                        c,
+                        r.mailbox_id,
+                        &r.file_name.unwrap_or_default(),
+                        bytes,
+                        None,
+                    )
+                    .map(clamp_parcel_id)
+            })
+        }
+        n if n == parcel::ParcelUploadMft::INFO.name => {
+            ctx.typed(&params, "ECGridIDTo", |r: parcel::ParcelUploadMft, c| {
+                let bytes = Bytes::from(r.content.unwrap_or_default().0);
+                let ids = Some((r.ec_grid_id_from, r.ec_grid_id_to));
+                state
+                    .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, ids)
+                    .map(clamp_parcel_id)
+            })
+        }
+        n if n == parcel::ParcelUploadMftA::INFO.name => {
+            ctx.typed(&params, "ECGridIDTo", |r: parcel::ParcelUploadMftA, c| {
+                let bytes = base64_param(r.content_base64)?;
+                let ids = Some((r.ec_grid_id_from, r.ec_grid_id_to));
+                state
+                    .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, ids)
+                    .map(clamp_parcel_id)
+            })
+        }
+        n if n == parcel::ParcelInBox::INFO.name => {
+            ctx.typed(&params, "SessionID", |_: parcel::ParcelInBox, c| {
+                state.list(c, 0, Listing::InBox, &any).map(first_page)
+            })
+        }
+        n if n == parcel::ParcelInBoxEx::INFO.name => {
+            ctx.typed(&params, "MailboxID", |r: parcel::ParcelInBoxEx, c| {
+                let filter = Filter {
+                    from: r.ec_grid_id_from,
+                    to: r.ec_grid_id_to,
+                    status: None,
+                };
+                state
+                    .list(c, r.mailbox_id, Listing::InBox, &filter)
+                    .map(first_page)
+            })
+        }
+        n if n == parcel::ParcelInBoxExShort::INFO.name => {
+            ctx.typed(&params, "MailboxID", |r: parcel::ParcelInBoxExShort, c| {
+                let filter = Filter {
+                    from: r.ec_grid_id_from,
+                    to: r.ec_grid_id_to,
+                    status: Some(r.status),
+                };
+                state
+                    .list(c, r.mailbox_id, Listing::InBox, &filter)
+                    .map(first_page)
+            })
+        }
+        n if n == parcel::ParcelInBoxArchive::INFO.name => {
+            ctx.typed(&params, "BeginDate", |r: parcel::ParcelInBoxArchive, c| {
+                let (b, e) = window(&r.begin_date, &r.end_date);
+                let filter = Filter {
+                    from: r.ec_grid_id_from,
+                    to: r.ec_grid_id_to,
+                    status: None,
+                };
+                state
+                    .list(c, 0, Listing::InBoxArchive(b, e), &filter)
+                    .map(|v| paged(v, r.page_no, r.records_per_page))
+            })
+        }
+        n if n == parcel::ParcelInBoxArchiveEx::INFO.name => ctx.typed(
+            &params,
+            "MailboxID",
+            |r: parcel::ParcelInBoxArchiveEx, c| {
+                let (b, e) = window(&r.begin_date, &r.end_date);
+                let filter = Filter {
+                    from: r.ec_grid_id_from,
+                    to: r.ec_grid_id_to,
+                    status: None,
+                };
+                state
+                    .list(c, r.mailbox_id, Listing::InBoxArchive(b, e), &filter)
+                    .map(|v| paged(v, r.page_no, r.records_per_page))
+            },
+        ),
+        n if n == parcel::ParcelOutBoxInProcess::INFO.name => ctx.typed(
+            &params,
+            "SessionID",
+            |_: parcel::ParcelOutBoxInProcess, c| {
+                state
+                    .list(c, 0, Listing::OutBoxInProcess, &any)
+                    .map(first_page)
+            },
+        ),
+        n if n == parcel::ParcelOutBoxInProcessEx::INFO.name => ctx.typed(
+            &params,
+            "MailboxID",
+            |r: parcel::ParcelOutBoxInProcessEx, c| {
+                state
+                    .list(c, r.mailbox_id, Listing::OutBoxInProcess, &any)
+                    .map(first_page)
+            },
+        ),
+        n if n == parcel::ParcelOutBoxArchive::INFO.name => {
+            ctx.typed(&params, "BeginDate", |r: parcel::ParcelOutBoxArchive, c| {
+                let (b, e) = window(&r.begin_date, &r.end_date);
+                let filter = Filter {
+                    from: r.ec_grid_id_from,
+                    to: r.ec_grid_id_to,
+                    status: None,
+                };
+                state
+                    .list(c, 0, Listing::OutBoxArchive(b, e), &filter)
+                    .map(|v| paged(v, r.page_no, r.records_per_page))
+            })
+        }
+        n if n == parcel::ParcelOutBoxArchiveEx::INFO.name => ctx.typed(
+            &params,
+            "MailboxID",
+            |r: parcel::ParcelOutBoxArchiveEx, c| {
+                let (b, e) = window(&r.begin_date, &r.end_date);
+                let filter = Filter {
+                    from: r.ec_grid_id_from,
+                    to: r.ec_grid_id_to,
+                    status: None,
+                };
+                state
+                    .list(c, r.mailbox_id, Listing::OutBoxArchive(b, e), &filter)
+                    .map(|v| paged(v, r.page_no, r.records_per_page))
+            },
+        ),
+        n if n == parcel::ParcelDownload::INFO.name => {
+            ctx.typed(&params, "ParcelID", |r: parcel::ParcelDownload, c| {
+                state
+                    .download(c, r.parcel_id, false)
+                    .map(|v| Some(file_info(&v, false)))
+            })
+        }
+        n if n == parcel::ParcelDownloadA::INFO.name => {
+            ctx.typed(&params, "ParcelID", |r: parcel::ParcelDownloadA, c| {
+                state
+                    .download(c, r.parcel_id, false)
+                    .map(|v| Some(file_info(&v, true)))
+            })
+        }
+        n if n == parcel::ParcelDownloadNoUpdate::INFO.name => ctx.typed(
+            &params,
+            "ParcelID",
+            |r: parcel::ParcelDownloadNoUpdate, c| {
+                state
+                    .download(c, r.parcel_id, true)
+                    .map(|v| Some(file_info(&v, false)))
+            },
+        ),
+        n if n == parcel::ParcelDownloadNoUpdateA::INFO.name => ctx.typed(
+            &params,
+            "ParcelID",
+            |r: parcel::ParcelDownloadNoUpdateA, c| {
+                state
+                    .download(c, r.parcel_id, true)
+                    .map(|v| Some(file_info(&v, true)))
+            },
+        ),
+        n if n == parcel::ParcelDownloadConfirm::INFO.name => ctx.typed(
+            &params,
+            "ParcelID",
+            |r: parcel::ParcelDownloadConfirm, c| state.confirm(c, r.parcel_id),
+        ),
+        n if n == parcel::ParcelDownloadReset::INFO.name => {
+            ctx.typed(&params, "ParcelID", |r: parcel::ParcelDownloadReset, c| {
+                state.reset_parcel(c, r.parcel_id)
+            })
+        }
+        n if n == parcel::ParcelDownloadCancel::INFO.name => {
+            ctx.typed(&params, "ParcelID", |r: parcel::ParcelDownloadCancel, c| {
+                state.cancel_parcel(c, r.parcel_id, false)
+            })
+        }
+        n if n == parcel::ParcelInfo::INFO.name => {
+            ctx.typed(&params, "ParcelID", |r: parcel::ParcelInfo, c| {
+                state
+                    .parcel_info(c, r.parcel_id)
+                    .map(|v| Some(parcel_id_info(&v)))
+            })
+        }
+        _ => ctx.typed(&params, "MailboxID", |r: MailboxInfo, c| {
+            state
+                .mailbox_info(c, r.mailbox_id)
+                .map(|(m, n)| Some(mailbox_id_info(&m, &n)))
+        }),
+    };
+    Some(response)
+}
+
+/// The upload result is an `s:int` (the REST twin answers a long); the
+/// fake's ParcelIDs start well below 2^31.
+fn clamp_parcel_id(id: i64) -> i32 {
+    i32::try_from(id).unwrap_or(i32::MAX)
+}
+
+/// A mailbox as `MailboxIDInfo`.
+fn mailbox_id_info(m: &Mailbox, _network: &Network) -> MailboxIdInfo {
+    MailboxIdInfo {
+        mailbox_id: m.id,
+        network_id: m.network_id,
+        name: Some(m.name.clone()),
+        created: dt(m.created),
+        modified: dt(m.created),
+        status: Status::Active,
+        description: Some(format!("Mailbox {} of the fake ECGridOS", m.name)),
+        managed: false,
+        use_type: UseType::Production,
+        ec_grid_account: true,
+        ..MailboxIdInfo::default()
+    }
 }

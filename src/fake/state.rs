@@ -2,11 +2,17 @@
 //! protocols call these methods; neither has rules of its own.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use bytes::Bytes;
+
+use super::mailbox::{
+    EcgridId, Filter, Listing, Mailbox, Mailboxes, Network, Parcel, ParcelEvent, ParcelEventKind,
+    Refusal, DEFAULT_PAGE_SIZE, ECGRID_ID_BASE,
+};
 use crate::secret::{ApiKey, Password, SessionId};
 use crate::wire::{AuthLevel, SessionInfo};
 
@@ -106,13 +112,25 @@ pub enum Denial {
     Authorization(&'static str),
     /// The target does not exist.
     NotFound(&'static str),
+    /// A parameter (or a file's content) is unusable; the text says why.
+    InvalidParameter(String),
 }
 
 impl Denial {
     /// The message.
-    pub fn message(&self) -> &'static str {
+    pub fn message(&self) -> &str {
         match self {
             Denial::Authentication(m) | Denial::Authorization(m) | Denial::NotFound(m) => m,
+            Denial::InvalidParameter(m) => m,
+        }
+    }
+}
+
+impl From<Refusal> for Denial {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::NotFound(m) => Denial::NotFound(m),
+            Refusal::Invalid(m) => Denial::InvalidParameter(m),
         }
     }
 }
@@ -137,6 +155,14 @@ struct Inner {
     next_event: i32,
     calls: HashMap<String, u64>,
     rotations: HashMap<i32, u64>,
+    mail: Option<Mailboxes>,
+}
+
+impl Inner {
+    fn mail(&mut self) -> &mut Mailboxes {
+        self.mail
+            .get_or_insert_with(|| Mailboxes::new(DEFAULT_PAGE_SIZE, SystemTime::now()))
+    }
 }
 
 /// Who made a call, once authenticated.
@@ -144,19 +170,87 @@ struct Caller {
     user_id: i32,
     level: AuthLevel,
     network_id: i32,
+    mailbox_id: i32,
 }
+
+/// The callback [`FakeServerBuilder::on_parcel_event`](super::FakeServerBuilder::on_parcel_event) installs.
+pub type EventHook = Arc<dyn Fn(&ParcelEvent) + Send + Sync>;
 
 /// The shared state.
 pub struct State {
     inner: Mutex<Inner>,
     session_timeout: Duration,
+    hook: Option<EventHook>,
+}
+
+/// A parcel as one of its ends sees it, with the names of both ends.
+#[derive(Clone, Debug)]
+pub struct ParcelView {
+    /// The parcel.
+    pub parcel: Parcel,
+    /// The sender's ECGrid ID.
+    pub from: EcgridId,
+    /// The receiver's ECGrid ID.
+    pub to: EcgridId,
+    /// The sender's mailbox and network names.
+    pub from_names: (String, String),
+    /// The receiver's mailbox and network names.
+    pub to_names: (String, String),
+    /// Whether the viewer is the sender (and not the receiver).
+    pub outbound: bool,
+}
+
+/// Where a seeded user's parcels live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserMailbox {
+    /// `UserID`.
+    pub user_id: i32,
+    /// `NetworkID`.
+    pub network_id: i32,
+    /// `MailboxID`.
+    pub mailbox_id: i32,
+    /// The user's ECGrid ID (qualifier `ZZ`, ID the login in capitals).
+    pub ecgrid_id: i32,
 }
 
 impl State {
     /// A state seeded with `users`; fails on a duplicate ID, login or key.
+    ///
+    /// Every user gets a mailbox in its network (its `mailbox_id`, or the
+    /// next free number from 100 when that is 0) and an ECGrid ID numbered
+    /// [`ECGRID_ID_BASE`] + UserID, qualifier `ZZ`, ID the login in capitals.
     pub fn new(users: Vec<SeedUser>, session_timeout: Duration) -> Result<State, String> {
         let mut inner = Inner::default();
-        for seed in users {
+        let now = SystemTime::now();
+        let mut next_mailbox = users
+            .iter()
+            .map(|u| u.mailbox_id)
+            .max()
+            .unwrap_or(0)
+            .max(99)
+            + 1;
+        for mut seed in users {
+            if seed.mailbox_id == 0 {
+                seed.mailbox_id = next_mailbox;
+                next_mailbox += 1;
+            }
+            let mail = inner.mail();
+            mail.add_mailbox(seed.network_id, seed.mailbox_id, &seed.login, now);
+            if mail.mailbox(seed.mailbox_id).map(|m| m.network_id) != Some(seed.network_id) {
+                return Err(format!(
+                    "mailbox {} of user {} belongs to another network",
+                    seed.mailbox_id, seed.user_id
+                ));
+            }
+            let ecgrid_id = ECGRID_ID_BASE.saturating_add(seed.user_id);
+            if !mail.add_ecgrid_id(
+                ecgrid_id,
+                seed.mailbox_id,
+                "ZZ",
+                &seed.login.to_ascii_uppercase(),
+            ) {
+                return Err(format!("duplicate ECGrid ID for user {}", seed.user_id));
+            }
             let api_key = seed
                 .api_key
                 .as_ref()
@@ -185,7 +279,15 @@ impl State {
         Ok(State {
             inner: Mutex::new(inner),
             session_timeout,
+            hook: None,
         })
+    }
+
+    /// Sets the listing page size and the parcel event callback.
+    pub fn with_parcels(mut self, page_size: usize, hook: Option<EventHook>) -> State {
+        self.lock().mail().set_page_size(page_size);
+        self.hook = hook;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -253,6 +355,7 @@ impl State {
             user_id,
             level: user.seed.auth_level.clone(),
             network_id: user.seed.network_id,
+            mailbox_id: user.seed.mailbox_id,
         })
     }
 
@@ -425,6 +528,292 @@ impl State {
     }
 }
 
+/// The mailbox side of the state: parcels, listings, the event log.
+impl State {
+    /// The mailboxes `caller` may look into: its own; with `NetworkAdmin`,
+    /// every mailbox of its network; with `NetOps` and above, every one.
+    fn mailboxes_of(inner: &mut Inner, caller: &Caller) -> Vec<i32> {
+        let everything = caller.level.is_at_least(&AuthLevel::NetOps);
+        let network = caller.level.is_at_least(&AuthLevel::NetworkAdmin);
+        let mut seen: Vec<i32> = inner
+            .mail()
+            .mailboxes()
+            .filter(|m| everything || (network && m.network_id == caller.network_id))
+            .map(|m| m.id)
+            .collect();
+        seen.push(caller.mailbox_id);
+        seen
+    }
+
+    /// Authenticates, then runs `f` on the model with the caller's mailbox
+    /// and the mailboxes it may look into. Fires the events `f` returns,
+    /// after the lock is released.
+    fn on_mail<T>(
+        &self,
+        credential: Option<&str>,
+        f: impl FnOnce(&mut Mailboxes, i32, &[i32]) -> Result<(T, Vec<ParcelEvent>), Denial>,
+    ) -> Result<T, Denial> {
+        let (value, events) = {
+            let mut inner = self.lock();
+            let caller = self.authenticate(&mut inner, credential)?;
+            let seen = Self::mailboxes_of(&mut inner, &caller);
+            f(inner.mail(), caller.mailbox_id, &seen)?
+        };
+        self.fire(&events);
+        Ok(value)
+    }
+
+    fn fire(&self, events: &[ParcelEvent]) {
+        if let Some(hook) = &self.hook {
+            for event in events {
+                hook(event);
+            }
+        }
+    }
+
+    /// The mailbox a mailbox-scoped call acts on: `0` is the caller's own.
+    fn target_mailbox(own: i32, seen: &[i32], requested: i32) -> Result<i32, Denial> {
+        match requested {
+            0 => Ok(own),
+            id if seen.contains(&id) => Ok(id),
+            _ => Err(Denial::NotFound(
+                "No mailbox with that MailboxID is visible to the caller.",
+            )),
+        }
+    }
+
+    fn view(mail: &Mailboxes, parcel: &Parcel, viewer: &[i32]) -> ParcelView {
+        let end = |id: i32| {
+            let e = mail.ecgrid_id(id).cloned().unwrap_or(EcgridId {
+                ecgrid_id: id,
+                network_id: 0,
+                mailbox_id: 0,
+                qualifier: String::new(),
+                id: String::new(),
+            });
+            let mailbox = mail
+                .mailbox(e.mailbox_id)
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            let network = mail
+                .network(e.network_id)
+                .map(|n| n.name.clone())
+                .unwrap_or_default();
+            (e, (mailbox, network))
+        };
+        let (from, from_names) = end(parcel.from);
+        let (to, to_names) = end(parcel.to);
+        let outbound = !viewer.contains(&to.mailbox_id);
+        ParcelView {
+            parcel: parcel.clone(),
+            from,
+            to,
+            from_names,
+            to_names,
+            outbound,
+        }
+    }
+
+    /// An upload by the caller, from its own mailbox or (the `...Ex` forms)
+    /// from `mailbox` (`0`: its own), routed by `explicit` ECGrid IDs or the
+    /// file's envelope.
+    pub fn upload(
+        &self,
+        credential: Option<&str>,
+        mailbox: i32,
+        file_name: &str,
+        bytes: Bytes,
+        explicit: Option<(i32, i32)>,
+    ) -> Result<i64, Denial> {
+        self.on_mail(credential, |mail, own, seen| {
+            let from = Self::target_mailbox(own, seen, mailbox)?;
+            Ok(mail.upload(from, file_name, bytes, explicit, SystemTime::now())?)
+        })
+    }
+
+    /// The parcels of a listing: for `mailbox` (`0`: the caller's own).
+    pub fn list(
+        &self,
+        credential: Option<&str>,
+        mailbox: i32,
+        listing: Listing,
+        filter: &Filter,
+    ) -> Result<Vec<ParcelView>, Denial> {
+        self.on_mail(credential, |mail, own, seen| {
+            let target = Self::target_mailbox(own, seen, mailbox)?;
+            let views = mail
+                .list(target, listing, filter)
+                .into_iter()
+                .map(|p| Self::view(mail, p, &[target]))
+                .collect();
+            Ok((views, Vec::new()))
+        })
+    }
+
+    /// The listing page size.
+    pub fn page_size(&self) -> usize {
+        self.lock().mail().page_size()
+    }
+
+    /// `ParcelInfo`: a parcel the caller sends or receives.
+    pub fn parcel_info(
+        &self,
+        credential: Option<&str>,
+        parcel_id: i64,
+    ) -> Result<ParcelView, Denial> {
+        self.on_mail(credential, |mail, _, seen| {
+            let p = mail.visible(parcel_id, |m| seen.contains(&m))?;
+            Ok((Self::view(mail, p, seen), Vec::new()))
+        })
+    }
+
+    /// A download by the receiver; `no_update` leaves the status alone.
+    pub fn download(
+        &self,
+        credential: Option<&str>,
+        parcel_id: i64,
+        no_update: bool,
+    ) -> Result<ParcelView, Denial> {
+        self.on_mail(credential, |mail, _, seen| {
+            let (p, event) = mail.download(
+                parcel_id,
+                no_update,
+                |m| seen.contains(&m),
+                SystemTime::now(),
+            )?;
+            Ok((Self::view(mail, &p, seen), vec![event]))
+        })
+    }
+
+    /// A confirm by the receiver: false when it was confirmed already. The
+    /// event callback runs before the confirm takes effect.
+    pub fn confirm(&self, credential: Option<&str>, parcel_id: i64) -> Result<bool, Denial> {
+        let pending = self.on_mail(credential, |mail, _, seen| {
+            let applies = mail.confirm_would_apply(parcel_id, |m| seen.contains(&m))?;
+            Ok((applies.then(|| mail.next_seq()), Vec::new()))
+        })?;
+        if let (Some(seq), Some(hook)) = (pending, &self.hook) {
+            hook(&ParcelEvent {
+                seq,
+                parcel_id,
+                kind: ParcelEventKind::Confirmed,
+                at: SystemTime::now(),
+            });
+        }
+        // The log entry is made without firing the callback again.
+        let mut inner = self.lock();
+        let caller = self.authenticate(&mut inner, credential)?;
+        let seen = Self::mailboxes_of(&mut inner, &caller);
+        let done = inner
+            .mail()
+            .confirm(parcel_id, |m| seen.contains(&m), SystemTime::now())?;
+        Ok(done.is_some())
+    }
+
+    /// `ParcelDownloadReset`: back to `InBoxReady` (true when it changed).
+    pub fn reset_parcel(&self, credential: Option<&str>, parcel_id: i64) -> Result<bool, Denial> {
+        self.on_mail(credential, |mail, _, seen| {
+            let event = mail.reset(parcel_id, |m| seen.contains(&m), SystemTime::now())?;
+            Ok((event.is_some(), event.into_iter().collect()))
+        })
+    }
+
+    /// Cancels a parcel as its receiver or (`as_sender`) its sender.
+    pub fn cancel_parcel(
+        &self,
+        credential: Option<&str>,
+        parcel_id: i64,
+        as_sender: bool,
+    ) -> Result<bool, Denial> {
+        self.on_mail(credential, |mail, _, seen| {
+            let event = mail.cancel(
+                parcel_id,
+                as_sender,
+                |m| seen.contains(&m),
+                SystemTime::now(),
+            )?;
+            Ok((event.is_some(), event.into_iter().collect()))
+        })
+    }
+
+    /// `MailboxInfo`: a mailbox the caller may look into.
+    pub fn mailbox_info(
+        &self,
+        credential: Option<&str>,
+        mailbox_id: i32,
+    ) -> Result<(Mailbox, Network), Denial> {
+        self.on_mail(credential, |mail, own, seen| {
+            let target = Self::target_mailbox(own, seen, mailbox_id)?;
+            let mailbox = mail
+                .mailbox(target)
+                .cloned()
+                .ok_or(Denial::NotFound("No such mailbox."))?;
+            let network = mail
+                .network(mailbox.network_id)
+                .cloned()
+                .ok_or(Denial::NotFound("No such network."))?;
+            Ok(((mailbox, network), Vec::new()))
+        })
+    }
+
+    /// A parcel from the partner straight into the inbox of user `login`.
+    pub fn deliver(&self, login: &str, file_name: &str, bytes: Bytes) -> Result<i64, Denial> {
+        let (id, events) = {
+            let mut inner = self.lock();
+            let mailbox = inner
+                .users
+                .values()
+                .find(|u| u.seed.login.eq_ignore_ascii_case(login))
+                .map(|u| u.seed.mailbox_id)
+                .ok_or(Denial::NotFound("No user has that login."))?;
+            inner
+                .mail()
+                .deliver(mailbox, file_name, bytes, SystemTime::now())?
+        };
+        self.fire(&events);
+        Ok(id)
+    }
+
+    /// A parcel, whatever its state, with the mailbox of its receiver.
+    pub fn parcel(&self, parcel_id: i64) -> Option<(Parcel, i32)> {
+        let mut inner = self.lock();
+        let mail = inner.mail();
+        let p = mail.parcel(parcel_id)?;
+        Some((p.clone(), mail.mailbox_of(p, false)))
+    }
+
+    /// The event log (of one parcel, or all).
+    pub fn events(&self, parcel_id: Option<i64>) -> Vec<ParcelEvent> {
+        let mut inner = self.lock();
+        inner
+            .mail()
+            .events()
+            .iter()
+            .filter(|e| parcel_id.is_none_or(|id| e.parcel_id == id))
+            .copied()
+            .collect()
+    }
+
+    /// Where each user's parcels live.
+    pub fn user_mailboxes(&self) -> Vec<UserMailbox> {
+        let inner = self.lock();
+        let users: Vec<(i32, i32, i32)> = inner
+            .users
+            .values()
+            .map(|u| (u.seed.user_id, u.seed.network_id, u.seed.mailbox_id))
+            .collect();
+        users
+            .into_iter()
+            .map(|(user_id, network_id, mailbox_id)| UserMailbox {
+                user_id,
+                network_id,
+                mailbox_id,
+                ecgrid_id: ECGRID_ID_BASE.saturating_add(user_id),
+            })
+            .collect()
+    }
+}
+
 /// A random key in the GUID form the vendor's examples show.
 fn new_key() -> String {
     let n = fastrand::u128(..);
@@ -445,8 +834,36 @@ fn random_token(len: usize) -> String {
         .collect()
 }
 
+/// Seconds since the Unix epoch of a dateTime (an offset-less one is taken
+/// as UTC), whole seconds.
+pub(super) fn unix_seconds(t: &crate::wire::DateTime) -> i64 {
+    let (y, m, d) = t.date();
+    let (hh, mm, ss) = t.time();
+    // Days-from-civil (Howard Hinnant's algorithm), proleptic Gregorian.
+    let (y, m, d) = (i64::from(y) - i64::from(m <= 2), i64::from(m), i64::from(d));
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let offset = match t.offset() {
+        crate::wire::Offset::Minutes(m) => i64::from(m) * 60,
+        _ => 0,
+    };
+    days * 86_400 + i64::from(hh) * 3600 + i64::from(mm) * 60 + i64::from(ss) - offset
+}
+
+/// The `SystemTime` of a count of seconds since the Unix epoch.
+pub(super) fn seconds_to_system_time(secs: i64) -> SystemTime {
+    match u64::try_from(secs) {
+        Ok(s) => UNIX_EPOCH + Duration::from_secs(s),
+        Err(_) => UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()),
+    }
+}
+
 /// `SystemTime` as an xsd:dateTime in UTC (`2026-11-23T12:00:00Z`).
-fn xsd_date_time(t: SystemTime) -> String {
+pub(super) fn xsd_date_time(t: SystemTime) -> String {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

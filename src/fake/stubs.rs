@@ -95,7 +95,11 @@ impl Stubs {
     }
 }
 
-fn success<R: Request>(version: SoapVersion, namespace: &str, output: &R::Output) -> Response {
+pub(super) fn success<R: Request>(
+    version: SoapVersion,
+    namespace: &str,
+    output: &R::Output,
+) -> Response {
     let mut body = Vec::with_capacity(1024);
     write_response(&mut body, version, namespace, R::SPEC.name, |w| {
         ResultValue::write(output, w)
