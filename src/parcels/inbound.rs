@@ -52,7 +52,8 @@ pub trait FetchObserver: Send + Sync {
     fn started(&self, parcel: &ParcelSummary) {
         let _ = parcel;
     }
-    /// `bytes` of the parcel's content have been written so far.
+    /// `bytes` of the parcel's content have been written so far (a running
+    /// count).
     fn progress(&self, parcel_id: i64, bytes: u64) {
         let _ = (parcel_id, bytes);
     }
@@ -848,10 +849,12 @@ mod tests {
             } else {
                 &bytes[..]
             };
+            let mut written = 0u64;
             for chunk in sent.chunks(1000) {
                 out.write_all(chunk).await.map_err(io)?;
+                written += chunk.len() as u64;
                 if let Some(p) = progress {
-                    p(chunk.len() as u64);
+                    p(written);
                 }
             }
             out.flush().await.map_err(io)?;
