@@ -12,7 +12,6 @@ use ecgridos::parcels::inbound::{
     fetch_dir, Confirm, FetchObserver, FetchOptions, FetchReport, ParcelOutcome, ParcelResult,
 };
 use ecgridos::parcels::{ParcelClient, ParcelSummary, UploadProbe, UploadRoute, UploadSearch};
-use ecgridos::wire::DateTime;
 use ecgridos::{Error, KeyClient};
 use serde_json::json;
 
@@ -528,32 +527,6 @@ fn check_file(path: &Path) -> Result<Outgoing, Exit> {
     })
 }
 
-/// A `wire::DateTime` in UTC for `t`.
-fn utc(t: SystemTime) -> DateTime {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let text = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    );
-    text.parse().unwrap_or_default()
-}
-
 async fn upload(g: &Global, args: UploadArgs) -> Exit {
     let mut files = Vec::with_capacity(args.files.len());
     for path in &args.files {
@@ -647,12 +620,10 @@ async fn upload_one(
                 "  {} was NOT sent again; looking for it in the outbox listings…",
                 file.path.display()
             );
-            let probe = UploadProbe {
-                file_name: file.name.clone(),
-                bytes: file.bytes,
-                not_before: utc(started.checked_sub(PROBE_SLACK).unwrap_or(started)),
-                not_after: utc(SystemTime::now() + PROBE_SLACK),
-            };
+            // The parcel's creation time lies between the start of the
+            // upload and now, give or take the clocks' difference.
+            let slack = started.elapsed().unwrap_or_default() + PROBE_SLACK;
+            let probe = UploadProbe::around(file.name.clone(), file.bytes, started, slack);
             match client.find_upload(&authed.credential, &probe).await {
                 Ok(UploadSearch::Found(p)) => say!(
                     "  it arrived: parcel {} ({} bytes); do not upload it again",
@@ -673,8 +644,6 @@ async fn upload_one(
                     say!("  the outbox could not be searched:");
                     print_error_chain(&search);
                 }
-                #[allow(unreachable_patterns)]
-                Ok(_) => {}
             }
             exit
         }
@@ -689,14 +658,6 @@ async fn upload_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_dates_are_civil_dates() {
-        let at = |s: u64| utc(SystemTime::UNIX_EPOCH + Duration::from_secs(s)).to_string();
-        assert_eq!(at(0), "1970-01-01T00:00:00Z");
-        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(at(1_795_000_000), "2026-11-18T11:06:40Z");
-    }
 
     #[test]
     fn names_with_control_characters_are_escaped_for_the_terminal() {
