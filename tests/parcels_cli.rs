@@ -16,7 +16,7 @@ use ecgridos::parcels::names::{is_temp_name, local_name};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use cli_support::{ecgridos, run};
+use cli_support::{ecgridos, on_terminal, run};
 
 const JOURNAL: &str = ".ecgridos-parcels.journal";
 
@@ -112,6 +112,15 @@ struct Env {
 }
 
 impl Env {
+    /// The variables that point a command at the fake as `login`.
+    fn vars(&self, login: &str) -> Vec<(&'static str, String)> {
+        let key = self.fake.user(login).unwrap().api_key.unwrap();
+        vec![
+            ("ECGRID_ENDPOINT", self.fake.soap_url()),
+            ("ECGRID_API_KEY", key.expose().to_string()),
+        ]
+    }
+
     async fn start(builder: FakeServerBuilder) -> Env {
         Env {
             fake: builder.start().await.unwrap(),
@@ -872,5 +881,54 @@ async fn watch_polls_until_sigterm_and_exits_130() {
     assert_eq!(code(&out), 130, "{}", stderr(&out));
     assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
     assert_eq!(entries(&dir).len(), 3);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_transfer_shows_a_progress_bar_on_a_terminal_only() {
+    let env = Env::start(FakeServer::builder()).await;
+    let bytes = content(9, 6_000_000);
+    let id = env.deliver("alice", "big.edi", &bytes);
+    let (tty_dir, pipe_dir) = (scratch("tty"), scratch("pipe"));
+    let args = format!("parcels fetch --no-confirm --to {}", tty_dir.display());
+    let (code, screen) = on_terminal(&env.vars("alice"), &args, "").await;
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("MiB"), "a bar counting bytes: {screen}");
+    let out = run(env.cmd(
+        "alice",
+        &["parcels", "fetch", "--to", pipe_dir.to_str().unwrap()],
+    ))
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("MiB"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains('\u{1b}'), "{}", stderr(&out));
+    let name = local_name(id, "big.edi");
+    assert_eq!(std::fs::read(tty_dir.join(&name)).unwrap(), bytes);
+    assert_eq!(std::fs::read(pipe_dir.join(&name)).unwrap(), bytes);
+    std::fs::remove_dir_all(tty_dir).unwrap();
+    std::fs::remove_dir_all(pipe_dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_asks_on_a_terminal() {
+    let env = Env::start(FakeServer::builder()).await;
+    let dir = scratch("ask");
+    let file = dir.join("po.x12");
+    std::fs::write(&file, x12_to_bob()).unwrap();
+    let args = format!("parcels upload {}", file.display());
+    let (code, screen) = on_terminal(&env.vars("alice"), &args, "n\n").await;
+    assert_eq!(code, 2, "{screen}");
+    assert!(screen.contains("[y/N]"), "{screen}");
+    assert!(env.fake.events().is_empty());
+    let (code, screen) = on_terminal(&env.vars("alice"), &args, "y\n").await;
+    assert_eq!(code, 0, "{screen}");
+    let uploaded: Vec<_> = env
+        .fake
+        .events()
+        .into_iter()
+        .filter(|e| e.kind == ParcelEventKind::Uploaded)
+        .collect();
+    assert_eq!(uploaded.len(), 1);
+    assert!(screen.contains(&uploaded[0].parcel_id.to_string()), "{screen}");
     std::fs::remove_dir_all(dir).unwrap();
 }
