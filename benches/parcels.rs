@@ -169,7 +169,10 @@ fn row(what: &str, ours: Option<Run>, curl: Option<Run>, zeep: Option<Run>) {
 
 fn main() {
     // `cargo bench` passes --bench; a filter that is not ours skips the run.
-    if std::env::args().skip(1).any(|a| !a.starts_with('-') && !"parcels".contains(&a)) {
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && !"parcels".contains(&a))
+    {
         return;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -207,7 +210,11 @@ fn main() {
     println!(
         "parcels bench: {megabytes} MB parcel, listing {LISTED} parcels; curl {}, zeep {}",
         if curl_ok { "found" } else { "NOT installed" },
-        if python.is_some() { "found" } else { "not set up" }
+        if python.is_some() {
+            "found"
+        } else {
+            "not set up"
+        }
     );
 
     let mut rng = fastrand::Rng::with_seed(14);
@@ -219,10 +226,18 @@ fn main() {
     // Download to disk: the CLI (not confirming, so curl and zeep can fetch
     // the same parcel afterwards), curl, zeep.
     let mut cli = Command::new(CLI);
-    cli.args(["parcels", "fetch", "--no-confirm", "--quiet", "--timeout", "600", "--to"])
-        .arg(&inbound)
-        .env("ECGRID_ENDPOINT", &url)
-        .env("ECGRID_API_KEY", &key);
+    cli.args([
+        "parcels",
+        "fetch",
+        "--no-confirm",
+        "--quiet",
+        "--timeout",
+        "600",
+        "--to",
+    ])
+    .arg(&inbound)
+    .env("ECGRID_ENDPOINT", &url)
+    .env("ECGRID_API_KEY", &key);
     let ours = measure(cli);
     let stored = inbound.join(format!("{parcel}-big.bin"));
     let same = std::fs::read(&stored).is_ok_and(|b| b == content);
@@ -272,8 +287,16 @@ fn main() {
     let upload_file = work.join("outbound.bin");
     std::fs::write(&upload_file, &content).expect("the file to upload");
     drop(content);
-    let from = fake.mailbox_of("alice").expect("seeded").ecgrid_id.to_string();
-    let to = fake.mailbox_of("bob").expect("seeded").ecgrid_id.to_string();
+    let from = fake
+        .mailbox_of("alice")
+        .expect("seeded")
+        .ecgrid_id
+        .to_string();
+    let to = fake
+        .mailbox_of("bob")
+        .expect("seeded")
+        .ecgrid_id
+        .to_string();
     let mut cli = Command::new(CLI);
     cli.args(["parcels", "upload", "--yes", "--quiet", "--timeout", "600"])
         .arg(&upload_file)
@@ -300,7 +323,12 @@ fn main() {
         .flatten();
     let zeep_run = python
         .as_deref()
-        .and_then(|p| zeep(p, &["upload", &url, &key, upload_file.to_str()?, &from, &to]))
+        .and_then(|p| {
+            zeep(
+                p,
+                &["upload", &url, &key, upload_file.to_str()?, &from, &to],
+            )
+        })
         .map(|(run, _)| run);
     row(
         &format!("upload {megabytes} MB from disk"),
@@ -354,11 +382,13 @@ fn main() {
                 ours * 1e3
             );
             match zeep_list {
-                Some((z, v)) if v["count"].as_u64() == Some(LISTED as u64) => line.push_str(&format!(
-                    " | zeep {:>8.1} ms (ecgridos {:.1}x faster)",
-                    z.seconds * 1e3,
-                    z.seconds / ours
-                )),
+                Some((z, v)) if v["count"].as_u64() == Some(LISTED as u64) => {
+                    line.push_str(&format!(
+                        " | zeep {:>8.1} ms (ecgridos {:.1}x faster)",
+                        z.seconds * 1e3,
+                        z.seconds / ours
+                    ))
+                }
                 _ => line.push_str(" | zeep: not run"),
             }
             println!("{line}");

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ecgridos::fake::{FakeServer, FakeServerBuilder, ParcelEvent, ParcelEventKind};
-use ecgridos::parcels::names::{is_temp_name, local_name};
+use ecgridos::parcels::names::local_name;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -258,7 +258,10 @@ async fn fetch_killed_at_random_points_stores_every_parcel_once_and_confirms_aft
     for (id, name, bytes) in &parcels {
         let stored = std::fs::read(dir.join(local_name(*id, name))).unwrap();
         assert!(stored == *bytes, "parcel {id} differs (seed {seed})");
-        assert!(env.fake.parcel(*id).unwrap().confirmed, "parcel {id} (seed {seed})");
+        assert!(
+            env.fake.parcel(*id).unwrap().confirmed,
+            "parcel {id} (seed {seed})"
+        );
         assert_eq!(confirms.get(id), Some(&1), "parcel {id} (seed {seed})");
     }
     std::fs::remove_dir_all(dir).unwrap();
@@ -340,9 +343,7 @@ async fn relay_one(
     // One request per connection, both ways.
     let mut forwarded: Vec<u8> = head
         .split("\r\n")
-        .filter(|l| {
-            !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty()
-        })
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
         .flat_map(|l| [l, "\r\n"])
         .collect::<String>()
         .into_bytes();
@@ -393,7 +394,11 @@ fn bump_number_after(body: &mut [u8], marker: &[u8]) {
         end += 1;
     }
     let last = end - 1;
-    body[last] = if body[last] == b'9' { b'8' } else { body[last] + 1 };
+    body[last] = if body[last] == b'9' {
+        b'8'
+    } else {
+        body[last] + 1
+    };
 }
 
 fn bump_declared_size(body: &mut [u8]) {
@@ -455,7 +460,9 @@ async fn hostile_names_each_land_in_dir_under_a_safe_name() {
     }
     // Ordinary names are kept as they are; the printed paths are the files.
     assert!(expected.iter().any(|(n, _)| n.ends_with("-ORDERS 850.x12")));
-    assert!(expected.iter().any(|(n, _)| n.ends_with("-Bestellung-Müller.edi")));
+    assert!(expected
+        .iter()
+        .any(|(n, _)| n.ends_with("-Bestellung-Müller.edi")));
     assert_eq!(stdout(&out).lines().count(), hostile.len());
     // The listing with control characters in it is readable as a whole.
     let listed = run(env.cmd("alice", &["parcels", "inbox", "--json"])).await;
@@ -516,7 +523,11 @@ async fn spoiled_download(action: Action, protocol: &str) {
     let err = stderr(&out);
     assert!(err.contains(&format!("parcel {bad}")), "{err}");
     assert!(err.contains("not stored, not confirmed"), "{err}");
-    assert_eq!(entries(&dir), [JOURNAL], "nothing stored, no temporary file");
+    assert_eq!(
+        entries(&dir),
+        [JOURNAL],
+        "nothing stored, no temporary file"
+    );
     assert!(!env.fake.parcel(bad).unwrap().confirmed);
     assert!(!env.fake.parcel(good).unwrap().confirmed);
     assert!(watch.confirms.lock().unwrap().is_empty());
@@ -568,7 +579,10 @@ async fn a_full_disk_leaves_no_partial_file_and_confirms_nothing_unstored() {
     let small = env.deliver("alice", "small.edi", &content(1, 2_000));
     let big = env.deliver("alice", "big.edi", &content(2, 300_000));
     let after = env.deliver("alice", "after.edi", &content(3, 3_000));
-    let mut cmd = env.cmd("alice", &["parcels", "fetch", "--to", dir.to_str().unwrap()]);
+    let mut cmd = env.cmd(
+        "alice",
+        &["parcels", "fetch", "--to", dir.to_str().unwrap()],
+    );
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -620,7 +634,13 @@ async fn soap_and_rest_store_the_same_files() {
         "alice",
         "soap",
         None,
-        &["parcels", "fetch", "--no-confirm", "--to", soap_dir.to_str().unwrap()],
+        &[
+            "parcels",
+            "fetch",
+            "--no-confirm",
+            "--to",
+            soap_dir.to_str().unwrap(),
+        ],
     ))
     .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -734,7 +754,11 @@ async fn upload_prints_the_parcel_id_and_json_lines_and_routes_to_the_partner() 
     // Bob's inbox shows the three, and info reads one.
     let out = run(env.cmd("bob", &["parcels", "inbox", "--json"])).await;
     assert_eq!(stdout(&out).lines().count(), 4, "{}", stdout(&out));
-    let out = run(env.cmd("bob", &["parcels", "info", "--parcel-id", &id.to_string(), "--json"])).await;
+    let out = run(env.cmd(
+        "bob",
+        &["parcels", "info", "--parcel-id", &id.to_string(), "--json"],
+    ))
+    .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let info: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(info["parcel_id"], id);
@@ -799,7 +823,11 @@ async fn an_upload_whose_answer_is_lost_is_not_resent_and_is_found() {
             .into_iter()
             .filter(|e| e.kind == ParcelEventKind::Uploaded)
             .collect();
-        assert_eq!(uploads.len(), 1, "{protocol}: exactly one upload reached it");
+        assert_eq!(
+            uploads.len(),
+            1,
+            "{protocol}: exactly one upload reached it"
+        );
         let err = stderr(&out);
         assert!(err.contains("NOT sent again"), "{err}");
         assert!(
@@ -835,12 +863,20 @@ async fn a_second_fetch_into_the_same_directory_is_refused() {
     let env = Env::start(FakeServer::builder()).await;
     let dir = scratch("locked");
     let journal = ecgridos::durable::JournalFile::open(&dir.join(JOURNAL)).unwrap();
-    let out = run(env.cmd("alice", &["parcels", "fetch", "--to", dir.to_str().unwrap()])).await;
+    let out = run(env.cmd(
+        "alice",
+        &["parcels", "fetch", "--to", dir.to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("in use"), "{}", stderr(&out));
     drop(journal);
     let missing = dir.join("nope");
-    let out = run(env.cmd("alice", &["parcels", "fetch", "--to", missing.to_str().unwrap()])).await;
+    let out = run(env.cmd(
+        "alice",
+        &["parcels", "fetch", "--to", missing.to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -851,10 +887,17 @@ async fn watch_polls_until_sigterm_and_exits_130() {
     let env = Env::start(FakeServer::builder()).await;
     let dir = scratch("watch");
     let first = env.deliver("alice", "first.edi", b"1");
-    let mut child = env
+    let child = env
         .cmd(
             "alice",
-            &["parcels", "fetch", "--watch", "0.2", "--to", dir.to_str().unwrap()],
+            &[
+                "parcels",
+                "fetch",
+                "--watch",
+                "0.2",
+                "--to",
+                dir.to_str().unwrap(),
+            ],
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -891,8 +934,8 @@ async fn a_large_transfer_shows_a_progress_bar_on_a_terminal_only() {
     let id = env.deliver("alice", "big.edi", &bytes);
     let (tty_dir, pipe_dir) = (scratch("tty"), scratch("pipe"));
     let args = format!("parcels fetch --no-confirm --to {}", tty_dir.display());
-    let (code, screen) = on_terminal(&env.vars("alice"), &args, "").await;
-    assert_eq!(code, 0, "{screen}");
+    let (status, screen) = on_terminal(&env.vars("alice"), &args, "").await;
+    assert_eq!(status, 0, "{screen}");
     assert!(screen.contains("MiB"), "a bar counting bytes: {screen}");
     let out = run(env.cmd(
         "alice",
@@ -929,6 +972,9 @@ async fn upload_asks_on_a_terminal() {
         .filter(|e| e.kind == ParcelEventKind::Uploaded)
         .collect();
     assert_eq!(uploaded.len(), 1);
-    assert!(screen.contains(&uploaded[0].parcel_id.to_string()), "{screen}");
+    assert!(
+        screen.contains(&uploaded[0].parcel_id.to_string()),
+        "{screen}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -134,7 +134,8 @@ async fn connect(g: &Global) -> Result<(Authed, ParcelClient), Exit> {
 /// and direction marks are escaped.
 fn printable(name: &str) -> String {
     let odd = |c: char| {
-        c.is_control() || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
     };
     if name.chars().any(odd) {
         name.escape_debug().to_string()
@@ -158,7 +159,11 @@ fn summary_json(p: &ParcelSummary) -> serde_json::Value {
 
 fn summary_text(p: &ParcelSummary) -> String {
     let status = p.status.as_ref().map(|s| s.as_str()).unwrap_or("-");
-    let date = p.date.as_ref().map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+    let date = p
+        .date
+        .as_ref()
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| "-".into());
     format!(
         "{:>12}  {:>12}  {:<18}  {:<27}  {}",
         p.parcel_id,
@@ -326,7 +331,10 @@ fn report_parcel(result: &ParcelResult, quiet: bool) {
     let path = result.path.display();
     match &result.outcome {
         ParcelOutcome::Stored { bytes, confirm } if !quiet || result.error().is_some() => {
-            say!("parcel {id}: stored {path} ({bytes} bytes), {}", confirm_text(confirm));
+            say!(
+                "parcel {id}: stored {path} ({bytes} bytes), {}",
+                confirm_text(confirm)
+            );
         }
         ParcelOutcome::AlreadyStored { bytes, confirm } if !quiet || result.error().is_some() => {
             say!(
