@@ -555,10 +555,6 @@ async fn batch_with_failures_exits_6_and_retries_them_later() {
     assert_eq!(env.server.rotations(env.id("alice").parse().unwrap()), 1);
 }
 
-    let out = run_with_stdin(cmd, input).await;
-    (code(&out), stdout(&out))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asks_for_confirmation_on_a_terminal() {
     let env = Env::new().await;
