@@ -121,7 +121,16 @@ async fn serve_mock_prints_one_json_line_and_stops_on_sigterm() {
     keys.sort();
     assert_eq!(
         keys,
-        ["api_key", "auth_level", "login", "password", "user_id"]
+        [
+            "api_key",
+            "auth_level",
+            "ecgrid_id",
+            "login",
+            "mailbox_id",
+            "network_id",
+            "password",
+            "user_id"
+        ]
     );
 
     let client = Client::builder().endpoint(&soap_url).build().unwrap();

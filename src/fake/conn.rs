@@ -148,13 +148,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 }
 
 /// Middleware: reads the whole request body (at most `max_bytes`) within
-/// `limit`, or answers 413 or 408 and closes the connection.
+/// `limit`, or answers 413 or 408 and closes the connection. A `streamed`
+/// request (a parcel upload) is passed on unread: its handler reads it as it
+/// arrives, under the upload cap, and cuts it when it stalls for `limit`.
 pub(crate) async fn body_within(
     limit: Duration,
     max_bytes: usize,
+    streamed: bool,
     request: Request,
     next: Next,
 ) -> Response {
+    if streamed {
+        return next.run(request).await;
+    }
     let (parts, body) = request.into_parts();
     match tokio::time::timeout(limit, axum::body::to_bytes(body, max_bytes)).await {
         Ok(Ok(bytes)) => next.run(Request::from_parts(parts, bytes.into())).await,

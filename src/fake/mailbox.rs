@@ -25,7 +25,7 @@ use crate::api::enums::ParcelStatus;
 /// real service's page size is not published.
 pub const DEFAULT_PAGE_SIZE: usize = 25;
 
-/// The network of the trading partner that [`deliver`](Mailboxes::deliver)
+/// The network of the trading partner that `FakeServer::deliver`
 /// sends from.
 pub const PARTNER_NETWORK_ID: i32 = 2;
 /// The partner's mailbox.
@@ -501,15 +501,17 @@ impl Mailboxes {
     ) -> Result<(i64, Vec<ParcelEvent>), Refusal> {
         let (from, to) = match explicit {
             Some((from, to)) => {
-                let sender = self
-                    .ids
-                    .get(&from)
-                    .filter(|e| e.mailbox_id == mailbox_id)
-                    .ok_or_else(|| {
-                        Refusal::Invalid(format!(
-                            "ECGridIDFrom {from} is not an ECGrid ID of the caller's mailbox"
-                        ))
-                    })?;
+                // ECGridIDFrom 0: the mailbox's own (first) ECGrid ID.
+                let sender = if from == 0 {
+                    self.mailbox_ecgrid_id(mailbox_id)
+                } else {
+                    self.ids.get(&from).filter(|e| e.mailbox_id == mailbox_id)
+                };
+                let sender = sender.ok_or_else(|| {
+                    Refusal::Invalid(format!(
+                        "ECGridIDFrom {from} is not an ECGrid ID of the caller's mailbox"
+                    ))
+                })?;
                 let sender = sender.ecgrid_id;
                 if !self.ids.contains_key(&to) {
                     return Err(Refusal::Invalid(format!(

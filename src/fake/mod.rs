@@ -25,6 +25,7 @@
 //! `NetOps`, `TechOps` and `Root` on anyone; everyone else only on themselves.
 
 mod conn;
+mod download;
 mod mailbox;
 mod rest;
 mod rest_parcels;
@@ -32,11 +33,13 @@ mod soap;
 mod state;
 mod stubs;
 mod tls;
+mod upload;
 
 pub use mailbox::{
     ParcelEvent, ParcelEventKind, DEFAULT_PAGE_SIZE, ECGRID_ID_BASE, PARTNER_ECGRID_ID,
     PARTNER_MAILBOX_ID, PARTNER_NETWORK_ID,
 };
+pub use rest_parcels::EVENTS_PATH;
 pub use state::{SeedUser, UserMailbox};
 pub use stubs::StubFault;
 pub use tls::{FakeTls, TlsMaterial};
@@ -77,6 +80,62 @@ struct Shared {
     namespace: String,
     detail_shape: DetailShape,
     soap_url: String,
+    /// The cap of an upload body.
+    max_upload: usize,
+    /// How long an upload body may stall between two pieces.
+    body_timeout: Duration,
+}
+
+/// Why a request body was not read.
+enum BodyError {
+    /// Too large, too slow or broken: this answer, closing the connection.
+    Refused(axum::response::Response),
+    /// An upload whose content is not base64; the text says why.
+    Invalid(String),
+}
+
+/// Reads a request body: an upload (see [`is_upload`]) through the content
+/// splitter, decoding its base64 as it arrives; anything else whole (the
+/// middleware already read it within the 2 MiB cap). Returns the body (the
+/// skeleton, for an upload) and the decoded content.
+async fn read_body(
+    shared: &Shared,
+    request: axum::extract::Request,
+    format: upload::Format,
+) -> Result<(axum::body::Bytes, Option<bytes::Bytes>), BodyError> {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let refuse = |status: StatusCode, why: String| {
+        BodyError::Refused((status, [(header::CONNECTION, "close")], why).into_response())
+    };
+    if !is_upload(&request, &shared.namespace) {
+        return axum::body::to_bytes(request.into_body(), conn::MAX_BODY)
+            .await
+            .map(|body| (body, None))
+            .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()));
+    }
+    let read = upload::read(
+        request.into_body(),
+        format,
+        shared.max_upload,
+        shared.body_timeout,
+    );
+    match read.await {
+        Ok(split) => Ok(split),
+        Err(upload::ReadFailure::TooLarge) => Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {} bytes", shared.max_upload),
+        )),
+        Err(upload::ReadFailure::Stalled) => Err(refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body too slow".to_string(),
+        )),
+        Err(upload::ReadFailure::Broken) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "request body broken".to_string(),
+        )),
+        Err(upload::ReadFailure::Invalid(why)) => Err(BodyError::Invalid(why)),
+    }
 }
 
 /// Configures and starts a [`FakeServer`].
@@ -243,6 +302,8 @@ impl FakeServerBuilder {
             namespace: self.namespace,
             detail_shape: self.detail_shape,
             soap_url: format!("{scheme}://{addr}{SOAP_PATH}"),
+            max_upload: self.max_upload_bytes,
+            body_timeout: self.timeouts.body,
         });
         let app = Router::new()
             .route(SOAP_PATH, post(soap::handle).get(soap::wsdl))
@@ -263,19 +324,17 @@ impl FakeServerBuilder {
             .route("/v2/auth/login", post(rest::login))
             .route("/v2/auth/logout", post(rest::logout))
             .route("/v2/auth/version", get(rest::version))
+            .merge(rest_parcels::router())
             .fallback(rest::not_found)
             .with_state(shared.clone());
         let body_timeout = self.timeouts.body;
-        let max_upload = self.max_upload_bytes;
         let namespace = shared.namespace.clone();
         let app = app.layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
-                let max = if is_upload(&request, &namespace) {
-                    max_upload
-                } else {
-                    conn::MAX_BODY
-                };
-                conn::body_within(body_timeout, max, request, next)
+                // An upload is read by its handler as it arrives (see
+                // `read_body`), within the same limits.
+                let upload = is_upload(&request, &namespace);
+                conn::body_within(body_timeout, conn::MAX_BODY, upload, request, next)
             },
         ));
         let latency = self.latency;
@@ -443,7 +502,10 @@ impl FakeServer {
     }
 
     /// Requests received by a REST endpoint: `"key-generate"`, `"key"`,
-    /// `"reset"`, `"me"`, `"login"`, `"logout"`, `"version"`.
+    /// `"reset"`, `"me"`, `"login"`, `"logout"`, `"version"`, and the parcel
+    /// routes `"upload"`, `"pending-inbox-list"`, `"inbox-list"`,
+    /// `"outbox-list"`, `"download"`, `"confirm"`, `"parcel"` (`GET
+    /// /v2/parcels/{id}`), `"reset-to-inbox"`, `"cancel"`, `"mailbox"`.
     pub fn rest_calls(&self, endpoint: &str) -> u64 {
         self.shared.state.calls(&format!("REST {endpoint}"))
     }

@@ -12,11 +12,11 @@ use serde_json::{json, Value};
 use super::state::{Denial, State};
 use super::Shared;
 
-fn ok(data: Value) -> Response {
+pub(super) fn ok(data: Value) -> Response {
     Json(json!({ "success": true, "data": data, "errorCode": "", "message": "" })).into_response()
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         Json(json!({ "success": false, "errorCode": code, "message": message, "data": null })),
@@ -25,7 +25,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// The credential a REST call carries, and whether it came as a bearer token.
-fn credential(headers: &HeaderMap) -> (Option<String>, bool) {
+pub(super) fn credential(headers: &HeaderMap) -> (Option<String>, bool) {
     if let Some(key) = headers.get("X-API-Key").and_then(|v| v.to_str().ok()) {
         return (Some(key.trim().to_string()), false);
     }
@@ -38,7 +38,7 @@ fn credential(headers: &HeaderMap) -> (Option<String>, bool) {
     (bearer, is_bearer)
 }
 
-fn denied(denial: &Denial, bearer: bool) -> Response {
+pub(super) fn denied(denial: &Denial, bearer: bool) -> Response {
     match denial {
         Denial::Authentication(m) if bearer => error(StatusCode::UNAUTHORIZED, "InvalidSession", m),
         Denial::Authentication(m) => error(StatusCode::UNAUTHORIZED, "InvalidAPIKey", m),
@@ -48,7 +48,11 @@ fn denied(denial: &Denial, bearer: bool) -> Response {
     }
 }
 
-fn respond<T>(result: Result<T, Denial>, bearer: bool, data: impl FnOnce(T) -> Value) -> Response {
+pub(super) fn respond<T>(
+    result: Result<T, Denial>,
+    bearer: bool,
+    data: impl FnOnce(T) -> Value,
+) -> Response {
     match result {
         Ok(value) => ok(data(value)),
         Err(denial) => denied(&denial, bearer),

@@ -14,7 +14,8 @@ use std::time::SystemTime;
 
 use super::mailbox::{Filter, Listing, Mailbox, Network, Parcel};
 use super::state::{seconds_to_system_time, unix_seconds, xsd_date_time, Denial, ParcelView};
-use super::{DetailShape, Shared};
+use super::upload::Format;
+use super::{BodyError, DetailShape, Shared};
 use crate::api::enums::{Direction, EdiStandard, ParcelStatus, ParcelValid, Status, UseType};
 use crate::api::mailbox::MailboxInfo;
 use crate::api::parcel;
@@ -137,16 +138,27 @@ fn int_param(request: &SoapRequest, name: &str) -> Result<i32, String> {
 pub(super) async fn handle(
     AxumState(shared): AxumState<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Response {
     shared.state.count("soap");
+    let headers = request.headers().clone();
     let Some((version, v12_action)) = version_of(&headers) else {
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "The content type of a SOAP request must be text/xml or application/soap+xml.",
         )
             .into_response();
+    };
+    let (body, content) = match super::read_body(&shared, request, Format::Xml).await {
+        Ok(read) => read,
+        Err(BodyError::Refused(response)) => return response,
+        Err(BodyError::Invalid(why)) => {
+            return framework_fault(
+                version,
+                FaultCode::Client,
+                format!("Server was unable to read request. ---> {why}"),
+            )
+        }
     };
     let namespace = shared.namespace.as_str();
     let request = match read_request(&body, namespace, 64) {
@@ -194,7 +206,7 @@ pub(super) async fn handle(
             );
         }
         shared.state.count(name);
-        if let Some(response) = answer_mailbox(&shared, version, name, &request) {
+        if let Some(response) = answer_mailbox(&shared, version, name, &request, content) {
             return response;
         }
     }
@@ -335,6 +347,45 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// A download: the `FileInfo` answer, its content streamed from the
+    /// stored bytes (see `download.rs`).
+    fn download<R: Request<Output = Option<FileInfo>>>(
+        &self,
+        state: &super::state::State,
+        params: &Params,
+        parcel_id: impl FnOnce(&R) -> i64,
+        no_update: bool,
+        as_string: bool,
+    ) -> Response {
+        let request = match R::from_params(params) {
+            Ok(request) => request,
+            Err(e) => {
+                return framework_fault(
+                    self.version,
+                    FaultCode::Client,
+                    format!("Server was unable to read request. ---> {e}"),
+                )
+            }
+        };
+        let view = match state.download(params.get("SessionID"), parcel_id(&request), no_update) {
+            Ok(view) => view,
+            Err(denial) => return denial_fault(self.version, self.shape, &denial, "ParcelID"),
+        };
+        let marker = super::download::marker();
+        let text = marker.1.clone();
+        let info = Some(file_info(&view, as_string, marker));
+        let mut body = Vec::with_capacity(1024);
+        write_response(&mut body, self.version, self.namespace, R::SPEC.name, |w| {
+            ResultValue::write(&info, w)
+        });
+        super::download::base64_body(
+            body,
+            &text,
+            view.parcel.bytes,
+            self.version.response_content_type(),
+        )
+    }
+
     /// Decodes `params` into `R`, runs `f` with it and the credential, and
     /// answers with the generated result type or the denial as a fault
     /// naming `item`.
@@ -514,19 +565,19 @@ pub(super) fn standard(bytes: &[u8]) -> EdiStandard {
     }
 }
 
-/// A downloaded parcel as `FileInfo`, its content in `Content` or (the `A`
-/// forms) `ContentBase64String`.
-fn file_info(view: &ParcelView, as_string: bool) -> FileInfo {
+/// A downloaded parcel as `FileInfo`, its content replaced by the marker
+/// (in `Content` or, for the `A` forms, `ContentBase64String`).
+fn file_info(view: &ParcelView, as_string: bool, marker: (Vec<u8>, String)) -> FileInfo {
     let p = &view.parcel;
+    let (bytes, text) = marker;
     FileInfo {
         parcel_id: p.id,
         file_name: Some(p.file_name.clone()),
         file_date: dt(p.created),
         bytes: clamp_i32(p.bytes.len()),
         standard: standard(&p.bytes),
-        content: (!as_string).then(|| Base64(p.bytes.to_vec())),
-        content_base64_string: as_string
-            .then(|| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &p.bytes)),
+        content: (!as_string).then_some(Base64(bytes)),
+        content_base64_string: as_string.then_some(text),
         router_archive: false,
     }
 }
@@ -535,21 +586,34 @@ fn window(begin: &DateTime, end: &DateTime) -> (SystemTime, SystemTime) {
     (system_time(begin), system_time(end))
 }
 
-fn base64_param(text: Option<String>) -> Result<Bytes, Denial> {
-    let text = text.unwrap_or_default();
-    let clean: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, clean)
-        .map(Bytes::from)
-        .map_err(|e| Denial::InvalidParameter(format!("ContentBase64 is not base64: {e}")))
+/// An upload's `Content`: the streamed bytes, or the parameter's.
+fn binary(streamed: &Option<Bytes>, param: Option<Base64>) -> Bytes {
+    match streamed {
+        Some(bytes) => bytes.clone(),
+        None => Bytes::from(param.unwrap_or_default().0),
+    }
+}
+
+/// An upload's `ContentBase64`: the streamed bytes, or the parameter's text
+/// decoded.
+fn text(streamed: &Option<Bytes>, param: Option<String>) -> Result<Bytes, Denial> {
+    match streamed {
+        Some(bytes) => Ok(bytes.clone()),
+        None => super::rest_parcels::decode_content(&param.unwrap_or_default(), "ContentBase64"),
+    }
 }
 
 /// Answers a parcel or mailbox operation from the mailbox model; `None` for
 /// any other operation.
+///
+/// `streamed` is an upload's content, decoded as it arrived (its element is
+/// empty in `request`).
 pub(super) fn answer_mailbox(
     shared: &Shared,
     version: SoapVersion,
     name: &str,
     request: &SoapRequest,
+    streamed: Option<Bytes>,
 ) -> Option<Response> {
     if !is_mailbox_operation(name) {
         return None;
@@ -581,7 +645,7 @@ pub(super) fn answer_mailbox(
     let response = match name {
         n if n == parcel::ParcelUpload::INFO.name => {
             ctx.typed(&params, "Content", |r: parcel::ParcelUpload, c| {
-                let bytes = Bytes::from(r.content.unwrap_or_default().0);
+                let bytes = binary(&streamed, r.content);
                 state
                     .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, None)
                     .map(clamp_parcel_id)
@@ -589,7 +653,7 @@ pub(super) fn answer_mailbox(
         }
         n if n == parcel::ParcelUploadA::INFO.name => {
             ctx.typed(&params, "ContentBase64", |r: parcel::ParcelUploadA, c| {
-                let bytes = base64_param(r.content_base64)?;
+                let bytes = text(&streamed, r.content_base64)?;
                 state
                     .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, None)
                     .map(clamp_parcel_id)
@@ -597,7 +661,7 @@ pub(super) fn answer_mailbox(
         }
         n if n == parcel::ParcelUploadEx::INFO.name => {
             ctx.typed(&params, "Content", |r: parcel::ParcelUploadEx, c| {
-                let bytes = Bytes::from(r.content.unwrap_or_default().0);
+                let bytes = binary(&streamed, r.content);
                 state
                     .upload(
                         c,
@@ -611,7 +675,7 @@ pub(super) fn answer_mailbox(
         }
         n if n == parcel::ParcelUploadExA::INFO.name => {
             ctx.typed(&params, "ContentBase64", |r: parcel::ParcelUploadExA, c| {
-                let bytes = base64_param(r.content_base64)?;
+                let bytes = text(&streamed, r.content_base64)?;
                 state
                     .upload(
                         c,
@@ -625,7 +689,7 @@ pub(super) fn answer_mailbox(
         }
         n if n == parcel::ParcelUploadMft::INFO.name => {
             ctx.typed(&params, "ECGridIDTo", |r: parcel::ParcelUploadMft, c| {
-                let bytes = Bytes::from(r.content.unwrap_or_default().0);
+                let bytes = binary(&streamed, r.content);
                 let ids = Some((r.ec_grid_id_from, r.ec_grid_id_to));
                 state
                     .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, ids)
@@ -634,7 +698,7 @@ pub(super) fn answer_mailbox(
         }
         n if n == parcel::ParcelUploadMftA::INFO.name => {
             ctx.typed(&params, "ECGridIDTo", |r: parcel::ParcelUploadMftA, c| {
-                let bytes = base64_param(r.content_base64)?;
+                let bytes = text(&streamed, r.content_base64)?;
                 let ids = Some((r.ec_grid_id_from, r.ec_grid_id_to));
                 state
                     .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, ids)
@@ -744,37 +808,33 @@ pub(super) fn answer_mailbox(
                     .map(|v| paged(v, r.page_no, r.records_per_page))
             },
         ),
-        n if n == parcel::ParcelDownload::INFO.name => {
-            ctx.typed(&params, "ParcelID", |r: parcel::ParcelDownload, c| {
-                state
-                    .download(c, r.parcel_id, false)
-                    .map(|v| Some(file_info(&v, false)))
-            })
-        }
-        n if n == parcel::ParcelDownloadA::INFO.name => {
-            ctx.typed(&params, "ParcelID", |r: parcel::ParcelDownloadA, c| {
-                state
-                    .download(c, r.parcel_id, false)
-                    .map(|v| Some(file_info(&v, true)))
-            })
-        }
-        n if n == parcel::ParcelDownloadNoUpdate::INFO.name => ctx.typed(
+        n if n == parcel::ParcelDownload::INFO.name => ctx.download(
+            state,
             &params,
-            "ParcelID",
-            |r: parcel::ParcelDownloadNoUpdate, c| {
-                state
-                    .download(c, r.parcel_id, true)
-                    .map(|v| Some(file_info(&v, false)))
-            },
+            |r: &parcel::ParcelDownload| r.parcel_id,
+            false,
+            false,
         ),
-        n if n == parcel::ParcelDownloadNoUpdateA::INFO.name => ctx.typed(
+        n if n == parcel::ParcelDownloadA::INFO.name => ctx.download(
+            state,
             &params,
-            "ParcelID",
-            |r: parcel::ParcelDownloadNoUpdateA, c| {
-                state
-                    .download(c, r.parcel_id, true)
-                    .map(|v| Some(file_info(&v, true)))
-            },
+            |r: &parcel::ParcelDownloadA| r.parcel_id,
+            false,
+            true,
+        ),
+        n if n == parcel::ParcelDownloadNoUpdate::INFO.name => ctx.download(
+            state,
+            &params,
+            |r: &parcel::ParcelDownloadNoUpdate| r.parcel_id,
+            true,
+            false,
+        ),
+        n if n == parcel::ParcelDownloadNoUpdateA::INFO.name => ctx.download(
+            state,
+            &params,
+            |r: &parcel::ParcelDownloadNoUpdateA| r.parcel_id,
+            true,
+            true,
         ),
         n if n == parcel::ParcelDownloadConfirm::INFO.name => ctx.typed(
             &params,

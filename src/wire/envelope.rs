@@ -52,16 +52,22 @@ impl<'b> XmlWriter<'b> {
     ///
     /// `&`, `<` and `>` become entity references; a carriage return becomes
     /// `&#xD;` because XML parsers turn a literal CR (or CR LF) into LF, and the
-    /// value must arrive unchanged.
+    /// value must arrive unchanged. Other control characters (which only the
+    /// embedded fake writes: the clients refuse them first) become character
+    /// references such as `&#x0;` and `&#x1B;`, as .NET's serializer writes
+    /// them, although XML 1.0 forbids them.
     pub fn text(&mut self, text: &str) {
         let bytes = text.as_bytes();
         let mut start = 0;
+        let mut reference = [0u8; 6];
         for (i, &b) in bytes.iter().enumerate() {
             let replacement: &[u8] = match b {
                 b'&' => b"&amp;",
                 b'<' => b"&lt;",
                 b'>' => b"&gt;",
                 b'\r' => b"&#xD;",
+                b'\t' | b'\n' => continue,
+                0..=0x1f => control_reference(b, &mut reference),
                 _ => continue,
             };
             self.buf.extend_from_slice(&bytes[start..i]);
@@ -93,6 +99,22 @@ impl<'b> XmlWriter<'b> {
 
     fn raw(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+    }
+}
+
+/// `&#xN;` for a control character (below 0x20), in `buf`.
+fn control_reference(b: u8, buf: &mut [u8; 6]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    buf[..3].copy_from_slice(b"&#x");
+    if b < 0x10 {
+        buf[3] = HEX[usize::from(b)];
+        buf[4] = b';';
+        &buf[..5]
+    } else {
+        buf[3] = HEX[usize::from(b >> 4)];
+        buf[4] = HEX[usize::from(b & 0xf)];
+        buf[5] = b';';
+        &buf[..6]
     }
 }
 
@@ -306,5 +328,17 @@ mod tests {
         assert!(String::from_utf8(buf).unwrap().contains(
             r#"<soap:Body><VersionResponse xmlns="https://os.ecgrid.io/"><VersionResult>4.1</VersionResult></VersionResponse></soap:Body>"#
         ));
+    }
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_become_character_references() {
+        let mut buf = Vec::new();
+        XmlWriter::new(&mut buf).text("a\u{0}b\u{1b}c\td\ne\u{1f}<");
+        assert_eq!(buf, b"a&#x0;b&#x1B;c\td\ne&#x1F;&lt;");
     }
 }

@@ -262,6 +262,16 @@ pub struct ServeMockArgs {
     /// the system's temporary directory).
     #[arg(long, requires = "tls", value_name = "DIR")]
     pub tls_dir: Option<PathBuf>,
+    /// Deliver every regular file of DIR (in name order) into a user's inbox
+    /// before the ready line; their ParcelIDs are in it ("seeded_parcels").
+    #[arg(long, value_name = "DIR")]
+    pub seed_parcels: Option<PathBuf>,
+    /// The login whose inbox --seed-parcels fills (default: the first user).
+    #[arg(long, value_name = "LOGIN", requires = "seed_parcels")]
+    pub seed_to: Option<String>,
+    /// Parcels per page of the inbox and outbox listings.
+    #[arg(long, value_name = "N", default_value_t = ecgridos::fake::DEFAULT_PAGE_SIZE)]
+    pub inbox_page_size: usize,
 }
 
 /// `get-api-key`.

@@ -15,7 +15,8 @@ pub async fn serve(g: &Global, args: ServeMockArgs) -> Exit {
     let mut builder = FakeServer::builder()
         .listen(args.listen)
         .session_timeout(Duration::from_secs_f64(args.session_timeout))
-        .namespace(&g.namespace);
+        .namespace(&g.namespace)
+        .inbox_page_size(args.inbox_page_size);
     if let Some(path) = &args.users {
         let users = std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
@@ -40,21 +41,39 @@ pub async fn serve(g: &Global, args: ServeMockArgs) -> Exit {
             return Exit::Failure;
         }
     };
+    let mailboxes = server.mailboxes();
     let users: Vec<_> = server
         .users()
         .into_iter()
         .map(|u| {
+            let mailbox = mailboxes.iter().find(|m| m.user_id == u.user_id);
             json!({
                 "user_id": u.user_id,
                 "login": u.login,
                 "password": u.password.expose(),
                 "api_key": u.api_key.as_ref().map(ApiKey::expose),
                 "auth_level": u.auth_level.as_str(),
+                "network_id": mailbox.map(|m| m.network_id),
+                "mailbox_id": mailbox.map(|m| m.mailbox_id),
+                "ecgrid_id": mailbox.map(|m| m.ecgrid_id),
             })
         })
         .collect();
-    let mut ready =
-        json!({ "soap_url": server.soap_url(), "rest_url": server.rest_url(), "users": users });
+    let mut ready = json!({
+        "soap_url": server.soap_url(),
+        "rest_url": server.rest_url(),
+        "events_url": format!("{}{}", server.rest_url(), ecgridos::fake::EVENTS_PATH),
+        "users": users,
+    });
+    if let Some(dir) = &args.seed_parcels {
+        match seed_parcels(&server, dir, args.seed_to.as_deref()) {
+            Ok(ids) => ready["seeded_parcels"] = json!(ids),
+            Err(e) => {
+                server.shutdown().await;
+                return usage(format!("--seed-parcels {}: {e}", dir.display()));
+            }
+        }
+    }
     let mut made_dir = None;
     if let Some(material) = server.tls() {
         let (dir, made) = match &args.tls_dir {
@@ -99,6 +118,42 @@ pub async fn serve(g: &Global, args: ServeMockArgs) -> Exit {
         let _ = std::fs::remove_dir_all(dir);
     }
     Exit::Ok
+}
+
+/// Delivers every regular file of `dir`, in name order, into the inbox of
+/// `to` (default: the first user); returns the ParcelIDs.
+fn seed_parcels(server: &FakeServer, dir: &Path, to: Option<&str>) -> Result<Vec<i64>, String> {
+    let login = match to {
+        Some(login) => server
+            .user(login)
+            .map(|u| u.login)
+            .ok_or_else(|| format!("no user has the login {login:?}"))?,
+        None => server
+            .users()
+            .into_iter()
+            .next()
+            .map(|u| u.login)
+            .ok_or("the fake has no users")?,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            server
+                .deliver(&login, &name, bytes)
+                .ok_or_else(|| format!("cannot deliver to {login}"))
+        })
+        .collect()
 }
 
 /// Writes the CA certificate (and, with mutual TLS, the client CA, client
