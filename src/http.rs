@@ -19,6 +19,10 @@ use crate::secret::{PrivateKeyPem, ProxyUrl};
 
 /// Default limit on a response body.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+/// Default limit on the body of a parcel download (2 GiB, base64 and
+/// envelope included): the answer streams to the caller's writer, so this
+/// bounds disk use, not memory.
+pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default limit on one attempt of a call, from sending to the last body byte.
@@ -146,6 +150,18 @@ macro_rules! http_setters {
             self
         }
 
+        /// Largest body of a parcel download (default 2 GiB, see
+        /// [`DEFAULT_MAX_DOWNLOAD_BYTES`](crate::DEFAULT_MAX_DOWNLOAD_BYTES)).
+        /// A download streams its decoded content to the caller's writer as
+        /// it arrives, so this bounds what is written, not memory; a larger
+        /// body stops with [`Error::LimitExceeded`](crate::Error::LimitExceeded).
+        /// The rest of the answer (or a fault) stays within
+        /// [`max_response_bytes`](Self::max_response_bytes).
+        pub fn max_download_bytes(mut self, bytes: u64) -> Self {
+            self.http.max_download_bytes = bytes;
+            self
+        }
+
         /// The retry policy (see [`RetryPolicy`](crate::RetryPolicy) for what
         /// is retried: never a call that changes state once any of it may have
         /// been sent, and never on a SOAP fault).
@@ -239,6 +255,7 @@ pub(crate) struct HttpSettings {
     pub timeout: Duration,
     pub user_agent: String,
     pub max_response_bytes: u64,
+    pub max_download_bytes: u64,
     pub retry: RetryPolicy,
     pub allow_insecure_http: bool,
     pub proxy: Option<ProxyUrl>,
@@ -255,6 +272,7 @@ impl Default for HttpSettings {
             timeout: DEFAULT_TIMEOUT,
             user_agent: concat!("ecgridos-rs/", env!("CARGO_PKG_VERSION")).to_string(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_download_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
             retry: RetryPolicy::default(),
             allow_insecure_http: false,
             proxy: None,
@@ -290,6 +308,15 @@ fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration
 }
 
 impl HttpReply {
+    /// A reply read elsewhere (the skeleton of a streamed download).
+    pub fn new(status: u16, retry_after: Option<Duration>, body: Bytes) -> Self {
+        HttpReply {
+            status,
+            retry_after,
+            body,
+        }
+    }
+
     /// The server's `Retry-After`, in seconds form.
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
@@ -386,8 +413,8 @@ pub(crate) enum Failure {
         answered: bool,
         source: Option<BoxError>,
     },
-    /// The response body exceeded the limit.
-    TooLarge { answered: bool },
+    /// The response body exceeded `limit`.
+    TooLarge { answered: bool, limit: u64 },
     /// The proxy refused or could not be reached; nothing reached the service.
     Proxy {
         refusal: ProxyRefusal,
@@ -489,6 +516,51 @@ impl Http {
         request: reqwest::RequestBuilder,
         answered: &std::sync::atomic::AtomicBool,
     ) -> Result<HttpReply, Failure> {
+        let mut response = self.send_head(request).await?;
+        answered.store(true, std::sync::atomic::Ordering::Relaxed);
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let limit = self.settings.max_response_bytes;
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Failure::TooLarge {
+                answered: true,
+                limit,
+            });
+        }
+        let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(limit) as usize);
+        loop {
+            match response.chunk().await {
+                Err(e) => return Err(lost_in_body(e)),
+                Ok(None) => break,
+                Ok(Some(chunk)) => {
+                    if body.len() as u64 + chunk.len() as u64 > limit {
+                        return Err(Failure::TooLarge {
+                            answered: true,
+                            limit,
+                        });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+            }
+        }
+        Ok(HttpReply {
+            status,
+            retry_after,
+            body: Bytes::from(body),
+        })
+    }
+
+    /// Sends `request` and waits for the response head: classifies a failure
+    /// by how far the request got, and a proxy's 407 as a proxy refusal.
+    async fn send_head(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Failure> {
         let sent = match request.send().await {
             // Proxy refusals and TLS failures: nothing reached the service.
             Err(e) => match crate::netconf::classify(e, self.proxy.is_some()) {
@@ -497,7 +569,7 @@ impl Http {
             },
             sent => sent,
         };
-        let mut response = match sent {
+        let response = match sent {
             Err(e) if e.is_connect() => {
                 return Err(Failure::NotSent {
                     timed_out: e.is_timeout().then_some(self.settings.connect_timeout),
@@ -513,9 +585,7 @@ impl Http {
             }
             Ok(response) => response,
         };
-        answered.store(true, std::sync::atomic::Ordering::Relaxed);
-        let status = response.status().as_u16();
-        if status == 407 && self.proxy.is_some() {
+        if response.status().as_u16() == 407 && self.proxy.is_some() {
             // A forwarding proxy asks for credentials before it forwards
             // anything: the service has not seen the request.
             return Err(Failure::Proxy {
@@ -523,40 +593,88 @@ impl Http {
                 source: None,
             });
         }
-        let retry_after = retry_after(response.headers());
-        let limit = self.settings.max_response_bytes;
-        let declared = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(Failure::TooLarge { answered: true });
-        }
-        let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(limit) as usize);
-        loop {
-            match response.chunk().await {
-                Err(e) => {
-                    return Err(Failure::MaybeSent {
-                        phase: None,
-                        answered: true,
-                        source: Some(Box::new(e.without_url())),
-                    })
-                }
-                Ok(None) => break,
-                Ok(Some(chunk)) => {
-                    if body.len() as u64 + chunk.len() as u64 > limit {
-                        return Err(Failure::TooLarge { answered: true });
+        Ok(response)
+    }
+
+    /// Sends `request` (whose body may be a stream) and returns once the
+    /// response head is in, with the body still to read piece by piece under
+    /// `limit` (see [`Streaming`]).
+    ///
+    /// The time limit is the client's `timeout`, counted from the last sign
+    /// of progress rather than from the start: `progress` (when given) moves
+    /// on each time a piece of the request body is read, so a long upload
+    /// does not time out while it is moving, and `report` sees each value.
+    /// As in [`exchange`](Self::exchange), a limit that expires while the
+    /// connection is still being opened means nothing was sent.
+    pub async fn open(
+        &self,
+        request: reqwest::RequestBuilder,
+        limit: u64,
+        progress: Option<tokio::sync::watch::Receiver<u64>>,
+        report: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<Streaming, Failure> {
+        ATTEMPT
+            .scope(AttemptWatch::default(), async move {
+                let mut send = std::pin::pin!(self.send_head(request));
+                let counted = std::future::poll_fn(|cx| {
+                    let _ = ATTEMPT.try_with(|watch| watch.polls.set(watch.polls.get() + 1));
+                    send.as_mut().poll(cx)
+                });
+                let mut counted = std::pin::pin!(counted);
+                let mut progress = progress;
+                let idle = self.settings.timeout;
+                let mut deadline = Instant::now() + idle;
+                loop {
+                    let watching = progress.is_some();
+                    tokio::select! {
+                        head = &mut counted => {
+                            let response = head?;
+                            return Ok(Streaming {
+                                status: response.status().as_u16(),
+                                retry_after: retry_after(response.headers()),
+                                response,
+                                idle,
+                                limit,
+                                received: 0,
+                            });
+                        }
+                        () = tokio::time::sleep_until(deadline) => {
+                            return Err(if ATTEMPT.try_with(AttemptWatch::connecting).unwrap_or(false) {
+                                Failure::NotSent {
+                                    timed_out: Some(idle),
+                                    source: "the connection was still being opened".into(),
+                                }
+                            } else {
+                                Failure::MaybeSent {
+                                    phase: Some(TimeoutPhase::Response),
+                                    answered: false,
+                                    source: None,
+                                }
+                            });
+                        }
+                        changed = async {
+                            match progress.as_mut() {
+                                Some(rx) => rx.changed().await.map(|()| *rx.borrow_and_update()),
+                                None => std::future::pending().await,
+                            }
+                        }, if watching => match changed {
+                            Ok(sent) => {
+                                deadline = Instant::now() + idle;
+                                if let Some(report) = report {
+                                    report(sent);
+                                }
+                            }
+                            // The body was read to its end: the limit now
+                            // runs from here until the answer comes.
+                            Err(_) => {
+                                progress = None;
+                                deadline = Instant::now() + idle;
+                            }
+                        },
                     }
-                    body.extend_from_slice(&chunk);
                 }
-            }
-        }
-        Ok(HttpReply {
-            status,
-            retry_after,
-            body: Bytes::from(body),
-        })
+            })
+            .await
     }
 
     /// Turns a failed exchange into the caller's error. For a call that changes
@@ -621,20 +739,23 @@ impl Http {
                 host: self.host.clone(),
                 source: source.unwrap_or_else(|| "connection lost".into()),
             },
-            (Failure::TooLarge { answered: true }, Idempotency::NotIdempotent { if_unknown }) => {
-                Error::OutcomeUnknown {
-                    operation,
-                    cause: format!(
-                        "the response exceeds the body size limit of {} bytes and was not read",
-                        settings.max_response_bytes
-                    ),
-                    advice: if_unknown,
-                    source: None,
-                }
-            }
-            (Failure::TooLarge { .. }, _) => Error::LimitExceeded {
+            (
+                Failure::TooLarge {
+                    answered: true,
+                    limit,
+                },
+                Idempotency::NotIdempotent { if_unknown },
+            ) => Error::OutcomeUnknown {
                 operation,
-                limit: Limit::BodyBytes(settings.max_response_bytes),
+                cause: format!(
+                    "the response exceeds the body size limit of {limit} bytes and was not read"
+                ),
+                advice: if_unknown,
+                source: None,
+            },
+            (Failure::TooLarge { limit, .. }, _) => Error::LimitExceeded {
+                operation,
+                limit: Limit::BodyBytes(limit),
             },
             (Failure::Proxy { refusal, source }, _) => Error::Proxy {
                 operation,
@@ -701,6 +822,333 @@ impl Http {
         };
         result
     }
+}
+
+/// The connection was lost while the body was being read.
+fn lost_in_body(e: reqwest::Error) -> Failure {
+    Failure::MaybeSent {
+        phase: None,
+        answered: true,
+        source: Some(Box::new(e.without_url())),
+    }
+}
+
+/// A response whose body is read piece by piece, under a size limit and an
+/// idle time limit (no piece for the client's `timeout`).
+pub(crate) struct Streaming {
+    /// The HTTP status.
+    pub status: u16,
+    retry_after: Option<Duration>,
+    response: reqwest::Response,
+    idle: Duration,
+    limit: u64,
+    received: u64,
+}
+
+impl Streaming {
+    /// The server's `Retry-After`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The next piece of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, Failure> {
+        let chunk = match tokio::time::timeout(self.idle, self.response.chunk()).await {
+            Err(_elapsed) => {
+                return Err(Failure::MaybeSent {
+                    phase: Some(TimeoutPhase::Body),
+                    answered: true,
+                    source: None,
+                })
+            }
+            Ok(Err(e)) => return Err(lost_in_body(e)),
+            Ok(Ok(chunk)) => chunk,
+        };
+        if let Some(chunk) = &chunk {
+            self.received += chunk.len() as u64;
+            if self.received > self.limit {
+                return Err(Failure::TooLarge {
+                    answered: true,
+                    limit: self.limit,
+                });
+            }
+        }
+        Ok(chunk)
+    }
+
+    /// Reads the rest of the body into memory (within the limit).
+    pub async fn read_all(mut self) -> Result<HttpReply, Failure> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpReply {
+            status: self.status,
+            retry_after: self.retry_after,
+            body: Bytes::from(body),
+        })
+    }
+}
+
+/// A file to upload: where it is and the size it had when the upload was
+/// prepared (the request's length is computed from it).
+#[derive(Clone, Debug)]
+pub(crate) struct UploadFile {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl Http {
+    /// Sends `request` with a body of `prefix`, the base64 of `file` (read
+    /// and encoded piece by piece) and `suffix`, and reads the (small)
+    /// answer. The `Content-Length` is computed up front from the file's
+    /// size; a file that turns out shorter or longer stops the request
+    /// (it cannot have been complete) with [`Error::Io`]. `progress` sees
+    /// the count of file bytes read.
+    pub async fn upload(
+        &self,
+        spec: &crate::operations::OperationSpec,
+        request: reqwest::RequestBuilder,
+        prefix: Bytes,
+        file: &UploadFile,
+        suffix: Bytes,
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<HttpReply, Error> {
+        let io = |context: &'static str| {
+            move |source| Error::Io {
+                operation: spec.name,
+                context: context.into(),
+                source,
+            }
+        };
+        let opened = tokio::fs::File::open(&file.path)
+            .await
+            .map_err(io("opening the file to upload"))?;
+        let length =
+            prefix.len() as u64 + crate::wire::stream::encoded_len(file.size) + suffix.len() as u64;
+        let (sent, watch) = tokio::sync::watch::channel(0u64);
+        let failed = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let body = FileBody {
+            stage: Stage::Prefix,
+            prefix,
+            suffix,
+            file: opened,
+            buf: vec![0; UPLOAD_PIECE],
+            expected: file.size,
+            read: 0,
+            encoder: crate::wire::stream::Base64Encoder::new(),
+            sent,
+            failed: failed.clone(),
+        };
+        let request = request
+            .header(CONTENT_LENGTH, length)
+            .body(reqwest::Body::wrap_stream(body));
+        let result = match self
+            .open(
+                request,
+                self.settings.max_response_bytes,
+                Some(watch),
+                progress,
+            )
+            .await
+        {
+            Ok(streaming) => streaming.read_all().await,
+            Err(failure) => Err(failure),
+        };
+        let failed = failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(source) = failed {
+            return Err(io("reading the file to upload")(source));
+        }
+        result.map_err(|f| self.failure_to_error(spec.name, spec.idempotency, f))
+    }
+}
+
+/// File bytes read per piece of an upload body (its base64 is a third
+/// larger).
+const UPLOAD_PIECE: usize = 192 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Prefix,
+    File,
+    Suffix,
+    Done,
+}
+
+/// The body of an upload: prefix, the file's base64, suffix.
+struct FileBody {
+    stage: Stage,
+    prefix: Bytes,
+    suffix: Bytes,
+    file: tokio::fs::File,
+    buf: Vec<u8>,
+    expected: u64,
+    read: u64,
+    encoder: crate::wire::stream::Base64Encoder,
+    sent: tokio::sync::watch::Sender<u64>,
+    /// Why reading the file failed, for the caller (hyper keeps only text).
+    failed: std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>,
+}
+
+impl FileBody {
+    fn fail(&mut self, error: std::io::Error) -> Poll<Option<std::io::Result<Bytes>>> {
+        let copy = std::io::Error::new(error.kind(), error.to_string());
+        *self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+        self.stage = Stage::Done;
+        Poll::Ready(Some(Err(copy)))
+    }
+}
+
+impl futures_core::Stream for FileBody {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        use tokio::io::AsyncRead;
+        let this = self.get_mut();
+        match this.stage {
+            Stage::Prefix => {
+                this.stage = Stage::File;
+                Poll::Ready(Some(Ok(std::mem::take(&mut this.prefix))))
+            }
+            Stage::File => {
+                let mut buf = tokio::io::ReadBuf::new(&mut this.buf);
+                match Pin::new(&mut this.file).poll_read(cx, &mut buf) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => this.fail(e),
+                    Poll::Ready(Ok(())) => {
+                        let n = buf.filled().len();
+                        let mut text = Vec::with_capacity(n / 3 * 4 + 4);
+                        if n == 0 {
+                            if this.read != this.expected {
+                                return this.fail(changed_size(this.expected, this.read));
+                            }
+                            this.encoder.finish(&mut text);
+                            this.stage = Stage::Suffix;
+                        } else {
+                            this.read += n as u64;
+                            if this.read > this.expected {
+                                return this.fail(changed_size(this.expected, this.read));
+                            }
+                            this.encoder.feed(&this.buf[..n], &mut text);
+                            this.sent.send_replace(this.read);
+                        }
+                        Poll::Ready(Some(Ok(Bytes::from(text))))
+                    }
+                }
+            }
+            Stage::Suffix => {
+                this.stage = Stage::Done;
+                Poll::Ready(Some(Ok(std::mem::take(&mut this.suffix))))
+            }
+            Stage::Done => Poll::Ready(None),
+        }
+    }
+}
+
+fn changed_size(expected: u64, read: u64) -> std::io::Error {
+    std::io::Error::other(format!(
+        "the file changed size while it was read ({expected} bytes expected, {read} read so far)"
+    ))
+}
+
+/// The retry class of a streamed download: sent again only when nothing
+/// was sent, so that no byte reaches the caller's writer twice.
+pub(crate) const ONLY_IF_NOT_SENT: Idempotency = Idempotency::NotIdempotent { if_unknown: "" };
+
+/// A failed download exchange as the caller's error: the download limit is
+/// always [`Error::LimitExceeded`] (raise it to fetch the parcel).
+pub(crate) fn download_failure(
+    http: &Http,
+    spec: &crate::operations::OperationSpec,
+    failure: Failure,
+) -> Error {
+    match failure {
+        Failure::TooLarge { limit, .. } => Error::LimitExceeded {
+            operation: spec.name,
+            limit: Limit::BodyBytes(limit),
+        },
+        failure => http.failure_to_error(spec.name, spec.idempotency, failure),
+    }
+}
+
+/// Why streaming a download stopped, as the caller's error.
+pub(crate) fn stream_stop(
+    http: &Http,
+    spec: &crate::operations::OperationSpec,
+    stop: StreamStop,
+) -> Error {
+    use crate::wire::stream::StreamError;
+    match stop {
+        StreamStop::Failure(failure) => download_failure(http, spec, failure),
+        StreamStop::Extract(StreamError::SkeletonTooLarge { limit }) => Error::LimitExceeded {
+            operation: spec.name,
+            limit: Limit::BodyBytes(limit as u64),
+        },
+        StreamStop::Extract(e) => Error::MalformedResponse {
+            operation: spec.name,
+            reason: e.to_string().into(),
+        },
+        StreamStop::Write(source) => Error::Io {
+            operation: spec.name,
+            context: "writing the parcel's bytes".into(),
+            source,
+        },
+    }
+}
+
+/// Why streaming a download's body stopped.
+pub(crate) enum StreamStop {
+    /// The exchange failed.
+    Failure(Failure),
+    /// The body is not a readable answer.
+    Extract(crate::wire::stream::StreamError),
+    /// Writing the decoded bytes failed.
+    Write(std::io::Error),
+}
+
+/// Feeds the body of `streaming` through `extractor`, writing the decoded
+/// content to `out` as it arrives (then flushing it) and calling `progress`
+/// with the running count of decoded bytes. Memory use is one piece of the
+/// body and its decoded bytes, whatever the size of the content.
+pub(crate) async fn stream_content<E, W>(
+    streaming: &mut Streaming,
+    mut extractor: E,
+    out: &mut W,
+    progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+) -> Result<crate::wire::stream::Extracted, StreamStop>
+where
+    E: crate::wire::stream::ContentExtractor,
+    W: tokio::io::AsyncWrite + Unpin + ?Sized,
+{
+    use tokio::io::AsyncWriteExt;
+    let mut decoded = Vec::with_capacity(64 * 1024);
+    let mut total = 0u64;
+    while let Some(chunk) = streaming.chunk().await.map_err(StreamStop::Failure)? {
+        extractor
+            .feed(&chunk, &mut decoded)
+            .map_err(StreamStop::Extract)?;
+        if !decoded.is_empty() {
+            out.write_all(&decoded).await.map_err(StreamStop::Write)?;
+            total += decoded.len() as u64;
+            decoded.clear();
+            if let Some(progress) = progress {
+                progress(total);
+            }
+        }
+    }
+    let extracted = extractor
+        .finish(&mut decoded)
+        .map_err(StreamStop::Extract)?;
+    out.flush().await.map_err(StreamStop::Write)?;
+    Ok(extracted)
 }
 
 /// Refuses endpoints that are not http(s), and plain http to anything but

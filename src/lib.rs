@@ -49,10 +49,17 @@ pub mod blocking;
 
 pub use error::{Error, ErrorKind, Limit, ProxyRefusal, Result, TimeoutPhase, TlsFailure};
 pub use http::{
-    RetryPolicy, TlsVersion, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+    RetryPolicy, TlsVersion, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_DOWNLOAD_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
 };
 pub use operations::UserId;
-pub use rest::{RestAuth, RestClient, RestClientBuilder, RestUser, DEFAULT_REST_URL};
+pub use parcels::{
+    Downloaded, ParcelClient, ParcelSummary, UploadProbe, UploadRoute, UploadSearch,
+};
+pub use rest::{
+    RestAuth, RestClient, RestClientBuilder, RestParcel, RestParcelQuery, RestUser,
+    DEFAULT_REST_URL,
+};
 pub use rotation::{
     Comparison, Credential, Identity, KeyClient, Observed, Protocol, Rotation, Scenario,
     ScenarioRun, StepComparison, StepResult,

@@ -10,9 +10,10 @@ use serde_json::Value;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::http::{parse_endpoint, Http, HttpSettings};
+use crate::http::{parse_endpoint, Http, HttpReply, HttpSettings};
 use crate::operations::{Idempotency, UserId, ROTATION_UNKNOWN};
 use crate::secret::{ApiKey, Password, SessionId};
+use crate::wire::stream::JsonContentExtractor;
 use crate::wire::AuthLevel;
 
 /// The production REST base URL.
@@ -206,6 +207,134 @@ const VERSION: Endpoint = Endpoint {
     idempotency: Idempotency::Idempotent,
 };
 
+/// What to say when an upload's outcome is unknown.
+pub(crate) const UPLOAD_UNKNOWN: &str = "the parcel may have been accepted; look for it in the outbox \
+(ParcelClient::find_upload searches the outbox listings by file name, size and time) before uploading again";
+
+const PARCEL_PENDING: Endpoint = Endpoint {
+    name: "POST /v2/parcels/pending-inbox-list",
+    method: Method::POST,
+    idempotency: Idempotency::Idempotent,
+};
+const PARCEL_OUTBOX: Endpoint = Endpoint {
+    name: "POST /v2/parcels/outbox-list",
+    method: Method::POST,
+    idempotency: Idempotency::Idempotent,
+};
+const PARCEL_INFO: Endpoint = Endpoint {
+    name: "GET /v2/parcels",
+    method: Method::GET,
+    idempotency: Idempotency::Idempotent,
+};
+const PARCEL_DOWNLOAD: Endpoint = Endpoint {
+    name: "POST /v2/parcels/download",
+    method: Method::POST,
+    idempotency: Idempotency::NotIdempotent {
+        if_unknown: "the parcel may now be marked downloaded; it stays in the inbox until it is \
+confirmed, so do not confirm it: download it again (GET /v2/parcels/{id} shows its status)",
+    },
+};
+const PARCEL_CONFIRM: Endpoint = Endpoint {
+    name: "POST /v2/parcels/confirm",
+    method: Method::POST,
+    idempotency: Idempotency::NotIdempotent {
+        if_unknown: "the parcel may now be confirmed; GET /v2/parcels/{id} shows its status, \
+so read it before confirming again",
+    },
+};
+const PARCEL_RESET: Endpoint = Endpoint {
+    name: "POST /v2/parcels/reset-to-inbox",
+    method: Method::POST,
+    idempotency: Idempotency::NotIdempotent {
+        if_unknown: "the parcel may be back in the inbox; GET /v2/parcels/{id} shows its status",
+    },
+};
+const PARCEL_UPLOAD: Endpoint = Endpoint {
+    name: "POST /v2/parcels/upload",
+    method: Method::POST,
+    idempotency: Idempotency::NotIdempotent {
+        if_unknown: UPLOAD_UNKNOWN,
+    },
+};
+
+/// A parcel as the REST parcel endpoints describe it (`ParcelIDInfo`);
+/// fields the service leaves out are `None`, unknown fields are ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct RestParcel {
+    /// The parcel's ID.
+    #[serde(alias = "parcelID")]
+    pub parcel_id: i64,
+    /// Its mailbox.
+    #[serde(alias = "mailboxID")]
+    pub mailbox_id: Option<i32>,
+    /// Its network.
+    #[serde(alias = "networkID")]
+    pub network_id: Option<i32>,
+    /// The file name.
+    pub file_name: Option<String>,
+    /// The size in bytes.
+    pub bytes: Option<i64>,
+    /// The status (a `ParcelStatus` value), absent from the pending list.
+    pub status: Option<String>,
+    /// The sender's ECGrid ID.
+    #[serde(alias = "ecGridIDFrom", alias = "fromECGridId")]
+    pub ec_grid_id_from: Option<i32>,
+    /// The receiver's ECGrid ID.
+    #[serde(alias = "ecGridIDTo", alias = "toECGridId")]
+    pub ec_grid_id_to: Option<i32>,
+    /// When it was created (ISO 8601).
+    pub created: Option<String>,
+    /// When it last changed (ISO 8601).
+    pub modified: Option<String>,
+}
+
+/// The filters of `POST /v2/parcels/inbox-list` and `outbox-list`; `None`
+/// fields are left out of the request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct RestParcelQuery {
+    /// The mailbox (the caller's when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mailbox_id: Option<i32>,
+    /// Only parcels created at or after this ISO 8601 time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub begin_date: Option<String>,
+    /// Only parcels created at or before this ISO 8601 time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<String>,
+    /// The page, from 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_no: Option<u32>,
+    /// Parcels per page (the service's default is 25).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_per_page: Option<u32>,
+}
+
+/// What `POST /v2/parcels/download` says besides the content.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct RestDownload {
+    #[serde(alias = "parcelID")]
+    pub parcel_id: i64,
+    pub file_name: Option<String>,
+    #[serde(alias = "size")]
+    pub bytes: Option<i64>,
+}
+
+/// Where a REST upload is routed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RestRoute {
+    /// By the file's own headers.
+    Headers,
+    /// Into this mailbox.
+    Mailbox { network_id: i32, mailbox_id: i32 },
+    /// Between these ECGrid IDs.
+    Ids { from: i32, to: i32 },
+}
+
 #[derive(Deserialize)]
 struct Envelope {
     #[serde(default)]
@@ -261,6 +390,208 @@ impl RestClient {
         let id = user_id.to_string();
         let path = ["v2", "users", "key", &id];
         self.key_call(&KEY_READ, &path, auth.into()).await
+    }
+
+    /// `POST /v2/parcels/pending-inbox-list`: the parcels ready to download
+    /// (`mailbox_id`: the caller's mailbox when `None`). A read.
+    pub async fn pending_inbox_list<'a>(
+        &self,
+        auth: impl Into<RestAuth<'a>>,
+        mailbox_id: Option<i32>,
+    ) -> Result<Vec<RestParcel>> {
+        let mut body = serde_json::Map::new();
+        if let Some(id) = mailbox_id {
+            body.insert("mailboxId".into(), id.into());
+        }
+        let path = ["v2", "parcels", "pending-inbox-list"];
+        let list: Option<Vec<RestParcel>> = self
+            .call(
+                &PARCEL_PENDING,
+                &path,
+                Some(auth.into()),
+                Some((body.into(), "")),
+            )
+            .await?;
+        Ok(list.unwrap_or_default())
+    }
+
+    /// `POST /v2/parcels/outbox-list`: one page of the parcels sent. A read.
+    pub async fn outbox_list<'a>(
+        &self,
+        auth: impl Into<RestAuth<'a>>,
+        query: &RestParcelQuery,
+    ) -> Result<Vec<RestParcel>> {
+        let body = serde_json::to_value(query)
+            .map_err(|e| Error::invalid_input("query", e.to_string()))?;
+        let path = ["v2", "parcels", "outbox-list"];
+        let list: Option<Vec<RestParcel>> = self
+            .call(&PARCEL_OUTBOX, &path, Some(auth.into()), Some((body, "")))
+            .await?;
+        Ok(list.unwrap_or_default())
+    }
+
+    /// `GET /v2/parcels/{id}`: one parcel. A read.
+    pub async fn parcel_info<'a>(
+        &self,
+        auth: impl Into<RestAuth<'a>>,
+        parcel_id: i64,
+    ) -> Result<RestParcel> {
+        let id = parcel_id.to_string();
+        let path = ["v2", "parcels", &id];
+        self.call(&PARCEL_INFO, &path, Some(auth.into()), None)
+            .await
+    }
+
+    /// `POST /v2/parcels/confirm`: the parcel was stored; it leaves the
+    /// inbox. Never sent twice. True when confirmed (a body naming the
+    /// parcel and its status counts as true too).
+    pub async fn confirm_parcel<'a>(
+        &self,
+        auth: impl Into<RestAuth<'a>>,
+        parcel_id: i64,
+    ) -> Result<bool> {
+        let body = serde_json::json!({ "parcelId": parcel_id });
+        let path = ["v2", "parcels", "confirm"];
+        let data: Value = self
+            .call(&PARCEL_CONFIRM, &path, Some(auth.into()), Some((body, "")))
+            .await?;
+        Ok(flag(&data))
+    }
+
+    /// `POST /v2/parcels/reset-to-inbox/{id}`: puts the parcel back in the
+    /// inbox, ready. Never sent twice.
+    pub async fn reset_parcel<'a>(
+        &self,
+        auth: impl Into<RestAuth<'a>>,
+        parcel_id: i64,
+    ) -> Result<bool> {
+        let id = parcel_id.to_string();
+        let path = ["v2", "parcels", "reset-to-inbox", &id];
+        let data: Value = self
+            .call(&PARCEL_RESET, &path, Some(auth.into()), None)
+            .await?;
+        Ok(flag(&data))
+    }
+
+    /// `POST /v2/parcels/download`, streamed: the decoded content goes to
+    /// `out` as it arrives; returns what the answer says besides, and the
+    /// number of bytes decoded. Sent again only when nothing was sent.
+    pub(crate) async fn download_into<W>(
+        &self,
+        auth: RestAuth<'_>,
+        parcel_id: i64,
+        out: &mut W,
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<(RestDownload, u64)>
+    where
+        W: tokio::io::AsyncWrite + Unpin + Send + ?Sized,
+    {
+        self.check_auth(Some(&auth))?;
+        let endpoint = &PARCEL_DOWNLOAD;
+        let url = self.url(&["v2", "parcels", "download"]);
+        let body = serde_json::json!({ "parcelId": parcel_id }).to_string();
+        let http = &self.inner.http;
+        let out = tokio::sync::Mutex::new(out);
+        let spec = endpoint.spec();
+        let result = http
+            .with_retries(
+                "rest",
+                endpoint.name,
+                crate::http::ONLY_IF_NOT_SENT,
+                || async {
+                    let mut out = out.lock().await;
+                    let request = self
+                        .request(endpoint, &url, Some(auth))
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone());
+                    let mut streaming = http
+                        .open(request, http.settings.max_download_bytes, None, None)
+                        .await
+                        .map_err(|f| crate::http::download_failure(http, &spec, f))?;
+                    let skeleton_limit =
+                        usize::try_from(http.settings.max_response_bytes).unwrap_or(usize::MAX);
+                    let extractor = JsonContentExtractor::new(skeleton_limit);
+                    let extracted = crate::http::stream_content(
+                        &mut streaming,
+                        extractor,
+                        &mut **out,
+                        progress,
+                    )
+                    .await
+                    .map_err(|stop| crate::http::stream_stop(http, &spec, stop))?;
+                    let reply = HttpReply::new(
+                        streaming.status,
+                        streaming.retry_after(),
+                        extracted.skeleton.into(),
+                    );
+                    let data: RestDownload = interpret(endpoint, &reply)?;
+                    Ok((data, extracted.decoded_bytes))
+                },
+            )
+            .await;
+        result.map_err(|e| e.redact(&[auth.secret()]))
+    }
+
+    /// `POST /v2/parcels/upload` with the base64 of `file` streamed into
+    /// `content`. Never sent again once any of it may have left.
+    pub(crate) async fn upload_from(
+        &self,
+        auth: RestAuth<'_>,
+        file_name: &str,
+        route: RestRoute,
+        file: &crate::http::UploadFile,
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<i64> {
+        self.check_auth(Some(&auth))?;
+        let endpoint = &PARCEL_UPLOAD;
+        let url = self.url(&["v2", "parcels", "upload"]);
+        let mut fields = serde_json::Map::new();
+        fields.insert("fileName".into(), file_name.into());
+        fields.insert("bytes".into(), file.size.into());
+        match route {
+            RestRoute::Headers => {}
+            RestRoute::Mailbox {
+                network_id,
+                mailbox_id,
+            } => {
+                fields.insert("networkId".into(), network_id.into());
+                fields.insert("mailboxId".into(), mailbox_id.into());
+            }
+            RestRoute::Ids { from, to } => {
+                fields.insert("ecGridIdFrom".into(), from.into());
+                fields.insert("ecGridIdTo".into(), to.into());
+            }
+        }
+        // `{...fields,"content":"` + base64 + `"}`
+        let mut prefix = Value::Object(fields).to_string();
+        prefix.pop();
+        prefix.push_str(",\"content\":\"");
+        let prefix = bytes::Bytes::from(prefix);
+        let suffix = bytes::Bytes::from_static(b"\"}");
+        let http = &self.inner.http;
+        let spec = endpoint.spec();
+        let result = http
+            .with_retries("rest", endpoint.name, endpoint.idempotency, || async {
+                let request = self
+                    .request(endpoint, &url, Some(auth))
+                    .header(reqwest::header::CONTENT_TYPE, "application/json");
+                let reply = http
+                    .upload(
+                        &spec,
+                        request,
+                        prefix.clone(),
+                        file,
+                        suffix.clone(),
+                        progress,
+                    )
+                    .await?;
+                let data: Value = interpret(endpoint, &reply)?;
+                upload_id(&data).ok_or_else(|| {
+                    unreadable(endpoint, "the answer holds no parcel ID".to_string())
+                })
+            })
+            .await;
+        result.map_err(|e| e.redact(&[auth.secret()]))
     }
 
     /// A call whose `data` is a key.
@@ -327,19 +658,8 @@ impl RestClient {
         auth: Option<RestAuth<'_>>,
         body: Option<(Value, &str)>,
     ) -> Result<T> {
-        if let Some(auth) = &auth {
-            let secret = auth.secret();
-            if secret.is_empty() || reqwest::header::HeaderValue::from_str(secret).is_err() {
-                return Err(Error::invalid_input(
-                    "credential",
-                    "must be non-empty and carry only characters an HTTP header allows",
-                ));
-            }
-        }
-        let mut url = self.inner.url.clone();
-        if let Ok(mut segments) = url.path_segments_mut() {
-            segments.extend(path);
-        }
+        self.check_auth(auth.as_ref())?;
+        let url = self.url(path);
         let http = &self.inner.http;
         let result = http
             .with_retries("rest", endpoint.name, endpoint.idempotency, || {
@@ -353,15 +673,30 @@ impl RestClient {
         })
     }
 
-    async fn attempt<T: DeserializeOwned>(
+    /// Refuses a credential that cannot be sent in a header.
+    fn check_auth(&self, auth: Option<&RestAuth<'_>>) -> Result<()> {
+        if let Some(auth) = auth {
+            let secret = auth.secret();
+            if secret.is_empty() || reqwest::header::HeaderValue::from_str(secret).is_err() {
+                return Err(Error::invalid_input(
+                    "credential",
+                    "must be non-empty and carry only characters an HTTP header allows",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A request to `url` with the credential, the body still to set.
+    fn request(
         &self,
         endpoint: &Endpoint,
         url: &Url,
         auth: Option<RestAuth<'_>>,
-        body: Option<&Value>,
-    ) -> Result<T> {
-        let http = &self.inner.http;
-        let mut request = http
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .inner
+            .http
             .client
             .request(endpoint.method.clone(), url.clone())
             .header(reqwest::header::ACCEPT, "application/json");
@@ -370,6 +705,27 @@ impl RestClient {
             Some(RestAuth::Bearer(token)) => request = request.bearer_auth(token.expose()),
             None => {}
         }
+        request
+    }
+
+    /// The URL of `path` under the base URL.
+    fn url(&self, path: &[&str]) -> Url {
+        let mut url = self.inner.url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.extend(path);
+        }
+        url
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        url: &Url,
+        auth: Option<RestAuth<'_>>,
+        body: Option<&Value>,
+    ) -> Result<T> {
+        let http = &self.inner.http;
+        let mut request = self.request(endpoint, url, auth);
         if let Some(body) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -379,38 +735,77 @@ impl RestClient {
             .exchange(request)
             .await
             .map_err(|f| http.failure_to_error(endpoint.name, endpoint.idempotency, f))?;
-        let success = (200..300).contains(&reply.status);
-        let state_change = matches!(endpoint.idempotency, Idempotency::NotIdempotent { .. });
-        match (serde_json::from_slice::<Envelope>(&reply.body), success) {
-            (Ok(env), true) if env.success => serde_json::from_value(env.data)
-                .map_err(|e| unreadable(endpoint, format!("unexpected data: {e}"))),
-            // An error body, under an error status or (oddly) under a success
-            // one. For a state change only a body naming an `errorCode` is a
-            // clear refusal; anything else may follow the service acting.
-            (Ok(env), _) => match env.error_code.filter(|c| !c.is_empty()) {
-                None if state_change => Err(unreadable(
-                    endpoint,
-                    format!("HTTP {} with neither success nor errorCode", reply.status),
-                )),
-                code => Err(Error::Rest {
-                    operation: endpoint.name,
-                    status: reply.status,
-                    code: code.unwrap_or_else(|| "Unknown".to_string()),
-                    message: env.message.unwrap_or_default(),
-                    retry_after: reply.retry_after(),
-                }),
-            },
-            (Err(_), false) if state_change => Err(unreadable(
+        interpret(endpoint, &reply)
+    }
+}
+
+/// The answer of `endpoint` as its `data` or an error: for a state change
+/// only an error body naming an `errorCode` is a clear refusal.
+fn interpret<T: DeserializeOwned>(endpoint: &Endpoint, reply: &HttpReply) -> Result<T> {
+    let success = (200..300).contains(&reply.status);
+    let state_change = matches!(endpoint.idempotency, Idempotency::NotIdempotent { .. });
+    match (serde_json::from_slice::<Envelope>(&reply.body), success) {
+        (Ok(env), true) if env.success => serde_json::from_value(env.data)
+            .map_err(|e| unreadable(endpoint, format!("unexpected data: {e}"))),
+        // An error body, under an error status or (oddly) under a success
+        // one. For a state change only a body naming an `errorCode` is a
+        // clear refusal; anything else may follow the service acting.
+        (Ok(env), _) => match env.error_code.filter(|c| !c.is_empty()) {
+            None if state_change => Err(unreadable(
                 endpoint,
-                format!("HTTP {} without a REST error body", reply.status),
+                format!("HTTP {} with neither success nor errorCode", reply.status),
             )),
-            (Err(_), false) => Err(Error::HttpStatus {
+            code => Err(Error::Rest {
                 operation: endpoint.name,
                 status: reply.status,
-                snippet: reply.body_text(),
+                code: code.unwrap_or_else(|| "Unknown".to_string()),
+                message: env.message.unwrap_or_default(),
                 retry_after: reply.retry_after(),
             }),
-            (Err(e), true) => Err(unreadable(endpoint, format!("not a JSON envelope: {e}"))),
+        },
+        (Err(_), false) if state_change => Err(unreadable(
+            endpoint,
+            format!("HTTP {} without a REST error body", reply.status),
+        )),
+        (Err(_), false) => Err(Error::HttpStatus {
+            operation: endpoint.name,
+            status: reply.status,
+            snippet: reply.body_text(),
+            retry_after: reply.retry_after(),
+        }),
+        (Err(e), true) => Err(unreadable(endpoint, format!("not a JSON envelope: {e}"))),
+    }
+}
+
+/// A boolean answer: `true`, or an object (a parcel and its new status).
+fn flag(data: &Value) -> bool {
+    match data {
+        Value::Bool(b) => *b,
+        Value::Object(_) => true,
+        _ => false,
+    }
+}
+
+/// The new parcel's ID: a bare number or an object naming it.
+fn upload_id(data: &Value) -> Option<i64> {
+    match data {
+        Value::Number(n) => n.as_i64(),
+        Value::Object(map) => ["parcelId", "parcelID", "ParcelID"]
+            .iter()
+            .find_map(|k| map.get(*k))
+            .and_then(Value::as_i64),
+        _ => None,
+    }
+}
+
+impl Endpoint {
+    /// The declaration the transport's error mapping takes.
+    fn spec(&self) -> crate::operations::OperationSpec {
+        crate::operations::OperationSpec {
+            name: self.name,
+            params: &[],
+            result_type: "json",
+            idempotency: self.idempotency,
         }
     }
 }

@@ -6,13 +6,15 @@ use bytes::Bytes;
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use url::Url;
 
+use crate::api::types::FileInfo;
 use crate::error::{Error, Result};
-use crate::http::{parse_endpoint, Http, HttpSettings};
+use crate::http::{parse_endpoint, Http, HttpReply, HttpSettings};
 use crate::operations::{
     GenerateApiKey, Idempotency, Login, Logout, Operation, OperationSpec, UserGetApiKey, UserId,
     Version, WhoAmI,
 };
 use crate::secret::{ApiKey, Password, SessionId, SessionRef};
+use crate::wire::stream::SoapContentExtractor;
 use crate::wire::{self, read_response, write_request, Reply, SessionInfo, SoapVersion};
 
 pub use crate::wire::DEFAULT_ENDPOINT;
@@ -350,6 +352,22 @@ impl Client {
         read: &ReadBody<'_, T>,
     ) -> Result<T> {
         let inner = &*self.inner;
+        let request = self.post(spec)?.body(body);
+        let reply = match inner.http.exchange(request).await {
+            Ok(reply) => reply,
+            Err(failure) => {
+                return Err(inner
+                    .http
+                    .failure_to_error(spec.name, spec.idempotency, failure))
+            }
+        };
+        interpret(spec, &reply, read)
+    }
+
+    /// A POST of operation `spec` to the endpoint with its headers, the body
+    /// still to set.
+    fn post(&self, spec: &OperationSpec) -> Result<reqwest::RequestBuilder> {
+        let inner = &*self.inner;
         let headers = match inner.headers.iter().find(|(name, _)| *name == spec.name) {
             Some((_, headers)) => headers.clone(),
             // An operation declared outside this crate.
@@ -359,60 +377,196 @@ impl Client {
             .http
             .client
             .post(inner.endpoint.clone())
-            .header(CONTENT_TYPE, headers.content_type)
-            .body(body);
+            .header(CONTENT_TYPE, headers.content_type);
         if let Some(soap_action) = headers.soap_action {
             request = request.header("SOAPAction", soap_action);
         }
-        let reply = match inner.http.exchange(request).await {
-            Ok(reply) => reply,
-            Err(failure) => {
-                return Err(inner
+        Ok(request)
+    }
+
+    /// The envelope of `op`.
+    fn envelope<O: Operation>(&self, op: &O) -> Vec<u8> {
+        let inner = &*self.inner;
+        let mut body = Vec::with_capacity(512);
+        write_request(
+            &mut body,
+            inner.version,
+            &inner.namespace,
+            O::SPEC.name,
+            |w| op.write_params(w),
+        );
+        body
+    }
+
+    /// Calls `op`, whose result is a `FileInfo`, writing the decoded content
+    /// to `out` as it arrives instead of holding it: the `FileInfo` comes
+    /// back with its content empty, beside the number of bytes decoded. The
+    /// body may be as large as the download limit; the rest of the answer
+    /// (or a fault) stays within the ordinary response limit.
+    ///
+    /// Sent again only when nothing was sent (whatever the operation's
+    /// effect): a retry after bytes reached `out` would write them twice.
+    pub(crate) async fn download_into<O, W>(
+        &self,
+        op: O,
+        out: &mut W,
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<(FileInfo, u64)>
+    where
+        O: Operation<Output = Option<FileInfo>> + Sync,
+        W: tokio::io::AsyncWrite + Unpin + Send + ?Sized,
+    {
+        let spec = O::SPEC;
+        op.check()?;
+        let inner = &*self.inner;
+        let body = Bytes::from(self.envelope(&op));
+        let out = tokio::sync::Mutex::new(out);
+        let result = inner
+            .http
+            .with_retries("soap", spec.name, crate::http::ONLY_IF_NOT_SENT, || async {
+                let mut out = out.lock().await;
+                let request = self.post(&spec)?.body(body.clone());
+                let limit = inner.http.settings.max_download_bytes;
+                let to_error = |f| crate::http::download_failure(&inner.http, &spec, f);
+                let mut streaming = inner
                     .http
-                    .failure_to_error(spec.name, spec.idempotency, failure))
-            }
+                    .open(request, limit, None, None)
+                    .await
+                    .map_err(to_error)?;
+                let skeleton_limit =
+                    usize::try_from(inner.http.settings.max_response_bytes).unwrap_or(usize::MAX);
+                let extractor = SoapContentExtractor::new(skeleton_limit);
+                let extracted =
+                    crate::http::stream_content(&mut streaming, extractor, &mut **out, progress)
+                        .await
+                        .map_err(|stop| crate::http::stream_stop(&inner.http, &spec, stop))?;
+                let reply = HttpReply::new(
+                    streaming.status,
+                    streaming.retry_after(),
+                    extracted.skeleton.into(),
+                );
+                let read = |xml: &[u8]| {
+                    read_response::<Option<FileInfo>>(
+                        xml,
+                        &inner.namespace,
+                        spec.name,
+                        inner.max_depth,
+                    )
+                };
+                match interpret(&spec, &reply, &read)? {
+                    Some(info) => Ok((info, extracted.decoded_bytes)),
+                    None => Err(Error::MalformedResponse {
+                        operation: spec.name,
+                        reason: "the answer holds no FileInfo".into(),
+                    }),
+                }
+            })
+            .await;
+        result.map_err(|err| redact_op(err, &op))
+    }
+
+    /// Calls `op`, an upload whose `Content` is present and empty, with the
+    /// base64 of `file` streamed into that element: the request is built
+    /// around the file as it is read, never held whole. Never sent again
+    /// once any of it may have left.
+    pub(crate) async fn upload_from<O>(
+        &self,
+        op: O,
+        file: &crate::http::UploadFile,
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<i32>
+    where
+        O: Operation<Output = i32> + Sync,
+    {
+        let spec = O::SPEC;
+        op.check()?;
+        let inner = &*self.inner;
+        let envelope = self.envelope(&op);
+        const EMPTY: &[u8] = b"<Content></Content>";
+        let Some(at) = memchr::memmem::find(&envelope, EMPTY) else {
+            return Err(Error::invalid_input(
+                "Content",
+                "the upload has no content element",
+            ));
         };
-        let read = read(&reply.body);
-        let fault = |fault| Error::Fault {
-            operation: spec.name,
-            fault: Box::new(fault),
-        };
-        if !(200..300).contains(&reply.status) {
-            // asmx sends faults with HTTP 500; anything else under an error
-            // status (an HTML page from a proxy, say) is reported as the
-            // status. For a state change only a fault is a clear refusal: a
-            // bare error status may come from a proxy after the service acted.
-            return Err(match (read, spec.idempotency) {
-                (Ok(Reply::Fault(f)), _) => fault(f),
-                (_, Idempotency::NotIdempotent { if_unknown }) => Error::OutcomeUnknown {
-                    operation: spec.name,
-                    cause: format!("HTTP {} without a SOAP fault", reply.status),
-                    advice: if_unknown,
-                    source: None,
-                },
-                (_, Idempotency::Idempotent) => Error::HttpStatus {
-                    operation: spec.name,
-                    status: reply.status,
-                    snippet: reply.body_text(),
-                    retry_after: reply.retry_after(),
-                },
-            });
-        }
-        match read {
-            Ok(Reply::Result(value)) => Ok(value),
-            Ok(Reply::Fault(f)) => Err(fault(f)),
-            Err(err) => match spec.idempotency {
-                // The service answered success, so it acted, but the answer
-                // cannot be read: for a state change the outcome is unknown.
-                Idempotency::NotIdempotent { if_unknown } => Err(Error::OutcomeUnknown {
-                    operation: spec.name,
-                    cause: format!("the success response cannot be read: {err}"),
-                    advice: if_unknown,
-                    source: None,
-                }),
-                Idempotency::Idempotent => Err(Error::from_read(spec.name, err)),
+        let prefix = Bytes::copy_from_slice(&envelope[..at + b"<Content>".len()]);
+        let suffix = Bytes::copy_from_slice(&envelope[at + b"<Content>".len()..]);
+        let result = inner
+            .http
+            .with_retries("soap", spec.name, spec.idempotency, || async {
+                let request = self.post(&spec)?;
+                let read = |xml: &[u8]| {
+                    read_response::<i32>(xml, &inner.namespace, spec.name, inner.max_depth)
+                };
+                let reply = inner
+                    .http
+                    .upload(
+                        &spec,
+                        request,
+                        prefix.clone(),
+                        file,
+                        suffix.clone(),
+                        progress,
+                    )
+                    .await?;
+                interpret(&spec, &reply, &read)
+            })
+            .await;
+        result.map_err(|err| redact_op(err, &op))
+    }
+}
+
+/// Clears the secrets of `op` from `err`.
+fn redact_op<O: Operation>(err: Error, op: &O) -> Error {
+    let mut secrets = Vec::new();
+    op.for_each_secret(&mut |s| secrets.push(s.to_string()));
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    err.redact(&secrets)
+}
+
+/// The answer of `spec` as its result or error: under an error status only
+/// a fault is a clear refusal of a state change.
+fn interpret<T>(spec: &OperationSpec, reply: &HttpReply, read: &ReadBody<'_, T>) -> Result<T> {
+    let read = read(&reply.body);
+    let fault = |fault| Error::Fault {
+        operation: spec.name,
+        fault: Box::new(fault),
+    };
+    if !(200..300).contains(&reply.status) {
+        // asmx sends faults with HTTP 500; anything else under an error
+        // status (an HTML page from a proxy, say) is reported as the
+        // status. For a state change only a fault is a clear refusal: a
+        // bare error status may come from a proxy after the service acted.
+        return Err(match (read, spec.idempotency) {
+            (Ok(Reply::Fault(f)), _) => fault(f),
+            (_, Idempotency::NotIdempotent { if_unknown }) => Error::OutcomeUnknown {
+                operation: spec.name,
+                cause: format!("HTTP {} without a SOAP fault", reply.status),
+                advice: if_unknown,
+                source: None,
             },
-        }
+            (_, Idempotency::Idempotent) => Error::HttpStatus {
+                operation: spec.name,
+                status: reply.status,
+                snippet: reply.body_text(),
+                retry_after: reply.retry_after(),
+            },
+        });
+    }
+    match read {
+        Ok(Reply::Result(value)) => Ok(value),
+        Ok(Reply::Fault(f)) => Err(fault(f)),
+        Err(err) => match spec.idempotency {
+            // The service answered success, so it acted, but the answer
+            // cannot be read: for a state change the outcome is unknown.
+            Idempotency::NotIdempotent { if_unknown } => Err(Error::OutcomeUnknown {
+                operation: spec.name,
+                cause: format!("the success response cannot be read: {err}"),
+                advice: if_unknown,
+                source: None,
+            }),
+            Idempotency::Idempotent => Err(Error::from_read(spec.name, err)),
+        },
     }
 }
 

@@ -327,6 +327,9 @@ impl FakeServerBuilder {
             .merge(rest_parcels::router())
             .fallback(rest::not_found)
             .with_state(shared.clone());
+        // The middleware below keeps the body limits; axum's own 2 MiB
+        // default would refuse every larger upload.
+        let app = app.layer(axum::extract::DefaultBodyLimit::disable());
         let body_timeout = self.timeouts.body;
         let namespace = shared.namespace.clone();
         let app = app.layer(axum::middleware::from_fn(

@@ -295,6 +295,30 @@ pub(crate) trait Inbox {
     async fn confirm(&self, cred: &Credential, parcel_id: i64) -> Result<bool>;
 }
 
+impl Inbox for super::ParcelClient {
+    async fn ready(
+        &self,
+        cred: &Credential,
+        mailbox_id: Option<i32>,
+    ) -> Result<Vec<ParcelSummary>> {
+        super::ParcelClient::ready(self, cred, mailbox_id).await
+    }
+
+    async fn download_to<W: AsyncWrite + Unpin + Send>(
+        &self,
+        cred: &Credential,
+        parcel_id: i64,
+        out: &mut W,
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<Downloaded> {
+        super::ParcelClient::download_to(self, cred, parcel_id, out, progress).await
+    }
+
+    async fn confirm(&self, cred: &Credential, parcel_id: i64) -> Result<bool> {
+        super::ParcelClient::confirm(self, cred, parcel_id).await
+    }
+}
+
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 enum Event {
@@ -642,22 +666,20 @@ async fn store<I: Inbox>(
         file.flush().await.map_err(write_err(&temp.path))?;
     }
     let file = file.into_std().await;
-    let mismatch = |what: String| Error::MalformedResponse {
-        operation: "ParcelDownload",
-        reason: what.into(),
-    };
-    if downloaded.received_bytes != downloaded.declared_bytes {
-        return Err(mismatch(format!(
-            "the parcel declares {} bytes and {} arrived",
-            downloaded.declared_bytes, downloaded.received_bytes
-        )));
-    }
-    if let Ok(listed) = u64::try_from(parcel.bytes) {
-        if listed != downloaded.received_bytes {
-            return Err(mismatch(format!(
-                "the inbox listing declares {listed} bytes and {} arrived",
-                downloaded.received_bytes
-            )));
+    // The client checks the answer's own declared size; the listing's must
+    // agree too.
+    let listed = u64::try_from(parcel.bytes).ok();
+    for declared in [Some(downloaded.declared_bytes), listed]
+        .into_iter()
+        .flatten()
+    {
+        if declared != downloaded.received_bytes {
+            return Err(Error::SizeMismatch {
+                operation: OPERATION,
+                parcel_id: parcel.parcel_id,
+                declared,
+                received: downloaded.received_bytes,
+            });
         }
     }
     let (temp_path, final_path, dir_path) =
@@ -959,11 +981,7 @@ mod tests {
             .map(|p| p.parcel_id)
             .collect();
         assert_eq!(failed, [2, 3]);
-        assert!(report.parcels[2]
-            .error()
-            .unwrap()
-            .to_string()
-            .contains("declares"));
+        assert!(report.parcels[2].error().unwrap().is_size_mismatch());
         assert_eq!(mailbox.confirmed(), [1, 4]);
         // No temporary file, nothing under the failed parcels' names.
         assert_eq!(listing(&dir), ["1-a.edi", "4-b.edi"]);

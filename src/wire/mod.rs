@@ -9,6 +9,7 @@ mod datetime;
 mod envelope;
 mod fault;
 mod reader;
+pub mod stream;
 mod typed;
 mod values;
 

@@ -258,9 +258,14 @@ impl<'x> XmlCursor<'x> {
                 Event::Text(t) => return Ok(Item::Text(t.xml10_content())),
                 Event::CData(t) => return Ok(Item::Text(t.xml10_content())),
                 Event::GeneralRef(r) => {
-                    let ch = match r.resolve_char_ref() {
-                        Ok(Some(ch)) => ch,
-                        Ok(None) => match &*r {
+                    // Resolved here rather than by quick-xml, which refuses
+                    // `&#x0;`: .NET writes NUL and other C0 controls (in a
+                    // file name, say) as such references, and one such name
+                    // must not make a whole listing unreadable.
+                    let ch = match r.strip_prefix('#').map(char_ref) {
+                        Some(Some(ch)) => ch,
+                        Some(None) => return Err(ReadError::malformed("bad character reference")),
+                        None => match &*r {
                             "lt" => '<',
                             "gt" => '>',
                             "amp" => '&',
@@ -272,13 +277,8 @@ impl<'x> XmlCursor<'x> {
                                 ))
                             }
                         },
-                        Err(e) => {
-                            return Err(ReadError::Malformed(
-                                format!("bad character reference: {e}").into(),
-                            ))
-                        }
                     };
-                    if !super::is_xml_char(ch) {
+                    if !super::is_xml_char(ch) && u32::from(ch) >= 0x20 {
                         return Err(ReadError::malformed(
                             "character reference to a character XML 1.0 forbids",
                         ));
@@ -856,4 +856,16 @@ pub fn read_request(
     }
     cur.close_body()?;
     Ok(request)
+}
+
+/// The character of a numeric reference (`x1B` or `27`, after the `#`).
+fn char_ref(number: &str) -> Option<char> {
+    let (digits, radix) = match number.strip_prefix('x') {
+        Some(hex) => (hex, 16),
+        None => (number, 10),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    char::from_u32(u32::from_str_radix(digits, radix).ok()?)
 }
