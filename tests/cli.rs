@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ecgridos::fake::{FakeServer, SeedUser};
 use ecgridos::{ApiKey, AuthLevel, Client, Password};
 
-use cli_support::{ecgridos, on_terminal, run, run_with_stdin, BIN};
+use cli_support::{ecgridos, on_terminal, run, run_with_stdin};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

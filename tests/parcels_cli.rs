@@ -59,11 +59,14 @@ fn content(seed: u64, len: usize) -> Vec<u8> {
     (0..len).map(|_| rng.u8(..)).collect()
 }
 
+/// Each parcel's final path and bytes, by ParcelID.
+type Expected = HashMap<i64, (PathBuf, Vec<u8>)>;
+
 /// At every confirm the fake reports, the parcel's file must already be in
 /// DIR with all its bytes; the violations are collected here.
 #[derive(Clone, Default)]
 struct ConfirmWatch {
-    expected: Arc<Mutex<HashMap<i64, (PathBuf, Vec<u8>)>>>,
+    expected: Arc<Mutex<Expected>>,
     violations: Arc<Mutex<Vec<String>>>,
     confirms: Arc<Mutex<HashMap<i64, usize>>>,
 }

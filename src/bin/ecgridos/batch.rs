@@ -552,7 +552,8 @@ async fn run_batch(
     // A new journal starts with its header. (A torn last line, from a crash
     // mid-write, is closed by the first append.)
     if !state.header {
-        if let Err(e) = journal.file().append(&header) {
+        let written = journal.file().append(&header);
+        if let Err(e) = written {
             say!(
                 "error: cannot write to {}: {e} (nothing was sent)",
                 out.display()

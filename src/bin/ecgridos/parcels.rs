@@ -103,7 +103,7 @@ pub struct ParcelIdArgs {
 
 fn parse_interval(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.1 && v <= 86_400.0 => Ok(v),
+        Ok(v) if (0.1..=86_400.0).contains(&v) => Ok(v),
         _ => Err("must be a number of seconds from 0.1 to 86400".into()),
     }
 }
