@@ -981,3 +981,68 @@ async fn upload_asks_on_a_terminal() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_transfer_finishes_that_parcel_and_starts_no_other() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let child_pid = Arc::new(AtomicU32::new(0));
+    let pid = child_pid.clone();
+    let watch = ConfirmWatch::default();
+    let confirmed_hook = watch.hook();
+    let env = Env::start(FakeServer::builder().on_parcel_event(move |event| {
+        // The first download starts: the parcel is in the CLI's hands.
+        if matches!(event.kind, ParcelEventKind::Downloaded { .. }) {
+            let pid = pid.swap(0, Ordering::SeqCst);
+            if pid != 0 {
+                // SAFETY: a plain kill(2) of the test's own child.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGTERM);
+                }
+            }
+        }
+        confirmed_hook(event);
+    }))
+    .await;
+    let dir = scratch("sigterm");
+    let big = content(5, 20_000_000);
+    let first = env.deliver("alice", "first.edi", &big);
+    let second = env.deliver("alice", "second.edi", b"second");
+    watch.expect(first, dir.join(local_name(first, "first.edi")), big.clone());
+    let child = env
+        .cmd(
+            "alice",
+            &["parcels", "fetch", "--to", dir.to_str().unwrap()],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child_pid.store(child.id(), Ordering::SeqCst);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("finishing the parcel in hand"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(dir.join(local_name(first, "first.edi"))).unwrap(),
+        big
+    );
+    assert!(env.fake.parcel(first).unwrap().confirmed);
+    assert!(watch.violations.lock().unwrap().is_empty());
+    // The second parcel was not started.
+    assert!(env
+        .fake
+        .parcel_events(second)
+        .iter()
+        .all(|e| !matches!(e.kind, ParcelEventKind::Downloaded { .. })));
+    assert_eq!(
+        entries(&dir),
+        [JOURNAL.to_string(), local_name(first, "first.edi")]
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
