@@ -130,7 +130,9 @@ macro_rules! http_setters {
         }
 
         /// Time allowed for one attempt, from sending to the last byte of the
-        /// response (default 30 s).
+        /// response (default 30 s). Parcel downloads and uploads, which may
+        /// take long, use it as an idle limit instead: the time allowed
+        /// without a byte moving (and for the answer once the upload is sent).
         pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
             self.http.timeout = timeout;
             self

@@ -7,8 +7,9 @@ use ecgridos::api::enums::ParcelStatus;
 use ecgridos::api::mailbox::MailboxInfo;
 use ecgridos::api::parcel::{
     ParcelDownload, ParcelDownloadA, ParcelDownloadCancel, ParcelDownloadConfirm,
-    ParcelDownloadNoUpdate, ParcelDownloadReset, ParcelInBox, ParcelInBoxEx, ParcelInfo,
-    ParcelOutBoxArchiveEx, ParcelOutBoxInProcess, ParcelUpload, ParcelUploadA, ParcelUploadMft,
+    ParcelDownloadNoUpdate, ParcelDownloadReset, ParcelInBox, ParcelInBoxArchiveEx, ParcelInBoxEx,
+    ParcelInBoxExShort, ParcelInfo, ParcelOutBoxArchiveEx, ParcelOutBoxInProcess,
+    ParcelOutBoxInProcessEx, ParcelUpload, ParcelUploadA, ParcelUploadMft,
 };
 use ecgridos::api::types::ParcelIdInfoCollection;
 use ecgridos::fake::{FakeServer, ParcelEventKind, PARTNER_ECGRID_ID};
@@ -289,6 +290,20 @@ async fn unroutable_files_are_refused_and_nothing_is_stored() {
             Some(FaultCategory::InvalidParameter)
         );
     }
+    // A declared size that is not the content's.
+    let content = x12("ALICE", "BOB", "");
+    let err = c
+        .call(req!(ParcelUpload {
+            session_id: alice.clone(),
+            file_name: Some("short".into()),
+            bytes: i32::try_from(content.len()).unwrap() + 1,
+            content: Some(Base64(content)),
+        }))
+        .await
+        .unwrap_err();
+    let fault = err.fault().unwrap();
+    assert_eq!(fault.category(), Some(FaultCategory::InvalidParameter));
+    assert!(fault.message.contains("Bytes is"), "{}", fault.message);
     assert!(server.events().is_empty());
     assert!(inbox(&c, &session(&server, "bob")).await.is_empty());
 }
@@ -799,6 +814,18 @@ async fn rest_refuses_what_it_cannot_route_or_read() {
     assert_eq!(events["data"][0]["kind"], "Delivered");
     assert_eq!(events["data"][0]["parcelId"], id);
     assert_eq!(events["data"][0]["seq"], 1);
+    assert!(events["data"][0]["atUnixNanos"].as_u64().unwrap() > 1_700_000_000_000_000_000);
+    server.deliver("alice", "b", b"2".to_vec()).unwrap();
+    let (_, later) = rest(
+        &server,
+        "alice",
+        "GET",
+        &format!("{}?since=1", ecgridos::fake::EVENTS_PATH),
+        None,
+    )
+    .await;
+    assert_eq!(later["data"].as_array().unwrap().len(), 1);
+    assert_eq!(later["data"][0]["seq"], 2);
 }
 
 /// A fresh directory under the system's temporary directory.
@@ -1336,4 +1363,188 @@ async fn a_stalled_upload_is_cut() {
     assert!(read.is_ok(), "the fake closed the stalled upload");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(server.events().is_empty());
+}
+
+#[tokio::test]
+async fn a_stub_overrides_a_modelled_parcel_operation() {
+    use ecgridos::api::types::FileInfo;
+    let server = FakeServer::start().await.unwrap();
+    let id = server.deliver("bob", "a.edi", b"abc".to_vec()).unwrap();
+    server.stub::<ParcelDownload>(|request| {
+        let mut lying = FileInfo::default();
+        lying.parcel_id = request.parcel_id;
+        lying.bytes = 1000;
+        lying.content = Some(Base64(b"abc".to_vec()));
+        Ok(Some(lying))
+    });
+    let c = client(&server);
+    let bob = session(&server, "bob");
+    let file = c
+        .call(req!(ParcelDownload {
+            session_id: bob.clone(),
+            parcel_id: id
+        }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (file.bytes, file.content.unwrap().0),
+        (1000, b"abc".to_vec())
+    );
+    assert_eq!(
+        server.parcel(id).unwrap().status,
+        ParcelStatus::InBoxReady,
+        "the model was not asked"
+    );
+    // Other parcel operations keep the model.
+    assert_eq!(inbox(&c, &bob).await, vec![id]);
+}
+
+#[tokio::test]
+async fn short_and_archive_listings_filter() {
+    let server = FakeServer::start().await.unwrap();
+    let c = client(&server);
+    let bob = session(&server, "bob");
+    let (a, b) = (
+        server.deliver("bob", "a", b"1".to_vec()).unwrap(),
+        server.deliver("bob", "b", b"2".to_vec()).unwrap(),
+    );
+    c.call(req!(ParcelDownload {
+        session_id: bob.clone(),
+        parcel_id: b
+    }))
+    .await
+    .unwrap();
+    let short = |status| {
+        req!(ParcelInBoxExShort {
+            session_id: bob.clone(),
+            status: status,
+        })
+    };
+    let ready = c.call(short(ParcelStatus::InBoxReady)).await.unwrap();
+    assert_eq!(ids(&ready), vec![a]);
+    let transferred = c.call(short(ParcelStatus::InBoxTransferred)).await.unwrap();
+    assert_eq!(ids(&transferred), vec![b]);
+    c.call(req!(ParcelDownloadConfirm {
+        session_id: bob.clone(),
+        parcel_id: b
+    }))
+    .await
+    .unwrap();
+    let archive = c
+        .call(req!(ParcelInBoxArchiveEx {
+            session_id: bob.clone(),
+            begin_date: "2000-01-01T00:00:00Z".parse().unwrap(),
+            end_date: "2100-01-01T00:00:00Z".parse().unwrap(),
+            page_no: 1,
+            records_per_page: 10,
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&archive),
+        vec![a, b],
+        "the archive keeps confirmed parcels"
+    );
+    let processing = c
+        .call(req!(ParcelOutBoxInProcessEx {
+            session_id: bob.clone()
+        }))
+        .await
+        .unwrap();
+    assert!(
+        ids(&processing).is_empty(),
+        "delivered parcels are in no outbox"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_download_is_not_cut_as_idle() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = FakeServer::builder()
+        .idle_timeout(std::time::Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    let content = vec![5u8; 16 * 1024 * 1024];
+    let id = server.deliver("bob", "slow.bin", content.clone()).unwrap();
+    let key = server.user("bob").unwrap().api_key.unwrap();
+    let body = format!("{{\"parcelId\":{id}}}");
+    let mut sock = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let request = format!(
+        "POST /v2/parcels/download HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        key.expose(),
+        body.len()
+    );
+    sock.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = vec![0u8; 512 * 1024];
+    loop {
+        // A slow reader: the fake waits on a full socket for longer than
+        // its idle timeout, again and again.
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let n = sock.read(&mut chunk).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8(answer).unwrap();
+    let (_, json) = text.split_once("\r\n\r\n").unwrap();
+    let json: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(json["data"]["content"], base64_text(&content));
+}
+
+#[tokio::test]
+async fn a_soap_12_upload_is_streamed_under_the_upload_cap() {
+    let server = FakeServer::start().await.unwrap();
+    let c = Client::builder()
+        .endpoint(server.soap_url())
+        .soap_version(ecgridos::SoapVersion::V12)
+        .build()
+        .unwrap();
+    // 3 MiB of content: 4 MiB of base64, over the 2 MiB cap of other requests.
+    let mut content = x12("ALICE", "BOB", "");
+    content.extend(std::iter::repeat_n(b'z', 3 * 1024 * 1024));
+    let id = upload(&c, &session(&server, "alice"), "v12.x12", content.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        server.parcel(i64::from(id)).unwrap().bytes.as_ref(),
+        content.as_slice()
+    );
+}
+
+#[tokio::test]
+async fn a_download_nobody_reads_is_cut_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = FakeServer::builder()
+        .idle_timeout(std::time::Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    let id = server
+        .deliver("bob", "big.bin", vec![5u8; 32 * 1024 * 1024])
+        .unwrap();
+    let key = server.user("bob").unwrap().api_key.unwrap();
+    let body = format!("{{\"parcelId\":{id}}}");
+    let mut sock = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let request = format!(
+        "POST /v2/parcels/download HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        key.expose(),
+        body.len()
+    );
+    sock.write_all(request.as_bytes()).await.unwrap();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let first = sock.read(&mut chunk).await.unwrap();
+    assert!(first > 0);
+    // Stop reading for well over the idle timeout: the fake gives up.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut rest = Vec::new();
+    let _ = sock.read_to_end(&mut rest).await;
+    let received = first + rest.len();
+    assert!(
+        received < 32 * 1024 * 1024 / 3 * 4,
+        "the whole answer ({received} bytes) arrived although nobody read it"
+    );
 }

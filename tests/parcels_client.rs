@@ -1,6 +1,8 @@
 //! The protocol-neutral parcel client: streamed downloads and uploads, their
 //! limits and failures, and the upload search, over SOAP and REST.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +14,7 @@ use ecgridos::{
     ApiKey, Client, Credential, ErrorKind, ParcelClient, Protocol, RestClient, RetryPolicy,
     UploadProbe, UploadRoute, UploadSearch,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// A directory of its own under the system's temporary directory.
@@ -204,6 +206,10 @@ async fn ready_lists_the_inbox_with_sizes_and_statuses_over_both_protocols() {
                 .iter()
                 .all(|p| p.ecgrid_id_to == Some(server.mailbox_of("bob").unwrap().ecgrid_id)));
         }
+        // The same listing named by its mailbox (ParcelInBoxEx, mailboxId).
+        let mailbox = server.mailbox_of("bob").unwrap().mailbox_id;
+        let by_mailbox = client.ready(&bob, Some(mailbox)).await.unwrap();
+        assert_eq!(by_mailbox, ready, "{protocol}");
     }
 }
 
@@ -215,30 +221,14 @@ enum Ending {
     Respond,
     /// Reads the whole request, then resets the connection.
     Reset,
+    /// Writes the response in this many pieces, pausing this long between
+    /// two.
+    Trickle(usize, Duration),
 }
 
-/// Reads one request with its Content-Length body (no size bound).
+/// Reads one request (or response) with its Content-Length body.
 async fn read_request(sock: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                return Some(buf);
-            }
-        }
-    }
+    common::read_http_message(sock, 64 << 20).await
 }
 
 /// A raw server answering every request with `response` (or resetting);
@@ -279,6 +269,18 @@ async fn raw_server_seq(script: Vec<(Vec<u8>, Ending)>) -> (String, Arc<Mutex<Ve
                         // SO_LINGER 0: the close sends a reset.
                         let _ = socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO));
                         drop(sock);
+                    }
+                    Ending::Trickle(pieces, pause) => {
+                        let size = response.len().div_ceil(pieces);
+                        for (i, piece) in response.chunks(size).enumerate() {
+                            if i > 0 {
+                                tokio::time::sleep(pause).await;
+                            }
+                            if sock.write_all(piece).await.is_err() {
+                                return;
+                            }
+                        }
+                        let _ = sock.shutdown().await;
                     }
                 }
             });
@@ -327,23 +329,48 @@ fn rest_download_body(content_b64: &str, declared: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Both protocols against one raw server: (client, body of a download
-/// answer with this base64 content and declared size, its content type).
-fn clients_for(url: &str, protocol: Protocol) -> ParcelClient {
-    match protocol {
-        Protocol::Soap => Client::builder()
-            .endpoint(url)
-            .retry(RetryPolicy::none())
-            .build()
-            .unwrap()
-            .into(),
-        Protocol::Rest => RestClient::builder()
-            .base_url(url)
-            .retry(RetryPolicy::none())
-            .build()
-            .unwrap()
-            .into(),
+/// The settings a test changes from the defaults.
+#[derive(Clone, Copy, Debug, Default)]
+struct Settings {
+    retry: Option<RetryPolicy>,
+    max_download: Option<u64>,
+    max_response: Option<u64>,
+}
+
+/// A client of `protocol` at `url` with `settings`.
+fn client_at(url: &str, protocol: Protocol, settings: Settings) -> ParcelClient {
+    macro_rules! build {
+        ($builder:expr) => {{
+            let mut builder = $builder;
+            if let Some(retry) = settings.retry {
+                builder = builder.retry(retry);
+            }
+            if let Some(n) = settings.max_download {
+                builder = builder.max_download_bytes(n);
+            }
+            if let Some(n) = settings.max_response {
+                builder = builder.max_response_bytes(n);
+            }
+            builder.build().unwrap().into()
+        }};
     }
+    match protocol {
+        Protocol::Soap => build!(Client::builder().endpoint(url)),
+        Protocol::Rest => build!(RestClient::builder().base_url(url)),
+    }
+}
+
+/// A client of `protocol` at `url` that never retries.
+fn clients_for(url: &str, protocol: Protocol) -> ParcelClient {
+    let retry = Some(RetryPolicy::none());
+    client_at(
+        url,
+        protocol,
+        Settings {
+            retry,
+            ..Settings::default()
+        },
+    )
 }
 
 fn download_answer(
@@ -404,10 +431,7 @@ async fn a_body_cut_short_is_an_unknown_outcome() {
         let cut = http_response(ct, &body[..body.len() / 2], Some(body.len()));
         let (url, requests) = raw_server(cut, Ending::Respond).await;
         // Retries on: a download is still not sent twice.
-        let client: ParcelClient = match protocol {
-            Protocol::Soap => Client::builder().endpoint(&url).build().unwrap().into(),
-            Protocol::Rest => RestClient::builder().base_url(&url).build().unwrap().into(),
-        };
+        let client = client_at(&url, protocol, Settings::default());
         let mut out = Vec::new();
         let err = client
             .download_to(&cred(), 5, &mut out, None)
@@ -424,20 +448,14 @@ async fn the_download_limit_stops_a_large_parcel_and_small_answers_keep_theirs()
     for protocol in [Protocol::Soap, Protocol::Rest] {
         let (body, ct) = download_answer(protocol, &"QUJD".repeat(100_000), 300_000);
         let (url, _) = raw_server(http_response(ct, &body, None), Ending::Respond).await;
-        let limited: ParcelClient = match protocol {
-            Protocol::Soap => Client::builder()
-                .endpoint(&url)
-                .max_download_bytes(100_000)
-                .build()
-                .unwrap()
-                .into(),
-            Protocol::Rest => RestClient::builder()
-                .base_url(&url)
-                .max_download_bytes(100_000)
-                .build()
-                .unwrap()
-                .into(),
-        };
+        let limited = client_at(
+            &url,
+            protocol,
+            Settings {
+                max_download: Some(100_000),
+                ..Settings::default()
+            },
+        );
         let mut out = Vec::new();
         let err = limited
             .download_to(&cred(), 5, &mut out, None)
@@ -447,20 +465,14 @@ async fn the_download_limit_stops_a_large_parcel_and_small_answers_keep_theirs()
         assert!(err.to_string().contains("100000"), "{err}");
         // The same 400 KB answer is fine under the default download limit,
         // although it is larger than a small answer may be.
-        let roomy: ParcelClient = match protocol {
-            Protocol::Soap => Client::builder()
-                .endpoint(&url)
-                .max_response_bytes(1000)
-                .build()
-                .unwrap()
-                .into(),
-            Protocol::Rest => RestClient::builder()
-                .base_url(&url)
-                .max_response_bytes(1000)
-                .build()
-                .unwrap()
-                .into(),
-        };
+        let roomy = client_at(
+            &url,
+            protocol,
+            Settings {
+                max_response: Some(1000),
+                ..Settings::default()
+            },
+        );
         let mut out = Vec::new();
         roomy.download_to(&cred(), 5, &mut out, None).await.unwrap();
         assert_eq!(out.len(), 300_000);
@@ -471,20 +483,14 @@ async fn the_download_limit_stops_a_large_parcel_and_small_answers_keep_theirs()
             .replace("x.edi", &"n".repeat(5000));
         let (url, _) =
             raw_server(http_response(ct, padded.as_bytes(), None), Ending::Respond).await;
-        let client: ParcelClient = match protocol {
-            Protocol::Soap => Client::builder()
-                .endpoint(&url)
-                .max_response_bytes(1000)
-                .build()
-                .unwrap()
-                .into(),
-            Protocol::Rest => RestClient::builder()
-                .base_url(&url)
-                .max_response_bytes(1000)
-                .build()
-                .unwrap()
-                .into(),
-        };
+        let client = client_at(
+            &url,
+            protocol,
+            Settings {
+                max_response: Some(1000),
+                ..Settings::default()
+            },
+        );
         let err = client
             .download_to(&cred(), 5, &mut Vec::new(), None)
             .await
@@ -502,10 +508,7 @@ async fn an_upload_reset_after_the_request_is_unknown_and_sent_once() {
     for protocol in [Protocol::Soap, Protocol::Rest] {
         let (url, requests) = raw_server(Vec::new(), Ending::Reset).await;
         // Retries on: an upload must still go out once.
-        let client: ParcelClient = match protocol {
-            Protocol::Soap => Client::builder().endpoint(&url).build().unwrap().into(),
-            Protocol::Rest => RestClient::builder().base_url(&url).build().unwrap().into(),
-        };
+        let client = client_at(&url, protocol, Settings::default());
         let err = client
             .upload_file(&cred(), &path, "order.edi", &UploadRoute::FromHeaders, None)
             .await
@@ -653,18 +656,11 @@ fn fake_client(server: &FakeServer, protocol: Protocol, via: Option<&str>) -> Pa
         Some(proxy) => url.replace(&direct, proxy),
         None => url,
     };
-    match protocol {
-        Protocol::Soap => Client::builder()
-            .endpoint(at(server.soap_url()))
-            .build()
-            .unwrap()
-            .into(),
-        Protocol::Rest => RestClient::builder()
-            .base_url(at(server.rest_url()))
-            .build()
-            .unwrap()
-            .into(),
-    }
+    let url = match protocol {
+        Protocol::Soap => server.soap_url(),
+        Protocol::Rest => server.rest_url(),
+    };
+    client_at(&at(url), protocol, Settings::default())
 }
 
 fn key_of(server: &FakeServer, login: &str) -> Credential {
@@ -841,5 +837,73 @@ async fn a_lost_upload_answer_is_unknown_sent_once_and_found_in_the_outbox() {
             other => panic!("{protocol}: {other:?}"),
         }
     }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_transfer_may_outlast_the_timeout_while_it_moves_but_not_stall() {
+    let (body, ct) = download_answer(Protocol::Soap, &"QUJD".repeat(10_000), 30_000);
+    let response = http_response(ct, &body, None);
+    // Ten pieces 100 ms apart: a second in all, never 400 ms without a byte.
+    let (url, _) = raw_server(
+        response.clone(),
+        Ending::Trickle(10, Duration::from_millis(100)),
+    )
+    .await;
+    let client: ParcelClient = Client::builder()
+        .endpoint(&url)
+        .timeout(Duration::from_millis(400))
+        .build()
+        .unwrap()
+        .into();
+    let mut out = Vec::new();
+    client
+        .download_to(&cred(), 5, &mut out, None)
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 30_000);
+    // Two pieces a second apart: the body stalls beyond the limit.
+    let (url, requests) = raw_server(response, Ending::Trickle(2, Duration::from_secs(1))).await;
+    let client: ParcelClient = Client::builder()
+        .endpoint(&url)
+        .timeout(Duration::from_millis(400))
+        .build()
+        .unwrap()
+        .into();
+    let err = client
+        .download_to(&cred(), 5, &mut Vec::new(), None)
+        .await
+        .unwrap_err();
+    assert!(err.is_outcome_unknown(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("timed out reading the response body"),
+        "{err}"
+    );
+    assert_eq!(requests.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn soap_12_downloads_and_uploads_the_same_way() {
+    let server = FakeServer::start().await.unwrap();
+    let (alice, bob) = (key_of(&server, "alice"), key_of(&server, "bob"));
+    let client: ParcelClient = Client::builder()
+        .endpoint(server.soap_url())
+        .soap_version(ecgridos::SoapVersion::V12)
+        .build()
+        .unwrap()
+        .into();
+    let dir = temp_dir("soap12");
+    let data = x12("ALICE", "BOB", &"ST*850*0001~".repeat(1000));
+    let path = dir.join("v12.edi");
+    std::fs::write(&path, &data).unwrap();
+    let id = client
+        .upload_file(&alice, &path, "v12.edi", &UploadRoute::FromHeaders, None)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let got = client.download_to(&bob, id, &mut out, None).await.unwrap();
+    assert_eq!(got.file_name, "v12.edi");
+    assert!(out == data);
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -204,6 +204,175 @@ proptest! {
     }
 }
 
+/// A piece of canonical content: a tag (with its `<` and `>`) or text.
+#[derive(Clone, Copy, PartialEq)]
+enum Piece<'a> {
+    Tag(&'a str),
+    Text(&'a str),
+}
+
+fn pieces(content: &str) -> Vec<Piece<'_>> {
+    let mut out = Vec::new();
+    let mut rest = content;
+    while !rest.is_empty() {
+        let (piece, len) = if rest.starts_with('<') {
+            let end = rest.find('>').unwrap() + 1;
+            (Piece::Tag(&rest[..end]), end)
+        } else {
+            let end = rest.find('<').unwrap_or(rest.len());
+            (Piece::Text(&rest[..end]), end)
+        };
+        out.push(piece);
+        rest = &rest[len..];
+    }
+    out
+}
+
+fn is_start(tag: &str) -> bool {
+    !tag.starts_with("</") && !tag.ends_with("/>")
+}
+
+/// The ways of writing the same content: the first four are in the shape
+/// the fast path reads itself, the others leave it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rendering {
+    Canonical,
+    /// Whitespace (with CR LF) between elements.
+    Spaced,
+    /// An unknown element, with text and a child, before every element.
+    Unknown,
+    /// The first character of every text as a character reference.
+    CharRefs,
+    /// The first element with a prefix bound to the service namespace.
+    Prefixed,
+    /// A comment before the first element.
+    Comment,
+    /// The first text without references as CDATA.
+    Cdata,
+}
+
+impl Rendering {
+    const ALL: [Rendering; 7] = [
+        Rendering::Canonical,
+        Rendering::Spaced,
+        Rendering::Unknown,
+        Rendering::CharRefs,
+        Rendering::Prefixed,
+        Rendering::Comment,
+        Rendering::Cdata,
+    ];
+
+    fn canonical(self) -> bool {
+        matches!(
+            self,
+            Rendering::Canonical | Rendering::Spaced | Rendering::Unknown | Rendering::CharRefs
+        )
+    }
+
+    fn render(self, content: &str) -> String {
+        let parts = pieces(content);
+        let mut out = String::with_capacity(content.len() * 2);
+        let mut done = false;
+        let mut first_end: Option<(usize, String)> = None;
+        let mut depth = 0usize;
+        for (i, piece) in parts.iter().enumerate() {
+            match (self, *piece) {
+                (Rendering::Spaced, Piece::Tag(tag)) => {
+                    let empty_leaf = i > 0
+                        && matches!(parts[i - 1], Piece::Tag(prev) if is_start(prev))
+                        && tag.starts_with("</");
+                    if i > 0 && matches!(parts[i - 1], Piece::Tag(_)) && !empty_leaf {
+                        out.push_str("\r\n\t ");
+                    }
+                    out.push_str(tag);
+                }
+                (Rendering::Unknown, Piece::Tag(tag)) if !tag.starts_with("</") => {
+                    out.push_str(
+                        "<ZzUnknownExtra>text<Deeper><Deepest /></Deeper></ZzUnknownExtra>",
+                    );
+                    out.push_str(tag);
+                }
+                (Rendering::CharRefs, Piece::Text(text)) if !text.starts_with('&') => {
+                    let ch = text.chars().next().unwrap();
+                    out.push_str(&format!(
+                        "&#x{:X};{}",
+                        u32::from(ch),
+                        &text[ch.len_utf8()..]
+                    ));
+                }
+                (Rendering::Prefixed, Piece::Tag(tag)) if !done && is_start(tag) => {
+                    let name = &tag[1..tag.len() - 1];
+                    out.push_str(&format!("<t:{name} xmlns:t=\"{NS}\">"));
+                    first_end = Some((depth, format!("</{name}>")));
+                    done = true;
+                    depth += 1;
+                }
+                (Rendering::Prefixed, Piece::Tag(tag)) => {
+                    if tag.starts_with("</") {
+                        depth -= 1;
+                    } else if is_start(tag) {
+                        depth += 1;
+                    }
+                    match &first_end {
+                        Some((d, end)) if *d == depth && tag == end => {
+                            out.push_str(&format!("</t:{}", &tag[2..]));
+                            first_end = None;
+                        }
+                        _ => out.push_str(tag),
+                    }
+                }
+                (Rendering::Comment, Piece::Tag(tag)) if !done && !tag.starts_with("</") => {
+                    out.push_str("<!-- a comment -->");
+                    out.push_str(tag);
+                    done = true;
+                }
+                (Rendering::Cdata, Piece::Text(text)) if !done && !text.contains('&') => {
+                    out.push_str(&format!("<![CDATA[{text}]]>"));
+                    done = true;
+                }
+                (_, Piece::Tag(t) | Piece::Text(t)) => out.push_str(t),
+            }
+        }
+        out
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// For every generated type and every rendering of a random value: the
+    /// full reader reads the same value as from the canonical rendering;
+    /// the fast path reads the canonical-shaped renderings itself, with the
+    /// same result, and leaves the others to the full reader.
+    #[test]
+    fn fast_path_and_full_reader_agree(seed in any::<u64>()) {
+        let c = contract();
+        for entry in TYPES {
+            let mut gen = Gen { contract: &c, rng: fastrand::Rng::with_seed(seed) };
+            let content = gen.value(&format!("tns:{}", entry.name), 0);
+            let expected = (entry.round_trip)(&envelope(&content), NS)
+                .unwrap_or_else(|e| panic!("{}: {e}\n{content}", entry.name));
+            for rendering in Rendering::ALL {
+                let rendered = rendering.render(&content);
+                let xml = envelope(&rendered);
+                let context = format!("{} {rendering:?}\n{rendered}", entry.name);
+                let full = (entry.round_trip)(&xml, NS);
+                prop_assert_eq!(full.as_ref().ok(), Some(&expected), "full reader: {}", context);
+                match (entry.canonical_round_trip)(&xml, NS) {
+                    Some(fast) => {
+                        prop_assert!(rendering.canonical() || rendered == content, "{}", context);
+                        prop_assert_eq!(fast, full, "fast path: {}", context);
+                    }
+                    None => prop_assert!(
+                        !rendering.canonical() && rendered != content,
+                        "left the fast path: {}", context
+                    ),
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn unknown_children_are_skipped() {
     let xml = envelope(

@@ -299,3 +299,52 @@ fn fault_code_prefix_declared_on_the_code_element() {
     );
     assert_eq!(f.code, FaultCode::Server);
 }
+
+/// .NET writes characters XML 1.0 forbids in strings as character
+/// references (`&#x0;`, `&#x1B;`): they decode to the character in the fast
+/// path for canonical responses and in the full reader alike, instead of
+/// failing the whole document. A reference to no character at all still
+/// fails.
+#[test]
+fn control_character_references_decode_in_both_paths() {
+    use ecgridos::api::types::ArrayOfString;
+    use ecgridos::wire::{read_response_canonical, read_response_in_full};
+
+    let canonical = |items: &str| {
+        format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema"><soap:Body><ProbeResponse xmlns="https://os.ecgrid.io/"><ProbeResult>{items}</ProbeResult></ProbeResponse></soap:Body></soap:Envelope>"#
+        )
+    };
+    let xml = canonical("<string>a&#x0;b&#x1B;c</string><string>&#27;&#0;</string>");
+    let expected = ArrayOfString(vec![
+        Some("a\0b\u{1B}c".to_string()),
+        Some("\u{1B}\0".to_string()),
+    ]);
+    let fast = read_response_canonical::<ArrayOfString>(xml.as_bytes(), NS, "Probe", 64);
+    assert_eq!(fast, Some(Ok(Reply::Result(expected.clone()))));
+    let full = read_response_in_full::<ArrayOfString>(xml.as_bytes(), NS, "Probe", 64);
+    assert_eq!(full, Ok(Reply::Result(expected)));
+
+    // A text result too (the fast path for plain text results leaves it to
+    // the scanner, which decodes it).
+    let text = ASMX_OK.replace("a1b2c3d4-e5f6-7890-abcd-ef1234567890", "k&#x1B;&#x0;");
+    assert_eq!(expect_key(&text), "k\u{1B}\0");
+
+    for bad in ["&#xD800;", "&#x110000;", "&#;", "&#x;", "&#-1;"] {
+        let xml = canonical(&format!("<string>{bad}</string>"));
+        let full = read_response_in_full::<ArrayOfString>(xml.as_bytes(), NS, "Probe", 64);
+        assert!(
+            matches!(&full, Err(e) if e.to_string().contains("bad character reference")),
+            "{bad}: {full:?}"
+        );
+        assert_eq!(
+            read_response_canonical::<ArrayOfString>(xml.as_bytes(), NS, "Probe", 64),
+            None,
+            "{bad}"
+        );
+        assert_eq!(
+            read_response::<ArrayOfString>(xml.as_bytes(), NS, "Probe", 64),
+            full
+        );
+    }
+}

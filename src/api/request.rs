@@ -414,8 +414,16 @@ pub struct TypeEntry {
     pub fields: &'static [FieldSpec],
     /// Reads a SOAP response whose `<ProbeResult>` holds a value of this
     /// type, and writes the value back into a response of the same shape.
-    pub round_trip: fn(&[u8], &str) -> Result<Vec<u8>, crate::wire::ReadError>,
+    pub round_trip: fn(&[u8], &str) -> Written,
+    /// The same through the fast path for canonical responses only
+    /// ([`read_response_canonical`](crate::wire::read_response_canonical)):
+    /// `None` when the response is not in the canonical shape.
+    pub canonical_round_trip: fn(&[u8], &str) -> Option<Written>,
 }
+
+/// What a [`TypeEntry`] write-after-read gives: the response written back,
+/// or why the value could not be read.
+pub type Written = Result<Vec<u8>, crate::wire::ReadError>;
 
 impl std::fmt::Debug for TypeEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -435,6 +443,7 @@ impl TypeEntry {
             name,
             fields,
             round_trip: round_trip::<T>,
+            canonical_round_trip: canonical_round_trip::<T>,
         }
     }
 }
@@ -443,12 +452,29 @@ fn round_trip<T: crate::wire::ResultValue>(
     xml: &[u8],
     namespace: &str,
 ) -> Result<Vec<u8>, crate::wire::ReadError> {
-    use crate::wire::{read_response_in_full, write_response, Reply, SoapVersion};
-    let value = match read_response_in_full::<T>(xml, namespace, "Probe", 256)? {
+    let reply = crate::wire::read_response_in_full::<T>(xml, namespace, "Probe", 256);
+    write_back(reply, namespace, xml.len())
+}
+
+fn canonical_round_trip<T: crate::wire::ResultValue>(
+    xml: &[u8],
+    namespace: &str,
+) -> Option<Result<Vec<u8>, crate::wire::ReadError>> {
+    let reply = crate::wire::read_response_canonical::<T>(xml, namespace, "Probe", 256)?;
+    Some(write_back(reply, namespace, xml.len()))
+}
+
+fn write_back<T: crate::wire::ResultValue>(
+    reply: Result<crate::wire::Reply<T>, crate::wire::ReadError>,
+    namespace: &str,
+    size: usize,
+) -> Result<Vec<u8>, crate::wire::ReadError> {
+    use crate::wire::{write_response, Reply, SoapVersion};
+    let value = match reply? {
         Reply::Result(value) => value,
         Reply::Fault(_) => return Err(crate::wire::ReadError::Malformed("a fault".into())),
     };
-    let mut out = Vec::with_capacity(xml.len());
+    let mut out = Vec::with_capacity(size);
     write_response(&mut out, SoapVersion::V11, namespace, "Probe", |w| {
         value.write(w)
     });

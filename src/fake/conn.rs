@@ -47,12 +47,29 @@ enum Phase {
 }
 
 #[derive(Debug)]
-struct Activity(Mutex<Phase>);
+struct Activity {
+    phase: Mutex<Phase>,
+    /// While an answer is being written: when its body last gave the socket
+    /// a piece. The body is asked again only once the client has taken the
+    /// previous one, so a long gap means the client stopped reading.
+    sending: Mutex<Option<Instant>>,
+}
 
 impl Activity {
+    fn new() -> Self {
+        Activity {
+            phase: Mutex::new(Phase::Idle(Instant::now())),
+            sending: Mutex::new(None),
+        }
+    }
+
     fn phase(&self) -> MutexGuard<'_, Phase> {
         // Each update is one assignment: a poisoned lock is still consistent.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.phase.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sending(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.sending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn bytes_read(&self) {
@@ -66,7 +83,11 @@ impl Activity {
         match *self.phase() {
             Phase::Idle(since) => since.elapsed() >= timeouts.idle,
             Phase::Head(since) => since.elapsed() >= timeouts.header,
-            Phase::Busy(_) => false,
+            // A request being handled is never cut; an answer whose reader
+            // stopped taking it for the idle timeout is.
+            Phase::Busy(_) => self
+                .sending()
+                .is_some_and(|since| since.elapsed() >= timeouts.idle),
         }
     }
 }
@@ -92,6 +113,48 @@ impl Drop for Busy {
             Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
             _ => Phase::Idle(Instant::now()),
         };
+    }
+}
+
+/// An answer's body holding its request's [`Busy`] mark until it is written
+/// out (or dropped).
+struct Guarded {
+    body: axum::body::Body,
+    busy: Busy,
+}
+
+impl Guarded {
+    fn new(body: axum::body::Body, busy: Busy) -> Self {
+        *busy.0.sending() = Some(Instant::now());
+        Guarded { body, busy }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        *self.busy.0.sending() = None;
+    }
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        *this.busy.0.sending() = Some(Instant::now());
+        Pin::new(&mut this.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -254,7 +317,7 @@ async fn connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Arc::new(Activity(Mutex::new(Phase::Idle(Instant::now()))));
+    let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
         io: stream,
         activity: activity.clone(),
@@ -267,8 +330,11 @@ async fn connection<S>(
         async move {
             let response =
                 tower_service::Service::call(&mut router, request.map(axum::body::Body::new)).await;
-            drop(busy);
-            response
+            // The request stays in progress until its answer is written out:
+            // a download streamed for minutes is not an idle connection.
+            response.map(|response| {
+                response.map(|body| axum::body::Body::new(Guarded::new(body, busy)))
+            })
         }
     });
     // The watchdog below keeps the time limits; hyper's own header timer

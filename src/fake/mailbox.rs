@@ -282,7 +282,9 @@ fn edifact_address(content: &[u8]) -> Result<Address, String> {
     // release character.
     let mut elements: Vec<Vec<Vec<u8>>> = vec![vec![Vec::new()]];
     let mut escaped = false;
-    for &b in rest {
+    // A UNB segment is short: a file with no terminator early on is not
+    // scanned to its end.
+    for &b in rest.iter().take(MAX_UNB) {
         if escaped {
             push_byte(&mut elements, b);
             escaped = false;
@@ -309,6 +311,9 @@ fn edifact_address(content: &[u8]) -> Result<Address, String> {
     let qualifier = recipient.get(1).map(Vec::as_slice).unwrap_or_default();
     address(qualifier, id, "the UNB recipient")
 }
+
+/// The most bytes of a UNB segment read.
+const MAX_UNB: usize = 4096;
 
 fn push_byte(elements: &mut [Vec<Vec<u8>>], b: u8) {
     if let Some(component) = elements.last_mut().and_then(|e| e.last_mut()) {
@@ -810,6 +815,9 @@ mod tests {
         assert!(address_of(b"ISA*00*").is_err());
         assert!(address_of(b"hello").is_err());
         assert!(address_of(b"UNB+UNOA:1+ALICE:ZZ'").is_err());
+        // Only the first 4 KiB are read for the UNB segment.
+        let long = format!("UNB+UNOA:1+{}:ZZ+BOB:ZZ'", "A".repeat(5000));
+        assert!(address_of(long.as_bytes()).is_err());
     }
 
     #[test]

@@ -23,6 +23,37 @@
 //! Authorization follows the service's documented levels: a user may read and
 //! rotate their own key; `NetworkAdmin` may act on users of its own network;
 //! `NetOps`, `TechOps` and `Root` on anyone; everyone else only on themselves.
+//!
+//! It also models the mailbox: every user has a network, a mailbox and an
+//! ECGrid ID; uploads are routed by their EDI envelope or explicit ECGrid
+//! IDs; the SOAP parcel operations and the REST v2 parcel routes share one
+//! state; downloads and uploads stream. [`FakeServer::deliver`] fills an
+//! inbox, and [`FakeServer::parcel`], [`FakeServer::events`] and
+//! [`FakeServerBuilder::on_parcel_event`] let a test check what happened and
+//! in which order:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use ecgridos::api::parcel::{ParcelDownloadConfirm, ParcelInBox};
+//! use ecgridos::fake::{FakeServer, ParcelEventKind};
+//! use ecgridos::{Client, SessionId};
+//!
+//! let server = FakeServer::start().await?;
+//! let id = server.deliver("bob", "order.edi", b"UNB+UNOA:1+ACME:ZZ+BOB:ZZ'".to_vec()).expect("bob exists");
+//! let client = Client::builder().endpoint(server.soap_url()).build()?;
+//! let bob = SessionId::from(server.user("bob").expect("seeded").api_key.expect("has a key"));
+//! let mut list = ParcelInBox::default();
+//! list.session_id = Some(bob.clone());
+//! let inbox = client.call(list).await?.expect("a collection");
+//! assert_eq!(inbox.total_records, 1);
+//! let mut confirm = ParcelDownloadConfirm::default();
+//! confirm.session_id = Some(bob);
+//! confirm.parcel_id = id;
+//! assert!(client.call(confirm).await?);
+//! let kinds: Vec<_> = server.parcel_events(id).iter().map(|e| e.kind).collect();
+//! assert_eq!(kinds, [ParcelEventKind::Delivered, ParcelEventKind::Confirmed]);
+//! # Ok(()) }
+//! ```
 
 mod conn;
 mod download;
@@ -533,6 +564,12 @@ impl FakeServer {
     /// the request arrives decoded into its generated struct; the handler's
     /// result is encoded from the generated type, or its [`StubFault`] sent
     /// as a fault. Replaces an earlier handler of `R`.
+    ///
+    /// A stub also overrides a parcel or mailbox operation the fake models
+    /// (over SOAP; REST keeps the model), so a test can answer, say, a
+    /// `ParcelDownload` whose `Bytes` disagree with its content. A stubbed
+    /// upload's content arrives empty: the fake decodes it as it streams in
+    /// and hands it only to its own model.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {

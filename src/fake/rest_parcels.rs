@@ -443,19 +443,34 @@ pub(super) fn event_json(e: &ParcelEvent) -> Value {
         "kind": e.kind.as_str(),
         "noUpdate": no_update,
         "at": time(e.at),
+        "atUnixNanos": e
+            .at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0),
     })
 }
 
-/// `GET /__fake/events[?parcelId=N]`: the fake's parcel event log, for
-/// tests of a separate `serve-mock` process. Fake-only: the real service
-/// has nothing like it. Needs no credential.
+/// `GET /__fake/events[?parcelId=N][&since=SEQ]`: the fake's parcel event
+/// log (of one parcel; after sequence number `since`), for tests of a
+/// separate `serve-mock` process. Each event: `seq`, `parcelId`, `kind`,
+/// `noUpdate` (downloads), `at` and `atUnixNanos`. Fake-only: the real
+/// service has nothing like it. Needs no credential.
 async fn events(AxumState(shared): AxumState<Arc<Shared>>, uri: axum::http::Uri) -> Response {
-    let parcel = uri.query().and_then(|q| {
-        q.split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| k.eq_ignore_ascii_case("parcelId"))
-            .and_then(|(_, v)| v.parse::<i64>().ok())
-    });
-    let log = shared.state.events(parcel);
-    ok(Value::Array(log.iter().map(event_json).collect()))
+    let query = |name: &str| {
+        uri.query().and_then(|q| {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.parse::<i64>().ok())
+        })
+    };
+    let since = query("since").unwrap_or(0);
+    let log = shared.state.events(query("parcelId"));
+    ok(Value::Array(
+        log.iter()
+            .filter(|e| i64::try_from(e.seq).unwrap_or(i64::MAX) > since)
+            .map(event_json)
+            .collect(),
+    ))
 }

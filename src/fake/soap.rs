@@ -193,7 +193,7 @@ pub(super) async fn handle(
     };
     if let Some(name) = named
         .map(|e| e.info.name)
-        .filter(|n| is_mailbox_operation(n))
+        .filter(|n| is_mailbox_operation(n) && !shared.stubs.contains(n))
     {
         if request.operation != name || !request.operation_qualified {
             return framework_fault(
@@ -642,67 +642,105 @@ pub(super) fn answer_mailbox(
             per_page,
         ))
     };
+    // An upload from `mailbox` (0: the caller's), routed by `ids` or by its
+    // envelope.
+    // `declared` is the `Bytes` parameter of the binary forms: it must match
+    // the content, or nothing is stored.
+    let upload = |c: Option<&str>,
+                  mailbox: i32,
+                  file: Option<String>,
+                  (bytes, declared): (Bytes, Option<i32>),
+                  ids| {
+        if let Some(declared) = declared.filter(|d| usize::try_from(*d).ok() != Some(bytes.len())) {
+            return Err(Denial::InvalidParameter(format!(
+                "Bytes is {declared} but Content holds {} bytes",
+                bytes.len()
+            )));
+        }
+        state
+            .upload(c, mailbox, &file.unwrap_or_default(), bytes, ids)
+            .map(clamp_parcel_id)
+    };
+    // An archive listing of `mailbox`: inbound or outbound, within the
+    // dates, filtered by ECGrid IDs, paged as asked.
+    let archive = |c: Option<&str>,
+                   mailbox: i32,
+                   outbound: bool,
+                   (begin, end): (&DateTime, &DateTime),
+                   (from, to): (i32, i32),
+                   (page_no, per_page): (i16, i16)| {
+        let (b, e) = window(begin, end);
+        let listing = if outbound {
+            Listing::OutBoxArchive(b, e)
+        } else {
+            Listing::InBoxArchive(b, e)
+        };
+        let filter = Filter {
+            from,
+            to,
+            status: None,
+        };
+        state
+            .list(c, mailbox, listing, &filter)
+            .map(|v| paged(v, page_no, per_page))
+    };
     let response = match name {
         n if n == parcel::ParcelUpload::INFO.name => {
             ctx.typed(&params, "Content", |r: parcel::ParcelUpload, c| {
-                let bytes = binary(&streamed, r.content);
-                state
-                    .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, None)
-                    .map(clamp_parcel_id)
+                upload(
+                    c,
+                    0,
+                    r.file_name,
+                    (binary(&streamed, r.content), Some(r.bytes)),
+                    None,
+                )
             })
         }
         n if n == parcel::ParcelUploadA::INFO.name => {
             ctx.typed(&params, "ContentBase64", |r: parcel::ParcelUploadA, c| {
-                let bytes = text(&streamed, r.content_base64)?;
-                state
-                    .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, None)
-                    .map(clamp_parcel_id)
+                upload(
+                    c,
+                    0,
+                    r.file_name,
+                    (text(&streamed, r.content_base64)?, None),
+                    None,
+                )
             })
         }
         n if n == parcel::ParcelUploadEx::INFO.name => {
             ctx.typed(&params, "Content", |r: parcel::ParcelUploadEx, c| {
                 let bytes = binary(&streamed, r.content);
-                state
-                    .upload(
-                        c,
-                        r.mailbox_id,
-                        &r.file_name.unwrap_or_default(),
-                        bytes,
-                        None,
-                    )
-                    .map(clamp_parcel_id)
+                upload(c, r.mailbox_id, r.file_name, (bytes, Some(r.bytes)), None)
             })
         }
         n if n == parcel::ParcelUploadExA::INFO.name => {
             ctx.typed(&params, "ContentBase64", |r: parcel::ParcelUploadExA, c| {
                 let bytes = text(&streamed, r.content_base64)?;
-                state
-                    .upload(
-                        c,
-                        r.mailbox_id,
-                        &r.file_name.unwrap_or_default(),
-                        bytes,
-                        None,
-                    )
-                    .map(clamp_parcel_id)
+                upload(c, r.mailbox_id, r.file_name, (bytes, None), None)
             })
         }
         n if n == parcel::ParcelUploadMft::INFO.name => {
             ctx.typed(&params, "ECGridIDTo", |r: parcel::ParcelUploadMft, c| {
-                let bytes = binary(&streamed, r.content);
                 let ids = Some((r.ec_grid_id_from, r.ec_grid_id_to));
-                state
-                    .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, ids)
-                    .map(clamp_parcel_id)
+                upload(
+                    c,
+                    0,
+                    r.file_name,
+                    (binary(&streamed, r.content), Some(r.bytes)),
+                    ids,
+                )
             })
         }
         n if n == parcel::ParcelUploadMftA::INFO.name => {
             ctx.typed(&params, "ECGridIDTo", |r: parcel::ParcelUploadMftA, c| {
-                let bytes = text(&streamed, r.content_base64)?;
                 let ids = Some((r.ec_grid_id_from, r.ec_grid_id_to));
-                state
-                    .upload(c, 0, &r.file_name.unwrap_or_default(), bytes, ids)
-                    .map(clamp_parcel_id)
+                upload(
+                    c,
+                    0,
+                    r.file_name,
+                    (text(&streamed, r.content_base64)?, None),
+                    ids,
+                )
             })
         }
         n if n == parcel::ParcelInBox::INFO.name => {
@@ -736,30 +774,20 @@ pub(super) fn answer_mailbox(
         }
         n if n == parcel::ParcelInBoxArchive::INFO.name => {
             ctx.typed(&params, "BeginDate", |r: parcel::ParcelInBoxArchive, c| {
-                let (b, e) = window(&r.begin_date, &r.end_date);
-                let filter = Filter {
-                    from: r.ec_grid_id_from,
-                    to: r.ec_grid_id_to,
-                    status: None,
-                };
-                state
-                    .list(c, 0, Listing::InBoxArchive(b, e), &filter)
-                    .map(|v| paged(v, r.page_no, r.records_per_page))
+                let span = (&r.begin_date, &r.end_date);
+                let ids = (r.ec_grid_id_from, r.ec_grid_id_to);
+                let page = (r.page_no, r.records_per_page);
+                archive(c, 0, false, span, ids, page)
             })
         }
         n if n == parcel::ParcelInBoxArchiveEx::INFO.name => ctx.typed(
             &params,
             "MailboxID",
             |r: parcel::ParcelInBoxArchiveEx, c| {
-                let (b, e) = window(&r.begin_date, &r.end_date);
-                let filter = Filter {
-                    from: r.ec_grid_id_from,
-                    to: r.ec_grid_id_to,
-                    status: None,
-                };
-                state
-                    .list(c, r.mailbox_id, Listing::InBoxArchive(b, e), &filter)
-                    .map(|v| paged(v, r.page_no, r.records_per_page))
+                let span = (&r.begin_date, &r.end_date);
+                let ids = (r.ec_grid_id_from, r.ec_grid_id_to);
+                let page = (r.page_no, r.records_per_page);
+                archive(c, r.mailbox_id, false, span, ids, page)
             },
         ),
         n if n == parcel::ParcelOutBoxInProcess::INFO.name => ctx.typed(
@@ -782,30 +810,20 @@ pub(super) fn answer_mailbox(
         ),
         n if n == parcel::ParcelOutBoxArchive::INFO.name => {
             ctx.typed(&params, "BeginDate", |r: parcel::ParcelOutBoxArchive, c| {
-                let (b, e) = window(&r.begin_date, &r.end_date);
-                let filter = Filter {
-                    from: r.ec_grid_id_from,
-                    to: r.ec_grid_id_to,
-                    status: None,
-                };
-                state
-                    .list(c, 0, Listing::OutBoxArchive(b, e), &filter)
-                    .map(|v| paged(v, r.page_no, r.records_per_page))
+                let span = (&r.begin_date, &r.end_date);
+                let ids = (r.ec_grid_id_from, r.ec_grid_id_to);
+                let page = (r.page_no, r.records_per_page);
+                archive(c, 0, true, span, ids, page)
             })
         }
         n if n == parcel::ParcelOutBoxArchiveEx::INFO.name => ctx.typed(
             &params,
             "MailboxID",
             |r: parcel::ParcelOutBoxArchiveEx, c| {
-                let (b, e) = window(&r.begin_date, &r.end_date);
-                let filter = Filter {
-                    from: r.ec_grid_id_from,
-                    to: r.ec_grid_id_to,
-                    status: None,
-                };
-                state
-                    .list(c, r.mailbox_id, Listing::OutBoxArchive(b, e), &filter)
-                    .map(|v| paged(v, r.page_no, r.records_per_page))
+                let span = (&r.begin_date, &r.end_date);
+                let ids = (r.ec_grid_id_from, r.ec_grid_id_to);
+                let page = (r.page_no, r.records_per_page);
+                archive(c, r.mailbox_id, true, span, ids, page)
             },
         ),
         n if n == parcel::ParcelDownload::INFO.name => ctx.download(

@@ -36,7 +36,9 @@ pub struct SeedUser {
     /// `NetworkID`.
     #[serde(default = "one")]
     pub network_id: i32,
-    /// `MailboxID`.
+    /// `MailboxID`; 0 (the default) makes the fake assign the next free
+    /// number from 100. Each user also gets an ECGrid ID, 500000 + UserID,
+    /// qualifier `ZZ`, ID the login in capitals.
     #[serde(default)]
     pub mailbox_id: i32,
 }
@@ -956,6 +958,38 @@ mod tests {
             Err(Denial::Authentication(_))
         ));
         assert!(s.login(Some("admin"), Some("wrong")).is_err());
+    }
+
+    #[test]
+    fn every_user_gets_a_mailbox_and_an_ecgrid_id() {
+        let json = r#"[{"user_id":7,"login":"x","password":"p","auth_level":"Root"},
+                       {"user_id":8,"login":"y","password":"p","auth_level":"Root","network_id":3}]"#;
+        let users: Vec<SeedUser> = serde_json::from_str(json).unwrap();
+        let s = State::new(users, Duration::from_secs(1)).unwrap();
+        let boxes = s.user_mailboxes();
+        assert_eq!(
+            boxes,
+            [
+                UserMailbox {
+                    user_id: 7,
+                    network_id: 1,
+                    mailbox_id: 100,
+                    ecgrid_id: 500_007
+                },
+                UserMailbox {
+                    user_id: 8,
+                    network_id: 3,
+                    mailbox_id: 101,
+                    ecgrid_id: 500_008
+                },
+            ]
+        );
+        assert!(s.users().iter().all(|u| u.mailbox_id >= 100));
+        // A mailbox cannot sit in two networks.
+        let clash = r#"[{"user_id":1,"login":"a","password":"p","auth_level":"Root","mailbox_id":5},
+                        {"user_id":2,"login":"b","password":"p","auth_level":"Root","mailbox_id":5,"network_id":2}]"#;
+        let users: Vec<SeedUser> = serde_json::from_str(clash).unwrap();
+        assert!(State::new(users, Duration::from_secs(1)).is_err());
     }
 
     #[test]

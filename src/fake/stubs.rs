@@ -86,6 +86,11 @@ impl Stubs {
             .insert(name, Arc::new(erased));
     }
 
+    /// Whether operation `name` has a handler.
+    pub(super) fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
     fn get(&self, name: &str) -> Option<Arc<Handler>> {
         self.0
             .lock()

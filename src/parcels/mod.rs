@@ -70,8 +70,6 @@ pub mod inbound;
 pub mod names;
 mod upload;
 
-use std::path::Path;
-
 use crate::api::enums::{Direction, ParcelStatus};
 use crate::api::parcel::{
     ParcelDownload, ParcelDownloadConfirm, ParcelDownloadReset, ParcelInBox, ParcelInBoxEx,
@@ -404,40 +402,5 @@ impl ParcelClient {
                 &c.parcel_info(rest_auth(cred), parcel_id).await?,
             )),
         }
-    }
-
-    /// Uploads the file at `path` under `file_name` (`ParcelUpload`,
-    /// `ParcelUploadEx` or `ParcelUploadMft` by `route`; REST `POST
-    /// /v2/parcels/upload`) and returns the new parcel's ID. The file is
-    /// read and base64-encoded into the request as it is sent (memory stays
-    /// constant); `progress` sees the count of file bytes sent. A file that
-    /// changes size meanwhile stops the upload with [`Error::Io`].
-    ///
-    /// Never sent twice once any of it may have left: when the answer is
-    /// lost the call fails with [`Error::OutcomeUnknown`]; then look for
-    /// the parcel with [`find_upload`](Self::find_upload) instead of
-    /// uploading again.
-    pub async fn upload_file(
-        &self,
-        cred: &Credential,
-        path: &Path,
-        file_name: &str,
-        route: &UploadRoute,
-        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
-    ) -> Result<i64> {
-        upload::upload_file(self, cred, path, file_name, route, progress).await
-    }
-
-    /// Looks for an upload in the outbox listings by file name, size and
-    /// time window (SOAP: `ParcelOutBoxInProcess`, then
-    /// `ParcelOutBoxArchive` over the window, page by page; REST:
-    /// `outbox-list` over the window, page by page). See [`UploadProbe`]
-    /// for how to use it after an upload whose outcome is unknown.
-    pub async fn find_upload(
-        &self,
-        cred: &Credential,
-        probe: &UploadProbe,
-    ) -> Result<UploadSearch> {
-        upload::find_upload(self, cred, probe).await
     }
 }

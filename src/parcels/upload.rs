@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::http::UploadFile;
 use crate::rest::{RestParcelQuery, RestRoute};
 use crate::rotation::Credential;
-use crate::wire::{Base64, DateTime, Offset};
+use crate::wire::{Base64, DateTime};
 
 /// Where an upload goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,8 +108,8 @@ impl UploadProbe {
     /// date matches on name and size alone.
     pub fn matches(&self, parcel: &ParcelSummary) -> bool {
         let in_window = parcel.date.as_ref().is_none_or(|d| {
-            let t = seconds(d);
-            seconds(&self.not_before) <= t && t <= seconds(&self.not_after)
+            let t = d.unix_seconds();
+            self.not_before.unix_seconds() <= t && t <= self.not_after.unix_seconds()
         });
         parcel.file_name == self.file_name
             && u64::try_from(parcel.bytes).ok() == Some(self.bytes)
@@ -132,139 +132,185 @@ pub enum UploadSearch {
 pub(crate) fn utc(t: SystemTime) -> DateTime {
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or_default();
-    let days = i64::try_from(secs / 86_400).unwrap_or_default();
-    let rest = secs % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let text = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    );
-    text.parse().unwrap_or_default()
+    DateTime::from_unix_seconds(secs).unwrap_or_default()
 }
 
-/// Seconds since 1970-01-01 UTC of `t` (no offset counts as UTC).
-fn seconds(t: &DateTime) -> i64 {
-    let (year, month, day) = t.date();
-    let (hour, minute, second) = t.time();
-    let (y, m) = if month <= 2 {
-        (i64::from(year) - 1, i64::from(month) + 9)
-    } else {
-        (i64::from(year), i64::from(month) - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let doy = (153 * m + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let offset = match t.offset() {
-        Offset::Minutes(m) => i64::from(m) * 60,
-        _ => 0,
-    };
-    days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second) - offset
-}
-
-pub(super) async fn upload_file(
-    client: &ParcelClient,
-    cred: &Credential,
-    path: &Path,
-    file_name: &str,
-    route: &UploadRoute,
-    progress: Option<&(dyn Fn(u64) + Send + Sync)>,
-) -> Result<i64> {
-    if file_name.is_empty() {
-        return Err(Error::invalid_input("file name", "must not be empty"));
-    }
-    crate::operations::check_xml_chars("file name", file_name, false)?;
-    let size = tokio::fs::metadata(path)
-        .await
-        .map_err(|source| Error::Io {
-            operation: "upload",
-            context: "reading the size of the file to upload".into(),
-            source,
-        })?
-        .len();
-    // The SOAP `Bytes` parameter is an `s:int`.
-    let bytes = i32::try_from(size).map_err(|_| {
-        Error::invalid_input(
-            "file",
-            format!("{size} bytes is more than a parcel may hold ({})", i32::MAX),
-        )
-    })?;
-    let file = UploadFile {
-        path: path.to_path_buf(),
-        size,
-    };
-    let file_name = file_name.to_string();
-    match client {
-        ParcelClient::Soap(c) => {
-            let session_id = Some(session(cred));
-            let content = Some(Base64::default());
-            let id = match *route {
-                UploadRoute::FromHeaders => {
-                    let op = ParcelUpload {
-                        session_id,
-                        file_name: Some(file_name),
-                        bytes,
-                        content,
-                    };
-                    c.upload_from(op, &file, progress).await?
-                }
-                UploadRoute::Mailbox {
-                    network_id,
-                    mailbox_id,
-                } => {
-                    let op = ParcelUploadEx {
-                        session_id,
+impl ParcelClient {
+    /// Uploads the file at `path` under `file_name` (`ParcelUpload`,
+    /// `ParcelUploadEx` or `ParcelUploadMft` by `route`; REST `POST
+    /// /v2/parcels/upload`) and returns the new parcel's ID. The file is
+    /// read and base64-encoded into the request as it is sent (memory stays
+    /// constant); `progress` sees the count of file bytes sent. A file that
+    /// changes size meanwhile stops the upload with [`Error::Io`].
+    ///
+    /// Never sent twice once any of it may have left: when the answer is
+    /// lost the call fails with [`Error::OutcomeUnknown`]; then look for
+    /// the parcel with [`find_upload`](Self::find_upload) instead of
+    /// uploading again.
+    pub async fn upload_file(
+        &self,
+        cred: &Credential,
+        path: &Path,
+        file_name: &str,
+        route: &UploadRoute,
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<i64> {
+        if file_name.is_empty() {
+            return Err(Error::invalid_input("file name", "must not be empty"));
+        }
+        crate::operations::check_xml_chars("file name", file_name, false)?;
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|source| Error::Io {
+                operation: "upload",
+                context: "reading the size of the file to upload".into(),
+                source,
+            })?
+            .len();
+        // The SOAP `Bytes` parameter is an `s:int`.
+        let bytes = i32::try_from(size).map_err(|_| {
+            Error::invalid_input(
+                "file",
+                format!("{size} bytes is more than a parcel may hold ({})", i32::MAX),
+            )
+        })?;
+        let file = UploadFile {
+            path: path.to_path_buf(),
+            size,
+        };
+        let file_name = file_name.to_string();
+        match self {
+            ParcelClient::Soap(c) => {
+                let session_id = Some(session(cred));
+                let content = Some(Base64::default());
+                let id = match *route {
+                    UploadRoute::FromHeaders => {
+                        let op = ParcelUpload {
+                            session_id,
+                            file_name: Some(file_name),
+                            bytes,
+                            content,
+                        };
+                        c.upload_from(op, &file, progress).await?
+                    }
+                    UploadRoute::Mailbox {
                         network_id,
                         mailbox_id,
-                        file_name: Some(file_name),
-                        bytes,
-                        content,
-                    };
-                    c.upload_from(op, &file, progress).await?
-                }
-                UploadRoute::Ids { from, to } => {
-                    let op = ParcelUploadMft {
-                        session_id,
-                        file_name: Some(file_name),
-                        bytes,
-                        content,
-                        ec_grid_id_from: from,
-                        ec_grid_id_to: to,
-                    };
-                    c.upload_from(op, &file, progress).await?
-                }
-            };
-            Ok(i64::from(id))
+                    } => {
+                        let op = ParcelUploadEx {
+                            session_id,
+                            network_id,
+                            mailbox_id,
+                            file_name: Some(file_name),
+                            bytes,
+                            content,
+                        };
+                        c.upload_from(op, &file, progress).await?
+                    }
+                    UploadRoute::Ids { from, to } => {
+                        let op = ParcelUploadMft {
+                            session_id,
+                            file_name: Some(file_name),
+                            bytes,
+                            content,
+                            ec_grid_id_from: from,
+                            ec_grid_id_to: to,
+                        };
+                        c.upload_from(op, &file, progress).await?
+                    }
+                };
+                Ok(i64::from(id))
+            }
+            ParcelClient::Rest(c) => {
+                let route = match *route {
+                    UploadRoute::FromHeaders => RestRoute::Headers,
+                    UploadRoute::Mailbox {
+                        network_id,
+                        mailbox_id,
+                    } => RestRoute::Mailbox {
+                        network_id,
+                        mailbox_id,
+                    },
+                    UploadRoute::Ids { from, to } => RestRoute::Ids { from, to },
+                };
+                c.upload_from(rest_auth(cred), &file_name, route, &file, progress)
+                    .await
+            }
         }
-        ParcelClient::Rest(c) => {
-            let route = match *route {
-                UploadRoute::FromHeaders => RestRoute::Headers,
-                UploadRoute::Mailbox {
-                    network_id,
-                    mailbox_id,
-                } => RestRoute::Mailbox {
-                    network_id,
-                    mailbox_id,
-                },
-                UploadRoute::Ids { from, to } => RestRoute::Ids { from, to },
-            };
-            c.upload_from(rest_auth(cred), &file_name, route, &file, progress)
-                .await
+    }
+
+    /// Looks for an upload in the outbox listings by file name, size and
+    /// time window (SOAP: `ParcelOutBoxInProcess`, then
+    /// `ParcelOutBoxArchive` over the window, page by page; REST:
+    /// `outbox-list` over the window, page by page). See [`UploadProbe`]
+    /// for how to use it after an upload whose outcome is unknown.
+    pub async fn find_upload(
+        &self,
+        cred: &Credential,
+        probe: &UploadProbe,
+    ) -> Result<UploadSearch> {
+        let mut found: Vec<ParcelSummary> = Vec::new();
+        let mut keep = |parcels: Vec<ParcelSummary>| {
+            for p in parcels {
+                if probe.matches(&p) && !found.iter().any(|f| f.parcel_id == p.parcel_id) {
+                    found.push(p);
+                }
+            }
+        };
+        match self {
+            ParcelClient::Soap(c) => {
+                let session_id = Some(session(cred));
+                keep(summaries(
+                    c.call(ParcelOutBoxInProcess {
+                        session_id: session_id.clone(),
+                    })
+                    .await?,
+                ));
+                for page_no in 1..=MAX_PAGES {
+                    let page = c
+                        .call(ParcelOutBoxArchive {
+                            session_id: session_id.clone(),
+                            begin_date: probe.not_before,
+                            end_date: probe.not_after,
+                            page_no,
+                            records_per_page: PAGE,
+                            ..ParcelOutBoxArchive::default()
+                        })
+                        .await?;
+                    let pages = page.as_ref().map_or(0, |p| p.total_pages);
+                    let parcels = summaries(page);
+                    let last = parcels.len() < PAGE as usize || page_no >= pages;
+                    keep(parcels);
+                    if last {
+                        break;
+                    }
+                }
+            }
+            ParcelClient::Rest(c) => {
+                for page_no in 1..=MAX_PAGES as u32 {
+                    let query = RestParcelQuery {
+                        begin_date: Some(probe.not_before.to_string()),
+                        end_date: Some(probe.not_after.to_string()),
+                        page_no: Some(page_no),
+                        records_per_page: Some(PAGE as u32),
+                        ..RestParcelQuery::default()
+                    };
+                    let parcels = c.outbox_list(rest_auth(cred), &query).await?;
+                    let last = parcels.len() < PAGE as usize;
+                    keep(parcels.iter().map(ParcelSummary::from_rest).collect());
+                    if last {
+                        break;
+                    }
+                }
+            }
         }
+        Ok(match found.len() {
+            0 => UploadSearch::NotFound,
+            1 => UploadSearch::Found(found.remove(0)),
+            _ => UploadSearch::Ambiguous(found),
+        })
     }
 }
 
@@ -273,73 +319,6 @@ const PAGE: i16 = 100;
 /// The most pages read in one search (a bound on a service that never ends
 /// its listing).
 const MAX_PAGES: i16 = 1000;
-
-pub(super) async fn find_upload(
-    client: &ParcelClient,
-    cred: &Credential,
-    probe: &UploadProbe,
-) -> Result<UploadSearch> {
-    let mut found: Vec<ParcelSummary> = Vec::new();
-    let mut keep = |parcels: Vec<ParcelSummary>| {
-        for p in parcels {
-            if probe.matches(&p) && !found.iter().any(|f| f.parcel_id == p.parcel_id) {
-                found.push(p);
-            }
-        }
-    };
-    match client {
-        ParcelClient::Soap(c) => {
-            let session_id = Some(session(cred));
-            keep(summaries(
-                c.call(ParcelOutBoxInProcess {
-                    session_id: session_id.clone(),
-                })
-                .await?,
-            ));
-            for page_no in 1..=MAX_PAGES {
-                let page = c
-                    .call(ParcelOutBoxArchive {
-                        session_id: session_id.clone(),
-                        begin_date: probe.not_before,
-                        end_date: probe.not_after,
-                        page_no,
-                        records_per_page: PAGE,
-                        ..ParcelOutBoxArchive::default()
-                    })
-                    .await?;
-                let pages = page.as_ref().map_or(0, |p| p.total_pages);
-                let parcels = summaries(page);
-                let last = parcels.len() < PAGE as usize || page_no >= pages;
-                keep(parcels);
-                if last {
-                    break;
-                }
-            }
-        }
-        ParcelClient::Rest(c) => {
-            for page_no in 1..=MAX_PAGES as u32 {
-                let query = RestParcelQuery {
-                    begin_date: Some(probe.not_before.to_string()),
-                    end_date: Some(probe.not_after.to_string()),
-                    page_no: Some(page_no),
-                    records_per_page: Some(PAGE as u32),
-                    ..RestParcelQuery::default()
-                };
-                let parcels = c.outbox_list(rest_auth(cred), &query).await?;
-                let last = parcels.len() < PAGE as usize;
-                keep(parcels.iter().map(ParcelSummary::from_rest).collect());
-                if last {
-                    break;
-                }
-            }
-        }
-    }
-    Ok(match found.len() {
-        0 => UploadSearch::NotFound,
-        1 => UploadSearch::Found(found.remove(0)),
-        _ => UploadSearch::Ambiguous(found),
-    })
-}
 
 #[cfg(test)]
 mod tests {
@@ -350,12 +329,14 @@ mod tests {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         let dt = utc(t);
         assert_eq!(dt.to_string(), "2026-11-18T11:06:40Z");
-        assert_eq!(seconds(&dt), 1_795_000_000);
+        assert_eq!(dt.unix_seconds(), 1_795_000_000);
         let shifted: DateTime = "2026-11-18T12:06:40+01:00".parse().unwrap();
-        assert_eq!(seconds(&shifted), 1_795_000_000);
-        assert_eq!(seconds(&utc(SystemTime::UNIX_EPOCH)), 0);
+        assert_eq!(shifted.unix_seconds(), 1_795_000_000);
+        assert_eq!(utc(SystemTime::UNIX_EPOCH).unix_seconds(), 0);
         let leap: DateTime = "2024-02-29T00:00:00Z".parse().unwrap();
-        assert_eq!(seconds(&leap), 1_709_164_800);
+        assert_eq!(leap.unix_seconds(), 1_709_164_800);
+        assert_eq!(DateTime::from_unix_seconds(1_709_164_800), Some(leap));
+        assert_eq!(DateTime::from_unix_seconds(-62_135_596_801), None);
     }
 
     #[test]

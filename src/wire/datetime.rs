@@ -120,6 +120,74 @@ impl DateTime {
     pub fn is_never(&self) -> bool {
         self.date() == (1, 1, 1) && self.time() == (0, 0, 0) && self.fraction == 0
     }
+
+    /// Whole seconds since 1970-01-01T00:00:00Z (proleptic Gregorian; the
+    /// fraction is dropped). A dateTime written without an offset counts as
+    /// UTC.
+    ///
+    /// ```
+    /// use ecgridos::wire::DateTime;
+    /// let t: DateTime = "2026-11-18T12:06:40+01:00".parse().unwrap();
+    /// assert_eq!(t.unix_seconds(), 1_795_000_000);
+    /// ```
+    pub fn unix_seconds(&self) -> i64 {
+        // Days from the civil date (Howard Hinnant's algorithm).
+        let (y, m) = if self.month <= 2 {
+            (i64::from(self.year) - 1, i64::from(self.month) + 9)
+        } else {
+            (i64::from(self.year), i64::from(self.month) - 3)
+        };
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let doy = (153 * m + 2) / 5 + i64::from(self.day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let offset = match self.offset {
+            Offset::Minutes(m) => i64::from(m) * 60,
+            _ => 0,
+        };
+        days * 86_400
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second)
+            - offset
+    }
+
+    /// The UTC dateTime (`Z`, whole seconds) `seconds` after
+    /// 1970-01-01T00:00:00Z; `None` outside years 1 to 9999.
+    ///
+    /// ```
+    /// use ecgridos::wire::DateTime;
+    /// let t = DateTime::from_unix_seconds(1_795_000_000).unwrap();
+    /// assert_eq!(t.to_string(), "2026-11-18T11:06:40Z");
+    /// ```
+    pub fn from_unix_seconds(seconds: i64) -> Option<DateTime> {
+        let days = seconds.div_euclid(86_400);
+        let rest = seconds.rem_euclid(86_400);
+        // The civil date of a day count (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Some(DateTime {
+            year: u16::try_from(year)
+                .ok()
+                .filter(|y| (1..=9999).contains(y))?,
+            month: u8::try_from(month).ok()?,
+            day: u8::try_from(day).ok()?,
+            hour: u8::try_from(rest / 3600).ok()?,
+            minute: u8::try_from(rest / 60 % 60).ok()?,
+            second: u8::try_from(rest % 60).ok()?,
+            fraction: 0,
+            digits: 0,
+            offset: Offset::Utc,
+        })
+    }
 }
 
 impl FromStr for DateTime {

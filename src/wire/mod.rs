@@ -4,6 +4,7 @@
 //! byte for byte and benchmarked on its own. It depends on nothing else in the
 //! crate but [`crate::secret`].
 
+mod canonical;
 mod dataset;
 mod datetime;
 mod envelope;
@@ -18,13 +19,13 @@ pub use datetime::{DateTime, DateTimeError, Offset};
 pub use envelope::{write_fault, write_request, write_response, XmlWriter};
 pub use fault::{EcgridDetail, FaultCategory, FaultCode, SoapFault};
 pub use reader::{
-    read_request, read_response, read_response_in_full, Ns, Reply, RequestParam, SoapRequest,
-    Start, XmlCursor,
+    read_request, read_response, read_response_canonical, read_response_in_full, Ns, Reply,
+    RequestParam, SoapRequest, Start, XmlCursor,
 };
 pub use typed::{
-    in_field, json_optional, json_repeated, read_items, read_slot, required, write_element,
-    write_items, write_optional, write_repeated, Base64, FieldSpec, Occurs, Slot, TextValue,
-    XmlValue,
+    field_position, in_field, json_optional, json_repeated, read_items, read_slot, required,
+    write_element, write_items, write_optional, write_repeated, Base64, FieldSpec, Occurs, Slot,
+    TextValue, XmlValue,
 };
 pub(crate) use typed::{result_value, xml_array, xml_enum, xml_struct};
 pub use values::{AuthLevel, IntFlag, ResultValue, SessionInfo};

@@ -12,6 +12,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::{NamespaceResolver, QName, ResolveResult};
 use quick_xml::Reader;
 
+use super::canonical::{resolve_reference, Scanner};
 use super::fault::{EcgridDetail, FaultCategory, FaultCode, SoapFault};
 use super::values::ResultValue;
 use super::{ReadError, SoapVersion, SOAP11_ENVELOPE_NS, SOAP12_ENVELOPE_NS, XSI_NS};
@@ -80,7 +81,13 @@ enum Item<'x> {
 /// classification of the default namespace is kept until the scopes change,
 /// so that the common element (no prefix, no declaration) is classified
 /// without a lookup.
+///
+/// A cursor over a response in the canonical asmx shape reads through a
+/// byte scanner instead (see `canonical.rs`), and the quick-xml reader is
+/// left unused.
 pub struct XmlCursor<'x> {
+    /// Set for a canonical response: the scanner reads the elements.
+    scan: Option<Scanner<'x>>,
     input: &'x str,
     reader: Reader<&'x [u8]>,
     resolver: NamespaceResolver,
@@ -103,6 +110,7 @@ pub struct XmlCursor<'x> {
 impl<'x> XmlCursor<'x> {
     fn new(input: &'x str, service_ns: &'x str, max_depth: usize) -> Self {
         XmlCursor {
+            scan: None,
             input,
             reader: Reader::from_str(input),
             resolver: NamespaceResolver::default(),
@@ -113,6 +121,37 @@ impl<'x> XmlCursor<'x> {
             service_ns,
             depth: 0,
             max_depth,
+        }
+    }
+
+    /// A cursor that reads through `scan`.
+    fn scanning(input: &'x str, scan: Scanner<'x>) -> Self {
+        let mut cur = XmlCursor::new(input, "", 0);
+        cur.scan = Some(scan);
+        cur
+    }
+
+    /// Reads the result element of a canonical response through the
+    /// scanner. The response element must hold exactly one result element,
+    /// not nil; anything else leaves the canonical path.
+    fn read_canonical_result<T: ResultValue>(&mut self, operation: &str) -> Result<T, ReadError> {
+        let start = match self.next_child()? {
+            Some(start) if start.local.strip_prefix(operation) == Some("Result") && !start.nil => {
+                start
+            }
+            _ => return Err(self.leave_canonical()),
+        };
+        let value = T::read(self, &start)?;
+        if self.next_child()?.is_some() {
+            return Err(self.leave_canonical());
+        }
+        Ok(value)
+    }
+
+    fn leave_canonical(&mut self) -> ReadError {
+        match &mut self.scan {
+            Some(scan) => scan.leave(),
+            None => ReadError::malformed("not a canonical response"),
         }
     }
 
@@ -258,32 +297,15 @@ impl<'x> XmlCursor<'x> {
                 Event::Text(t) => return Ok(Item::Text(t.xml10_content())),
                 Event::CData(t) => return Ok(Item::Text(t.xml10_content())),
                 Event::GeneralRef(r) => {
-                    // Resolved here rather than by quick-xml, which refuses
-                    // `&#x0;`: .NET writes NUL and other C0 controls (in a
-                    // file name, say) as such references, and one such name
-                    // must not make a whole listing unreadable.
-                    let ch = match r.strip_prefix('#').map(char_ref) {
-                        Some(Some(ch)) => ch,
-                        Some(None) => return Err(ReadError::malformed("bad character reference")),
-                        None => match &*r {
-                            "lt" => '<',
-                            "gt" => '>',
-                            "amp" => '&',
-                            "apos" => '\'',
-                            "quot" => '"',
-                            other => {
-                                return Err(ReadError::Malformed(
-                                    format!("undeclared entity &{other};").into(),
-                                ))
-                            }
-                        },
+                    return match resolve_reference(&r) {
+                        Some(ch) => Ok(Item::Char(ch)),
+                        None if r.starts_with('#') => Err(ReadError::Malformed(
+                            format!("bad character reference &{};", &*r).into(),
+                        )),
+                        None => Err(ReadError::Malformed(
+                            format!("undeclared entity &{};", &*r).into(),
+                        )),
                     };
-                    if !super::is_xml_char(ch) && u32::from(ch) >= 0x20 {
-                        return Err(ReadError::malformed(
-                            "character reference to a character XML 1.0 forbids",
-                        ));
-                    }
-                    return Ok(Item::Char(ch));
                 }
                 Event::DocType(_) => {
                     return Err(ReadError::malformed(
@@ -308,7 +330,15 @@ impl<'x> XmlCursor<'x> {
 
     /// The next element start among the current element's children, skipping
     /// text and comments; `None` at the current element's end.
+    #[inline]
     pub fn next_child(&mut self) -> Result<Option<Start<'x>>, ReadError> {
+        match &mut self.scan {
+            Some(scan) => scan.next_child(),
+            None => self.next_child_event(),
+        }
+    }
+
+    fn next_child_event(&mut self) -> Result<Option<Start<'x>>, ReadError> {
         loop {
             match self.next()? {
                 Item::Start(start) => return Ok(Some(start)),
@@ -321,6 +351,9 @@ impl<'x> XmlCursor<'x> {
 
     /// Skips the rest of an element whose start was just read.
     pub fn skip(&mut self, start: &Start<'_>) -> Result<(), ReadError> {
+        if let Some(scan) = &mut self.scan {
+            return scan.skip(start);
+        }
         if start.empty {
             return Ok(());
         }
@@ -336,7 +369,15 @@ impl<'x> XmlCursor<'x> {
     /// The text content of an element whose start was just read, with
     /// character and entity references resolved and CDATA included. A child
     /// element inside it is an error.
+    #[inline]
     pub fn text(&mut self, start: &Start<'_>) -> Result<Cow<'x, str>, ReadError> {
+        match &mut self.scan {
+            Some(scan) => scan.text(start),
+            None => self.text_event(start),
+        }
+    }
+
+    fn text_event(&mut self, start: &Start<'_>) -> Result<Cow<'x, str>, ReadError> {
         if start.empty {
             return Ok(Cow::Borrowed(""));
         }
@@ -513,12 +554,32 @@ pub fn read_response<T: ResultValue>(
     max_depth: usize,
 ) -> Result<Reply<T>, ReadError> {
     let input = utf8(xml)?;
-    if let Some(text) = canonical_result(input, namespace, operation) {
-        if let Some(value) = T::from_text(text) {
+    if let Some(body) = Canonical::open(input, namespace, operation) {
+        if let Some(value) = body.text_result(operation).and_then(T::from_text) {
             return value.map(Reply::Result);
+        }
+        if let Some(reply) = body.read(operation, max_depth) {
+            return reply;
         }
     }
     read_document(without_bom(input), namespace, operation, max_depth)
+}
+
+/// [`read_response`] through the canonical path only: `None` when the
+/// response is not in the canonical asmx shape (or leaves it anywhere), where
+/// [`read_response`] would use the full reader. Public so that tests and
+/// benchmarks can compare the two paths on the same input.
+pub fn read_response_canonical<T: ResultValue>(
+    xml: &[u8],
+    namespace: &str,
+    operation: &str,
+    max_depth: usize,
+) -> Option<Result<Reply<T>, ReadError>> {
+    let body = Canonical::open(std::str::from_utf8(xml).ok()?, namespace, operation)?;
+    if let Some(value) = body.text_result(operation).and_then(T::from_text) {
+        return Some(value.map(Reply::Result));
+    }
+    body.read(operation, max_depth)
 }
 
 /// The whitespace XML allows between elements.
@@ -545,50 +606,108 @@ const CANONICAL_OPENINGS: [(&str, &str); 4] = [
     ),
 ];
 
-/// Fast path for the exact shape asmx writes: a fixed declaration, one of the
-/// known envelope openings, the response and result elements in `namespace`,
-/// and result text with no markup, reference or carriage return. Because every
-/// prefix in such a document is declared by the fixed text itself, matching it
-/// byte for byte reads it exactly as the full reader would. Anything else
-/// (faults included) returns `None` and goes to the full reader.
-fn canonical_result<'x>(input: &'x str, namespace: &str, operation: &str) -> Option<&'x str> {
-    if namespace.contains(['&', '<', '"']) {
-        return None;
+/// A response in the exact shape asmx writes, up to the start tag of the
+/// response element: a fixed declaration, one of the known envelope
+/// openings, the Body, and `<{operation}Response xmlns="{namespace}">`.
+/// Because every prefix in such a document is declared by this fixed text,
+/// reading it byte for byte reads it exactly as the full reader would.
+/// Anything else (faults included) goes to the full reader.
+struct Canonical<'x> {
+    input: &'x str,
+    /// The envelope's prefix.
+    prefix: &'static str,
+    /// The name of the response element, as written in the input.
+    response: &'x str,
+    /// The input after the response element's start tag and whitespace.
+    rest: &'x str,
+}
+
+/// Strips `parts` in order, then any whitespace; `None` when one is missing.
+fn expect_parts(rest: &mut &str, parts: &[&str]) -> Option<()> {
+    for part in parts {
+        *rest = rest.strip_prefix(part)?;
     }
-    let mut rest = input
-        .strip_prefix(r#"<?xml version="1.0" encoding="utf-8"?>"#)
-        .unwrap_or(input)
-        .trim_start_matches(XML_SPACE);
-    let (prefix, opening) = CANONICAL_OPENINGS
-        .iter()
-        .find(|(_, o)| rest.starts_with(o))?;
-    rest = rest[opening.len()..].trim_start_matches(XML_SPACE);
-    let expect = |rest: &mut &'x str, parts: &[&str]| -> Option<()> {
-        for part in parts {
-            *rest = rest.strip_prefix(part)?;
+    *rest = rest.trim_start_matches(XML_SPACE);
+    Some(())
+}
+
+impl<'x> Canonical<'x> {
+    fn open(input: &'x str, namespace: &str, operation: &str) -> Option<Self> {
+        if namespace.contains(['&', '<', '"']) {
+            return None;
         }
-        *rest = rest.trim_start_matches(XML_SPACE);
-        Some(())
-    };
-    expect(&mut rest, &["<", prefix, ":Body>"])?;
-    expect(
-        &mut rest,
-        &["<", operation, "Response xmlns=\"", namespace, "\">"],
-    )?;
-    rest = rest
-        .strip_prefix("<")?
-        .strip_prefix(operation)?
-        .strip_prefix("Result>")?;
-    let end = rest.find('<')?;
-    let (text, mut rest) = rest.split_at(end);
-    if text.contains(['&', '\r']) || text.contains("]]>") {
-        return None;
+        let mut rest = input
+            .strip_prefix(r#"<?xml version="1.0" encoding="utf-8"?>"#)
+            .unwrap_or(input)
+            .trim_start_matches(XML_SPACE);
+        let (prefix, opening) = CANONICAL_OPENINGS
+            .iter()
+            .find(|(_, o)| rest.starts_with(o))?;
+        rest = rest[opening.len()..].trim_start_matches(XML_SPACE);
+        expect_parts(&mut rest, &["<", prefix, ":Body>"])?;
+        let response = rest.get(1..1 + operation.len() + "Response".len())?;
+        expect_parts(
+            &mut rest,
+            &["<", operation, "Response xmlns=\"", namespace, "\">"],
+        )?;
+        Some(Canonical {
+            input,
+            prefix,
+            response,
+            rest,
+        })
     }
-    expect(&mut rest, &["</", operation, "Result>"])?;
-    expect(&mut rest, &["</", operation, "Response>"])?;
-    expect(&mut rest, &["</", prefix, ":Body>"])?;
-    expect(&mut rest, &["</", prefix, ":Envelope>"])?;
-    rest.is_empty().then_some(text)
+
+    /// The closing tags after the response element: true when `rest`
+    /// (after the response's end tag) holds only them and whitespace.
+    fn closes(&self, mut rest: &str) -> bool {
+        rest = rest.trim_start_matches(XML_SPACE);
+        let prefix = self.prefix;
+        expect_parts(&mut rest, &["</", prefix, ":Body>"]).is_some()
+            && expect_parts(&mut rest, &["</", prefix, ":Envelope>"]).is_some()
+            && rest.is_empty()
+    }
+
+    /// For a result that is plain text (no markup, reference or carriage
+    /// return), that text.
+    fn text_result(&self, operation: &str) -> Option<&'x str> {
+        let rest = self
+            .rest
+            .strip_prefix("<")?
+            .strip_prefix(operation)?
+            .strip_prefix("Result>")?;
+        let end = rest.find('<')?;
+        let (text, mut rest) = rest.split_at(end);
+        if text.contains(['&', '\r']) || text.contains("]]>") {
+            return None;
+        }
+        expect_parts(&mut rest, &["</", operation, "Result>"])?;
+        expect_parts(&mut rest, &["</", operation, "Response>"])?;
+        self.closes(rest).then_some(text)
+    }
+
+    /// Reads the result element with the byte scanner; `None` when the
+    /// response leaves the canonical shape anywhere (the full reader then
+    /// reads it), including a result that is absent, nil or followed by
+    /// other elements.
+    fn read<T: ResultValue>(
+        &self,
+        operation: &str,
+        max_depth: usize,
+    ) -> Option<Result<Reply<T>, ReadError>> {
+        let at = self.input.len() - self.rest.len();
+        // Envelope, Body and the response element are open: depth 3.
+        let mut cur = XmlCursor::scanning(
+            self.input,
+            Scanner::new(self.input, at, self.response, 3, max_depth),
+        );
+        let outcome = cur.read_canonical_result::<T>(operation);
+        let scan = cur.scan.as_ref()?;
+        if scan.left() || !self.closes(self.input.get(scan.position()..)?) {
+            return None;
+        }
+        Some(outcome.map(Reply::Result))
+    }
 }
 
 /// [`read_response`] without the fast path: every response goes through the
@@ -856,16 +975,4 @@ pub fn read_request(
     }
     cur.close_body()?;
     Ok(request)
-}
-
-/// The character of a numeric reference (`x1B` or `27`, after the `#`).
-fn char_ref(number: &str) -> Option<char> {
-    let (digits, radix) = match number.strip_prefix('x') {
-        Some(hex) => (hex, 16),
-        None => (number, 10),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    char::from_u32(u32::from_str_radix(digits, radix).ok()?)
 }

@@ -445,9 +445,8 @@ impl SoapContentExtractor {
 
     fn classify(&mut self, tag: &[u8]) -> Result<(), StreamError> {
         let expect_close = std::mem::replace(&mut self.expect_close, false);
-        if let Some(rest) = tag.strip_prefix(b"</") {
+        if tag.starts_with(b"</") {
             self.stack.pop();
-            let _ = rest;
             return Ok(());
         }
         if expect_close {
@@ -511,13 +510,12 @@ impl SoapContentExtractor {
     }
 
     /// The content element's text ended.
-    fn stream_done(&mut self, sink: Sink, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn stream_done(&mut self, sink: Sink) -> Result<(), StreamError> {
         if let Sink::Decode(source) = sink {
             self.decoder.finish()?;
             if self.decoder.saw_data() {
                 self.source = Some(source);
             }
-            let _ = out;
         }
         self.expect_close = true;
         Ok(())
@@ -639,7 +637,7 @@ impl ContentExtractor for SoapContentExtractor {
                         }
                         Some(_) => {
                             self.state = XmlState::Text;
-                            self.stream_done(sink, out)?;
+                            self.stream_done(sink)?;
                         }
                         None => {}
                     }

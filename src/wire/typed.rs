@@ -73,11 +73,41 @@ impl TextValue for String {
     }
 }
 
+/// The value of an integer written the way .NET writes one: an optional
+/// `-` and 1 to 18 ASCII digits, nothing else. Anything else (`+`, spaces,
+/// more digits) is `None` and left to `str::parse`, which reads these the
+/// same way, only slower.
+fn plain_integer(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        all => (false, all),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + i64::from(b - b'0');
+    }
+    match (negative, value) {
+        // `-0` is not an unsignedByte for `str::parse`.
+        (true, 0) => None,
+        (true, v) => Some(-v),
+        (false, v) => Some(v),
+    }
+}
+
 macro_rules! integer {
     ($($ty:ty => $xsd:literal),*) => {$(
         impl TextValue for $ty {
             const FREE_TEXT: bool = false;
             fn parse_text(text: &str) -> Result<Self, String> {
+                if let Some(value) = plain_integer(text).and_then(|v| <$ty>::try_from(v).ok()) {
+                    return Ok(value);
+                }
                 text.trim()
                     .parse()
                     .map_err(|_| format!("{text:?} is not an {} ({}..={})", $xsd, <$ty>::MIN, <$ty>::MAX))
@@ -260,6 +290,19 @@ pub fn in_field(err: ReadError, field: &'static str) -> ReadError {
     }
 }
 
+/// The position in `fields` of the field called `local`. Elements come in
+/// contract order, so the field after the previous one (`next`) is tried
+/// first; `next` then moves past the field found.
+#[inline]
+pub fn field_position(fields: &[FieldSpec], local: &str, next: &mut usize) -> Option<usize> {
+    let position = match fields.get(*next) {
+        Some(expected) if expected.name == local => *next,
+        _ => fields.iter().position(|f| f.name == local)?,
+    };
+    *next = position + 1;
+    Some(position)
+}
+
 /// Reads one child element into its slot; a nil element leaves it empty.
 pub fn read_slot<S: Slot>(
     slot: &mut S,
@@ -420,11 +463,15 @@ macro_rules! xml_struct {
                 cur: &mut $crate::wire::XmlCursor<'_>,
                 start: &$crate::wire::Start<'_>,
             ) -> Result<Self, $crate::wire::ReadError> {
+                /// The fields by position in `FIELDS`.
+                #[allow(non_camel_case_types, dead_code)]
+                enum Position { $( $field, )* }
                 $( let mut $field = <$crate::wire::xml_struct!(@slot $kind $fty)>::default(); )*
                 if !start.empty {
+                    let mut next = 0;
                     while let Some(child) = cur.next_child()? {
-                        match child.local {
-                            $( $fname => $crate::wire::read_slot(
+                        match $crate::wire::field_position(Self::FIELDS, child.local, &mut next) {
+                            $( Some(i) if i == Position::$field as usize => $crate::wire::read_slot(
                                 &mut $field, cur, &child, concat!($xml, ".", $fname))?, )*
                             _ => cur.skip(&child)?,
                         }
@@ -601,3 +648,89 @@ result_value!(f32, "s:float");
 result_value!(DateTime, "s:dateTime");
 result_value!(Base64, "s:base64Binary");
 result_value!(Password, "s:string");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The integer fast path reads exactly what `str::parse` reads, for
+    /// every integer type, and leaves everything else to it.
+    #[test]
+    fn plain_integers_read_as_str_parse_reads_them() {
+        fn same<T: TextValue + std::str::FromStr + PartialEq + std::fmt::Debug>(text: &str) {
+            let expected = text.trim().parse::<T>().ok();
+            assert_eq!(T::parse_text(text).ok(), expected, "{text:?}");
+        }
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "255",
+            "256",
+            "-1",
+            "-128",
+            "-129",
+            "32767",
+            "32768",
+            "-32768",
+            "2147483647",
+            "2147483648",
+            "-2147483648",
+            "-2147483649",
+            "999999999999999999",
+            "-999999999999999999",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "0000000000000000000001",
+            "+5",
+            " 5",
+            "5 ",
+            "",
+            "-",
+            "5a",
+            "٣",
+            "1_000",
+        ] {
+            same::<u8>(text);
+            same::<i16>(text);
+            same::<i32>(text);
+            same::<i64>(text);
+        }
+        assert_eq!(plain_integer("-0"), None);
+        assert_eq!(plain_integer("+1"), None);
+        assert_eq!(plain_integer("1234567890123456789"), None);
+        assert_eq!(plain_integer("-42"), Some(-42));
+    }
+
+    #[test]
+    fn field_positions_try_the_next_field_first() {
+        const FIELDS: &[FieldSpec] = &[
+            FieldSpec {
+                name: "A",
+                xsd_type: "s:int",
+                occurs: Occurs::Required,
+                secret: false,
+            },
+            FieldSpec {
+                name: "B",
+                xsd_type: "s:int",
+                occurs: Occurs::Repeated,
+                secret: false,
+            },
+            FieldSpec {
+                name: "C",
+                xsd_type: "s:int",
+                occurs: Occurs::Optional,
+                secret: false,
+            },
+        ];
+        let mut next = 0;
+        let seen: Vec<_> = ["A", "B", "B", "X", "C", "A"]
+            .iter()
+            .map(|name| field_position(FIELDS, name, &mut next))
+            .collect();
+        assert_eq!(seen, [Some(0), Some(1), Some(1), None, Some(2), Some(0)]);
+    }
+}

@@ -7,7 +7,17 @@ use tokio::net::TcpStream;
 
 /// Reads one HTTP request (headers and its Content-Length body), bounded in
 /// size (1 MiB) and time (5 s). `None` when the peer closed or the bounds hit.
+#[allow(dead_code)] // not every test binary that shares this module uses it
 pub async fn read_http_request(sock: &mut TcpStream) -> Option<String> {
+    read_http_message(sock, 1 << 20)
+        .await
+        .map(|buf| String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Reads one HTTP message (a request, or a response with a Content-Length)
+/// as bytes, bounded in size (`max` bytes) and time (5 s). `None` when the
+/// peer closed or the bounds hit.
+pub async fn read_http_message(sock: &mut TcpStream, max: usize) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let read = async {
@@ -25,10 +35,10 @@ pub async fn read_http_request(sock: &mut TcpStream) -> Option<String> {
                     .and_then(|v| v.trim().parse().ok())
                     .unwrap_or(0);
                 if buf.len() >= end + 4 + len {
-                    return Some(String::from_utf8_lossy(&buf).into_owned());
+                    return Some(buf);
                 }
             }
-            if buf.len() > 1 << 20 {
+            if buf.len() > max {
                 return None;
             }
         }
