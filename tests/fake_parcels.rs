@@ -880,7 +880,14 @@ async fn serve_mock_tells_where_each_user_lives_and_seeds_parcels() {
     std::fs::write(dir.join("b.edi"), b"second").unwrap();
     std::fs::write(dir.join("a.edi"), b"first").unwrap();
     let dir_text = dir.display().to_string();
-    let (mut child, ready) = serve_mock(&["--seed-parcels", &dir_text, "--seed-to", "bob"]);
+    let (mut child, ready) = serve_mock(&[
+        "--seed-parcels",
+        &dir_text,
+        "--seed-to",
+        "bob",
+        "--max-upload-bytes",
+        "4096",
+    ]);
     let users = ready["users"].as_array().unwrap();
     let user = |login: &str| users.iter().find(|u| u["login"] == login).unwrap().clone();
     let (alice, bob) = (user("alice"), user("bob"));
@@ -923,6 +930,15 @@ async fn serve_mock_tells_where_each_user_lives_and_seeds_parcels() {
     )
     .await;
     assert_eq!(download["data"]["content"], base64_text(b"mft"));
+    // --max-upload-bytes: a larger upload is refused before it is read.
+    let refused = http()
+        .post(format!("{rest}/v2/parcels/upload"))
+        .header("X-API-Key", bob_key)
+        .body(json!({"fileName": "big", "content": base64_text(&[0u8; 4096])}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 413);
     let events_url = ready["events_url"].as_str().unwrap();
     let events: serde_json::Value = serde_json::from_str(
         &reqwest::get(events_url)

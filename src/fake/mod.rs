@@ -259,7 +259,8 @@ impl FakeServerBuilder {
     }
 
     /// A connection with no request in progress for this long is closed
-    /// (default 30 s).
+    /// (default 30 s); so is one whose client stops reading an answer (a
+    /// streamed download) for this long.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.timeouts.idle = timeout;
         self

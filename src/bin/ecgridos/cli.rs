@@ -272,6 +272,9 @@ pub struct ServeMockArgs {
     /// Parcels per page of the inbox and outbox listings.
     #[arg(long, value_name = "N", default_value_t = ecgridos::fake::DEFAULT_PAGE_SIZE)]
     pub inbox_page_size: usize,
+    /// The largest parcel upload body, in bytes (other requests: 2 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = ecgridos::fake::DEFAULT_MAX_UPLOAD_BYTES)]
+    pub max_upload_bytes: usize,
 }
 
 /// `get-api-key`.

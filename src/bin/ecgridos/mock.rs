@@ -16,7 +16,8 @@ pub async fn serve(g: &Global, args: ServeMockArgs) -> Exit {
         .listen(args.listen)
         .session_timeout(Duration::from_secs_f64(args.session_timeout))
         .namespace(&g.namespace)
-        .inbox_page_size(args.inbox_page_size);
+        .inbox_page_size(args.inbox_page_size)
+        .max_upload_bytes(args.max_upload_bytes);
     if let Some(path) = &args.users {
         let users = std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
