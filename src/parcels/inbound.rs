@@ -6,7 +6,7 @@
 //! (`.<name>.partial-<random>`), checks the byte count (the service's
 //! declared size, the bytes received and the file's length must agree),
 //! syncs the file, renames it to `<ParcelID>-<safe file name>` (never
-//! replacing a file already there, see [`names`](super::names)), syncs the
+//! replacing a file already there, see [`super::names`]), syncs the
 //! directory, records `stored` in the directory's journal, confirms, and
 //! records `confirmed`. Then it lists again: the inbox listing is paged and
 //! takes no page number, so the next page only shows up once the parcels of
