@@ -1046,3 +1046,45 @@ async fn sigterm_during_a_transfer_finishes_that_parcel_and_starts_no_other() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_mid_transfer_ends_at_once_and_leaves_no_temporary_file() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let child_pid = Arc::new(AtomicU32::new(0));
+    let pid = child_pid.clone();
+    let env = Env::start(FakeServer::builder().on_parcel_event(move |event| {
+        if matches!(event.kind, ParcelEventKind::Downloaded { .. }) {
+            let pid = pid.swap(0, Ordering::SeqCst);
+            if pid != 0 {
+                std::thread::spawn(move || {
+                    // SAFETY: plain kill(2) calls on the test's own child.
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                    std::thread::sleep(Duration::from_millis(30));
+                    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+                });
+            }
+        }
+    }))
+    .await;
+    let dir = scratch("twice");
+    let id = env.deliver("alice", "huge.edi", &content(6, 60_000_000));
+    let child = env
+        .cmd(
+            "alice",
+            &["parcels", "fetch", "--to", dir.to_str().unwrap()],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child_pid.store(child.id(), Ordering::SeqCst);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(!env.fake.parcel(id).unwrap().confirmed);
+    // Neither a temporary file nor a file under the final name.
+    assert_eq!(entries(&dir), [JOURNAL], "{}", stderr(&out));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -52,6 +52,13 @@ pub trait FetchObserver: Send + Sync {
     fn started(&self, parcel: &ParcelSummary) {
         let _ = parcel;
     }
+    /// The parcel is being written to the temporary file `temp` (renamed
+    /// into place, or removed, before [`finished`](FetchObserver::finished)).
+    /// A process that may end abruptly can remove it then; a later run
+    /// removes it anyway.
+    fn writing(&self, parcel_id: i64, temp: &Path) {
+        let _ = (parcel_id, temp);
+    }
     /// `bytes` of the parcel's content have been written so far (a running
     /// count).
     fn progress(&self, parcel_id: i64, bytes: u64) {
@@ -651,6 +658,9 @@ async fn store<I: Inbox>(
         .open(&temp.path)
         .map_err(write_err(&temp.path))?;
     let mut file = tokio::fs::File::from_std(file);
+    if let Some(o) = &options.observer {
+        o.writing(parcel.parcel_id, &temp.path);
+    }
     let observer = options.observer.clone();
     let id = parcel.parcel_id;
     let progress = move |n: u64| {

@@ -261,6 +261,9 @@ struct FetchDisplay {
     quiet: bool,
     bar: Mutex<Option<indicatif::ProgressBar>>,
     busy: Mutex<Option<Busy>>,
+    /// The parcel's temporary file, removed if a second signal ends the
+    /// process mid-transfer.
+    temp: Mutex<Option<PathBuf>>,
 }
 
 impl FetchDisplay {
@@ -270,6 +273,7 @@ impl FetchDisplay {
             quiet: g.quiet,
             bar: Mutex::new(None),
             busy: Mutex::new(None),
+            temp: Mutex::new(None),
         }
     }
 }
@@ -300,6 +304,11 @@ impl FetchObserver for FetchDisplay {
         *lock(&self.bar) = transfer_bar(self.bars, bytes, parcel.parcel_id.to_string());
     }
 
+    fn writing(&self, _: i64, temp: &Path) {
+        crate::signals::register_temp(temp);
+        *lock(&self.temp) = Some(temp.to_path_buf());
+    }
+
     fn progress(&self, _: i64, bytes: u64) {
         if let Some(bar) = lock(&self.bar).as_ref() {
             bar.set_position(bytes);
@@ -309,6 +318,9 @@ impl FetchObserver for FetchDisplay {
     fn finished(&self, result: &ParcelResult) {
         if let Some(bar) = lock(&self.bar).take() {
             bar.finish_and_clear();
+        }
+        if let Some(temp) = lock(&self.temp).take() {
+            crate::signals::forget_temp(&temp);
         }
         report_parcel(result, self.quiet);
         lock(&self.busy).take();
