@@ -4,12 +4,13 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 use ecgridos::parcels::inbound::{
-    fetch_dir, Confirm, FetchObserver, FetchOptions, FetchReport, ParcelOutcome, ParcelResult,
+    fetch_dir, Confirm, FetchObserver, FetchOptions, ParcelOutcome, ParcelResult,
 };
 use ecgridos::parcels::{ParcelClient, ParcelSummary, UploadProbe, UploadRoute, UploadSearch};
 use ecgridos::{Error, KeyClient};
@@ -259,6 +260,9 @@ async fn confirm_one(g: &Global, args: ParcelIdArgs, reset: bool) -> Exit {
 struct FetchDisplay {
     bars: bool,
     quiet: bool,
+    json: bool,
+    /// Standard output could not take a line.
+    stdout_failed: AtomicBool,
     bar: Mutex<Option<indicatif::ProgressBar>>,
     busy: Mutex<Option<Busy>>,
     /// The parcel's temporary file, removed if a second signal ends the
@@ -271,6 +275,8 @@ impl FetchDisplay {
         FetchDisplay {
             bars: std::io::stderr().is_terminal() && !g.quiet,
             quiet: g.quiet,
+            json: g.json,
+            stdout_failed: AtomicBool::new(false),
             bar: Mutex::new(None),
             busy: Mutex::new(None),
             temp: Mutex::new(None),
@@ -323,6 +329,13 @@ impl FetchObserver for FetchDisplay {
             crate::signals::forget_temp(&temp);
         }
         report_parcel(result, self.quiet);
+        // Printed while the parcel still counts as in hand, so that a signal
+        // cannot end the process between storing a file and naming it.
+        if let Some(line) = stdout_line(result, self.json) {
+            if print_or_fail(&line) != Exit::Ok {
+                self.stdout_failed.store(true, Ordering::SeqCst);
+            }
+        }
         lock(&self.busy).take();
     }
 }
@@ -395,26 +408,15 @@ fn fetch_json(result: &ParcelResult) -> serde_json::Value {
     })
 }
 
-/// Prints the parcels of one pass on stdout: the path of each stored file
-/// (a JSON line per parcel with --json).
-fn print_pass(g: &Global, report: &FetchReport) -> Exit {
-    let lines: Vec<String> = report
-        .parcels
-        .iter()
-        .filter_map(|r| {
-            if g.json {
-                Some(fetch_json(r).to_string())
-            } else if matches!(r.outcome, ParcelOutcome::Failed(_)) {
-                None
-            } else {
-                Some(r.path.display().to_string())
-            }
-        })
-        .collect();
-    if lines.is_empty() {
-        Exit::Ok
+/// The line on stdout for a parcel: the path of its stored file (a JSON
+/// line for every parcel with --json).
+fn stdout_line(result: &ParcelResult, json: bool) -> Option<String> {
+    if json {
+        Some(fetch_json(result).to_string())
+    } else if matches!(result.outcome, ParcelOutcome::Failed(_)) {
+        None
     } else {
-        print_or_fail(&lines.join("\n"))
+        Some(result.path.display().to_string())
     }
 }
 
@@ -430,11 +432,12 @@ async fn fetch(g: &Global, args: FetchArgs) -> Exit {
         Ok(c) => c,
         Err(exit) => return exit,
     };
+    let display = Arc::new(FetchDisplay::new(g));
     let options = FetchOptions::new()
         .mailbox_id(args.mailbox_id)
         .no_confirm(args.no_confirm)
         .stop(crate::signals::stop_flag())
-        .observer(Arc::new(FetchDisplay::new(g)));
+        .observer(display.clone());
     let (mut failed, mut stored, mut confirmed) = (0usize, 0usize, 0usize);
     let mut exit = Exit::Ok;
     loop {
@@ -463,9 +466,6 @@ async fn fetch(g: &Global, args: FetchArgs) -> Exit {
                 continue;
             }
         };
-        if print_pass(g, &report) != Exit::Ok {
-            exit = Exit::Failure;
-        }
         failed += report.failed();
         stored += report.stored() + report.already_stored();
         confirmed += report.confirmed();
@@ -485,6 +485,9 @@ async fn fetch(g: &Global, args: FetchArgs) -> Exit {
         }
     }
     authed.close().await;
+    if display.stdout_failed.load(Ordering::SeqCst) && exit == Exit::Ok {
+        exit = Exit::Failure;
+    }
     if !g.quiet {
         say!("stored {stored}, confirmed {confirmed}, failed {failed}");
     }
