@@ -28,6 +28,7 @@
 pub struct ReadmeDoctests;
 
 pub mod api;
+pub mod durable;
 pub mod error;
 mod http;
 pub mod migrate;

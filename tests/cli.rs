@@ -12,27 +12,7 @@ use std::time::{Duration, Instant};
 use ecgridos::fake::{FakeServer, SeedUser};
 use ecgridos::{ApiKey, AuthLevel, Client, Password};
 
-use cli_support::{ecgridos, run, BIN};
-
-async fn run_with_stdin(mut cmd: Command, input: &'static str) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap()
-}
+use cli_support::{ecgridos, on_terminal, run, run_with_stdin};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -582,18 +562,6 @@ async fn batch_with_failures_exits_6_and_retries_them_later() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(env.server.rotations(bob as i32), 1);
     assert_eq!(env.server.rotations(env.id("alice").parse().unwrap()), 1);
-}
-
-/// Runs `args` under a pseudo-terminal (util-linux `script`), typing `input`.
-async fn on_terminal(env: &[(&str, String)], args: &str, input: &'static str) -> (i32, String) {
-    let mut cmd = Command::new("script");
-    cmd.args(["-qec", &format!("{BIN} {args}"), "/dev/null"]);
-    cli_support::forget_inherited_settings(&mut cmd);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = run_with_stdin(cmd, input).await;
-    (code(&out), stdout(&out))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

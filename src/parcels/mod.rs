@@ -19,8 +19,9 @@
 //!    bytes durable: write to a temporary file, fsync it, rename it, fsync
 //!    the directory, and only then [`confirm`](ParcelClient::confirm). Any
 //!    error from `download_to` means: do not confirm (the parcel stays in
-//!    the inbox and comes back on the next listing). The `parcels fetch`
-//!    command of the CLI does all of this, with a journal.
+//!    the inbox and comes back on the next listing).
+//!    [`inbound::fetch_dir`] (the CLI's `parcels fetch`) does all of this
+//!    for a directory, with a journal and safe file names.
 //! 3. **De-duplicate by parcel ID**: a parcel stored but not confirmed
 //!    (a crash in between) is handed out again.
 //!
@@ -65,6 +66,8 @@
 //! [`Error::OutcomeUnknown`]; look for the
 //! parcel with [`ParcelClient::find_upload`] before sending it again.
 
+pub mod inbound;
+pub mod names;
 mod upload;
 
 use crate::api::enums::{Direction, ParcelStatus};

@@ -1,5 +1,6 @@
 //! Running the `ecgridos` binary from a test, shared by the CLI and proxy tests.
 
+use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 /// The binary under test.
@@ -30,4 +31,43 @@ pub async fn run(mut cmd: Command) -> Output {
     tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap()
+}
+
+/// Runs `cmd` to completion with `input` on its stdin.
+#[allow(dead_code)] // not every test file types on stdin
+pub async fn run_with_stdin(mut cmd: Command, input: &'static str) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Runs `args` under a pseudo-terminal (util-linux `script`), typing
+/// `input`: the exit code and the screen (stdout and stderr together).
+#[allow(dead_code)] // not every test file needs a terminal
+pub async fn on_terminal(env: &[(&str, String)], args: &str, input: &'static str) -> (i32, String) {
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &format!("{BIN} {args}"), "/dev/null"]);
+    forget_inherited_settings(&mut cmd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run_with_stdin(cmd, input).await;
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }

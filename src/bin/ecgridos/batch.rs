@@ -13,7 +13,7 @@
 //! is not rotated at all. One run at a time holds the journal (flock).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::io::{BufRead, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -22,10 +22,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cli::{GenerateArgs, Global, ProtocolArg};
-use crate::output::{
-    confirm, create_private, parent_dir, print_or_fail, say, sync_dir, usage, Authed, Exit,
-};
+use crate::output::{confirm, print_or_fail, say, usage, Authed, Exit};
 use crate::signals::InFlight;
+use ecgridos::durable::JournalFile;
 
 /// The largest user-ID file read.
 const MAX_IDS_FILE: u64 = 64 * 1024 * 1024;
@@ -171,15 +170,10 @@ fn users_named(line: &str) -> Vec<i32> {
 struct JournalState {
     prior: BTreeMap<i32, Prior>,
     header: bool,
-    /// The file is not empty and its last byte is not a newline (a torn write).
-    torn_end: bool,
 }
 
 fn parse_journal(text: &str, path: &Path, expected: &Header) -> Result<JournalState, Exit> {
-    let mut state = JournalState {
-        torn_end: !text.is_empty() && !text.ends_with('\n'),
-        ..JournalState::default()
-    };
+    let mut state = JournalState::default();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         if line.trim().is_empty() {
@@ -235,23 +229,19 @@ fn parse_journal(text: &str, path: &Path, expected: &Header) -> Result<JournalSt
 
 /// Appends records and syncs each one to disk before returning.
 struct Journal {
-    file: Mutex<std::fs::File>,
+    file: Mutex<JournalFile>,
     path: PathBuf,
     protocol: String,
 }
 
 impl Journal {
-    fn write_line(&self, line: &str) -> std::io::Result<()> {
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        file.write_all(line.as_bytes())?;
-        file.sync_data()
+    fn file(&self) -> std::sync::MutexGuard<'_, JournalFile> {
+        self.file.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn append(&self, mut record: Record) -> std::io::Result<()> {
         record.protocol = self.protocol.clone();
-        let mut line = serde_json::to_string(&record).map_err(std::io::Error::other)?;
-        line.push('\n');
-        self.write_line(&line)
+        self.file().append(&record)
     }
 }
 
@@ -391,26 +381,11 @@ async fn rotate_one(
     }
 }
 
-/// The journal file of this run: opened, locked against other runs, private.
-struct OpenJournal {
-    file: std::fs::File,
-    /// Created by this run (removed again if the run sends nothing).
-    created: bool,
-}
-
 /// Opens (or creates) the journal and takes an exclusive lock on it; refuses
 /// when another run holds it. An existing journal readable by others is made
 /// private first.
-fn open_journal(path: &Path) -> Result<OpenJournal, Exit> {
-    let existed = std::fs::symlink_metadata(path).is_ok();
-    let file = create_private(path, false).map_err(|e| {
-        say!(
-            "error: cannot open {}: {e} (nothing was sent)",
-            path.display()
-        );
-        Exit::Failure
-    })?;
-    lock_exclusive(&file).map_err(|e| {
+fn open_journal(path: &Path) -> Result<JournalFile, Exit> {
+    let journal = JournalFile::open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
             usage(format!(
                 "{} is in use by another ecgridos run; wait for it to end (nothing was sent)",
@@ -418,25 +393,16 @@ fn open_journal(path: &Path) -> Result<OpenJournal, Exit> {
             ))
         } else {
             say!(
-                "error: cannot lock {}: {e} (nothing was sent)",
+                "error: cannot open {}: {e} (nothing was sent)",
                 path.display()
             );
             Exit::Failure
         }
     })?;
-    if !existed {
-        // Make the new directory entry durable before records go in.
-        if let Err(e) = sync_dir(&parent_dir(path)) {
-            say!(
-                "error: cannot sync the directory of {}: {e} (nothing was sent)",
-                path.display()
-            );
-            return Err(Exit::Failure);
-        }
-    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
+        let file = journal.file();
         let mode = file.metadata().map(|m| m.permissions().mode()).unwrap_or(0);
         if mode & 0o077 != 0 {
             if let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(0o600)) {
@@ -454,27 +420,7 @@ fn open_journal(path: &Path) -> Result<OpenJournal, Exit> {
             );
         }
     }
-    Ok(OpenJournal {
-        file,
-        created: !existed,
-    })
-}
-
-/// An exclusive advisory lock, held until the file is closed; fails with
-/// `WouldBlock` when another process holds it.
-fn lock_exclusive(file: &std::fs::File) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: the descriptor is open for the duration of the call.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = file;
-    Ok(())
+    Ok(journal)
 }
 
 /// True when both paths name the same file (device and inode), whatever
@@ -533,8 +479,8 @@ pub async fn rotate_many(g: &Global, args: GenerateArgs, ids_file: PathBuf) -> E
         Ok(j) => j,
         Err(exit) => return exit,
     };
-    let created = journal.created;
-    let exit = run_batch(g, &args, &out, ids, journal.file).await;
+    let created = journal.created();
+    let exit = run_batch(g, &args, &out, ids, journal).await;
     if created && std::fs::metadata(&out).is_ok_and(|m| m.len() == 0) {
         // This run created the journal and sent nothing: leave no trace.
         let _ = std::fs::remove_file(&out);
@@ -547,13 +493,13 @@ async fn run_batch(
     args: &GenerateArgs,
     out: &Path,
     ids: Vec<UserId>,
-    mut file: std::fs::File,
+    mut file: JournalFile,
 ) -> Exit {
     let header = expected_header(g);
-    let mut text = String::new();
-    if let Err(e) = file.read_to_string(&mut text) {
-        return usage(format!("cannot read {}: {e}", out.display()));
-    }
+    let text = match file.read_all() {
+        Ok(text) => text,
+        Err(e) => return usage(format!("cannot read {}: {e}", out.display())),
+    };
     let state = match parse_journal(&text, out, &header) {
         Ok(s) => s,
         Err(exit) => return exit,
@@ -603,27 +549,11 @@ async fn run_batch(
         path: out.to_path_buf(),
         protocol: authed.client.protocol().to_string(),
     });
-    // A torn last line (a crash mid-write) is closed first, so that the next
-    // record starts on a line of its own; a new journal starts with its header.
-    let mut opening = String::new();
-    if state.torn_end {
-        opening.push('\n');
-    }
+    // A new journal starts with its header. (A torn last line, from a crash
+    // mid-write, is closed by the first append.)
     if !state.header {
-        match serde_json::to_string(&header) {
-            Ok(line) => {
-                opening.push_str(&line);
-                opening.push('\n');
-            }
-            Err(e) => {
-                say!("error: cannot write the journal header: {e} (nothing was sent)");
-                authed.close().await;
-                return Exit::Failure;
-            }
-        }
-    }
-    if !opening.is_empty() {
-        if let Err(e) = journal.write_line(&opening) {
+        let written = journal.file().append(&header);
+        if let Err(e) = written {
             say!(
                 "error: cannot write to {}: {e} (nothing was sent)",
                 out.display()

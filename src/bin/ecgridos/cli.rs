@@ -17,10 +17,12 @@ Exit codes:
   4  the service could not be reached or its answer could not be read (connection, timeout,
      HTTP status, malformed response, size limit)
   5  outcome unknown: a key rotation may or may not have happened; read the current key with
-     `ecgridos get-api-key --user-id N` (it does not rotate) instead of rotating again
+     `ecgridos get-api-key --user-id N` (it does not rotate) instead of rotating again; an
+     upload may or may not have arrived (the command searches the outbox and says)
   6  batch rotation finished, but some users failed or are unknown (see the output file);
-     or a scenario finished with a failed step or a difference between the protocols, or
-     a replay found answers that differ from the recording
+     `parcels fetch` finished, but some parcels failed (they stay in the inbox); a scenario
+     finished with a failed step or a difference between the protocols; or a replay found
+     answers that differ from the recording
 130  interrupted by SIGINT or SIGTERM (a rotation in flight was let finish and its key saved,
      unless interrupted twice)";
 
@@ -207,6 +209,10 @@ pub enum Command {
     /// Call any operation: parameters as NAME=VALUE, the result as one JSON
     /// document on stdout. SessionID comes from the credential unless given.
     Call(CallArgs),
+    /// Move EDI files (parcels) through the mailbox: list the inbox, fetch
+    /// into a directory (stored durably, then confirmed), upload.
+    #[command(subcommand)]
+    Parcels(crate::parcels::ParcelsCommand),
     /// A pass-through SOAP proxy that records each exchange as one JSON line
     /// (credentials as keyed fingerprints, parcel content as size and SHA-256),
     /// until SIGINT or SIGTERM. Prints a ready line with the address.

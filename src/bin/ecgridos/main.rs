@@ -10,6 +10,7 @@ mod output;
 mod record;
 mod replay;
 mod scenario;
+mod parcels;
 mod signals;
 
 use std::process::ExitCode;
@@ -65,6 +66,7 @@ async fn run(cli: Cli) -> Exit {
         Command::Record(args) => record::record(g, &args).await,
         Command::Replay(args) => replay::replay(g, &args).await,
         Command::Scenario(command) => scenario::scenario(g, &command).await,
+        Command::Parcels(command) => parcels::run(g, command).await,
     }
 }
 

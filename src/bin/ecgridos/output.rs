@@ -11,6 +11,7 @@ use ecgridos::{
 };
 
 use crate::cli::{Global, ProtocolArg, SoapVersionArg};
+pub use ecgridos::durable::{create_private, parent_dir, rename_no_replace, sync_dir};
 
 /// Writes one line on stderr. A failure to write there is ignored: there is
 /// nowhere left to report it, and a panic would lose more than the line.
@@ -107,6 +108,7 @@ pub fn exit_for(err: &Error) -> Exit {
     match err.kind() {
         ErrorKind::InvalidInput => Exit::Usage,
         ErrorKind::OutcomeUnknown => Exit::OutcomeUnknown,
+        ErrorKind::Io => Exit::Failure,
         ErrorKind::Authentication
         | ErrorKind::Authorization
         | ErrorKind::NotFound
@@ -307,19 +309,6 @@ pub struct PreparedFile {
     committed: bool,
 }
 
-/// The directory a path's last component lives in (`.` for a bare name).
-pub fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Makes the creation, rename or removal of an entry of `dir` durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
 pub fn prepare_secret_file(target: &Path, force: bool) -> Result<PreparedFile, Exit> {
     let refuse = |why: &str| {
         Err(usage(format!(
@@ -364,59 +353,6 @@ pub fn prepare_secret_file(target: &Path, force: bool) -> Result<PreparedFile, E
         force,
         committed: false,
     })
-}
-
-/// Creates a file readable and writable by its owner only: a new one for
-/// writing (`exclusive`), or else one opened (or created) for reading and
-/// appending.
-pub fn create_private(path: &Path, exclusive: bool) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    if exclusive {
-        options.write(true).create_new(true);
-    } else {
-        options.read(true).create(true).append(true);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
-}
-
-/// Renames `from` to `to` unless `to` exists (atomically, where the file
-/// system can): a file created there meanwhile is never replaced.
-fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let nul = |p: &Path| {
-            std::ffi::CString::new(p.as_os_str().as_bytes())
-                .map_err(|_| std::io::Error::other("the path holds a NUL byte"))
-        };
-        let (old, new) = (nul(from)?, nul(to)?);
-        // SAFETY: both pointers are NUL-terminated strings that outlive the call.
-        let rc = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                old.as_ptr(),
-                libc::AT_FDCWD,
-                new.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        if !matches!(err.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
-            return Err(err);
-        }
-        // This file system has no no-replace rename: a hard link is one too.
-    }
-    std::fs::hard_link(from, to)?;
-    let _ = std::fs::remove_file(from);
-    Ok(())
 }
 
 impl PreparedFile {

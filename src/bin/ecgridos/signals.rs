@@ -11,10 +11,14 @@
 //! - a second signal in that window ends it at once: keys already received
 //!   but not yet stored go to stderr, and each rotation still in flight is
 //!   named with the command that reads the key now in force.
+//!
+//! `parcels fetch` and `parcels upload` use the same handler: a first signal
+//! while a parcel is in hand ([`Busy`]) lets it finish (stored and confirmed,
+//! or uploaded) and then the command ends; the loop reads [`stop_flag`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use ecgridos::{ApiKey, UserId};
 
@@ -28,11 +32,13 @@ struct Pending {
     unsaved: Vec<(UserId, ApiKey)>,
     /// Temporary files to remove if the process ends early.
     temps: Vec<PathBuf>,
+    /// Parcels being transferred.
+    busy: usize,
 }
 
 impl Pending {
     fn idle(&self) -> bool {
-        self.in_flight.is_empty() && self.unsaved.is_empty()
+        self.in_flight.is_empty() && self.unsaved.is_empty() && self.busy == 0
     }
 }
 
@@ -40,8 +46,9 @@ static PENDING: Mutex<Pending> = Mutex::new(Pending {
     in_flight: Vec::new(),
     unsaved: Vec::new(),
     temps: Vec::new(),
+    busy: 0,
 });
-static STOPPING: AtomicBool = AtomicBool::new(false);
+static STOPPING: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
 
 fn pending() -> MutexGuard<'static, Pending> {
     PENDING.lock().unwrap_or_else(|p| p.into_inner())
@@ -104,7 +111,11 @@ fn on_signal() {
         end(&mut state);
     }
     if first {
-        say!("interrupted: letting the rotation in flight finish so that its key is stored (interrupt again to abort)");
+        if state.in_flight.is_empty() && state.unsaved.is_empty() {
+            say!("interrupted: finishing the parcel in hand first (interrupt again to abort)");
+        } else {
+            say!("interrupted: letting the rotation in flight finish so that its key is stored (interrupt again to abort)");
+        }
         return;
     }
     for (user, key) in &state.unsaved {
@@ -131,6 +142,30 @@ fn end(state: &mut Pending) -> ! {
 /// True once a signal asked the process to stop: start no new rotation.
 pub fn stopping() -> bool {
     STOPPING.load(Ordering::SeqCst)
+}
+
+/// The flag [`stopping`] reads, for loops that take one.
+pub fn stop_flag() -> Arc<AtomicBool> {
+    Arc::clone(&STOPPING)
+}
+
+/// A parcel in transfer: a first signal lets it finish. Unlike [`InFlight`],
+/// ending it does not end the process: the command reports, then exits.
+pub struct Busy(());
+
+impl Busy {
+    /// Marks a parcel transfer as started.
+    pub fn start() -> Busy {
+        pending().busy += 1;
+        Busy(())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut state = pending();
+        state.busy = state.busy.saturating_sub(1);
+    }
 }
 
 /// Registers a temporary file to remove if the process is interrupted.
