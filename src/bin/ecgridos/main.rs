@@ -7,10 +7,10 @@ mod keys;
 mod mock;
 mod net;
 mod output;
+mod parcels;
 mod record;
 mod replay;
 mod scenario;
-mod parcels;
 mod signals;
 
 use std::process::ExitCode;
