@@ -36,6 +36,7 @@ mod netconf;
 pub mod operations;
 pub mod parcels;
 pub mod rest;
+pub mod rest_mapping;
 pub mod rotation;
 pub mod secret;
 mod session;

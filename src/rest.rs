@@ -731,7 +731,7 @@ impl RestClient {
     ) -> Result<Value> {
         let auth = auth.into();
         (entry.check)(params)?;
-        let mapping = crate::migrate::mapping::Mapping::get()?;
+        let mapping = crate::rest_mapping::Mapping::get()?;
         let op = mapping.operation(entry.info.name).ok_or_else(|| {
             Error::invalid_input(
                 entry.info.name,

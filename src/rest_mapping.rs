@@ -21,7 +21,7 @@ use crate::api::{OperationInfo, Params};
 use crate::error::{Error, Result};
 
 /// The mapping file, embedded at build time.
-pub const MAPPING_JSON: &str = include_str!("../../contract/rest-mapping.json");
+pub const MAPPING_JSON: &str = include_str!("../contract/rest-mapping.json");
 
 /// The whole mapping.
 #[derive(Debug, Deserialize)]
@@ -317,7 +317,7 @@ fn typed(xsd_type: &str, text: &str) -> Value {
 /// `X400Format` -> `x400Format`.
 ///
 /// ```
-/// use ecgridos::migrate::mapping::camel_case;
+/// use ecgridos::rest_mapping::camel_case;
 /// assert_eq!(camel_case("ECGridIDFrom"), "ecGridIdFrom");
 /// assert_eq!(camel_case("UserID"), "userId");
 /// assert_eq!(camel_case("ip"), "ip");
@@ -430,7 +430,7 @@ mod tests {
     #[test]
     fn covers_the_contract_twins() {
         let contract: Value =
-            serde_json::from_str(include_str!("../../contract/ecgridos-v4.1-contract.json"))
+            serde_json::from_str(include_str!("../contract/ecgridos-v4.1-contract.json"))
                 .unwrap();
         let mapping = Mapping::get().unwrap();
         for op in contract["operations"].as_array().unwrap() {
