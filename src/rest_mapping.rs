@@ -430,8 +430,7 @@ mod tests {
     #[test]
     fn covers_the_contract_twins() {
         let contract: Value =
-            serde_json::from_str(include_str!("../contract/ecgridos-v4.1-contract.json"))
-                .unwrap();
+            serde_json::from_str(include_str!("../contract/ecgridos-v4.1-contract.json")).unwrap();
         let mapping = Mapping::get().unwrap();
         for op in contract["operations"].as_array().unwrap() {
             let name = op["name"].as_str().unwrap();

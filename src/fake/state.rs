@@ -930,21 +930,7 @@ fn random_token(len: usize) -> String {
 /// Seconds since the Unix epoch of a dateTime (an offset-less one is taken
 /// as UTC), whole seconds.
 pub(super) fn unix_seconds(t: &crate::wire::DateTime) -> i64 {
-    let (y, m, d) = t.date();
-    let (hh, mm, ss) = t.time();
-    // Days-from-civil (Howard Hinnant's algorithm), proleptic Gregorian.
-    let (y, m, d) = (i64::from(y) - i64::from(m <= 2), i64::from(m), i64::from(d));
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let offset = match t.offset() {
-        crate::wire::Offset::Minutes(m) => i64::from(m) * 60,
-        _ => 0,
-    };
-    days * 86_400 + i64::from(hh) * 3600 + i64::from(mm) * 60 + i64::from(ss) - offset
+    t.unix_seconds()
 }
 
 /// The `SystemTime` of a count of seconds since the Unix epoch.
@@ -961,23 +947,11 @@ pub(super) fn xsd_date_time(t: SystemTime) -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    i64::try_from(secs)
+        .ok()
+        .and_then(crate::wire::DateTime::from_unix_seconds)
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| "9999-12-31T23:59:59Z".to_string())
 }
 
 #[cfg(test)]

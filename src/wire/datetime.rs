@@ -131,17 +131,11 @@ impl DateTime {
     /// assert_eq!(t.unix_seconds(), 1_795_000_000);
     /// ```
     pub fn unix_seconds(&self) -> i64 {
-        // Days from the civil date (Howard Hinnant's algorithm).
-        let (y, m) = if self.month <= 2 {
-            (i64::from(self.year) - 1, i64::from(self.month) + 9)
-        } else {
-            (i64::from(self.year), i64::from(self.month) - 3)
-        };
-        let era = y.div_euclid(400);
-        let yoe = y.rem_euclid(400);
-        let doy = (153 * m + 2) / 5 + i64::from(self.day) - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        let days = era * 146_097 + doe - 719_468;
+        let days = days_from_civil(
+            i64::from(self.year),
+            i64::from(self.month),
+            i64::from(self.day),
+        );
         let offset = match self.offset {
             Offset::Minutes(m) => i64::from(m) * 60,
             _ => 0,
@@ -164,16 +158,7 @@ impl DateTime {
     pub fn from_unix_seconds(seconds: i64) -> Option<DateTime> {
         let days = seconds.div_euclid(86_400);
         let rest = seconds.rem_euclid(86_400);
-        // The civil date of a day count (Howard Hinnant's algorithm).
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (year, month, day) = civil_from_days(days);
         Some(DateTime {
             year: u16::try_from(year)
                 .ok()
@@ -330,12 +315,21 @@ mod tests {
     }
 }
 
-/// `t` as RFC 3339 in UTC with milliseconds (`2026-11-23T12:00:00.123Z`).
-pub(crate) fn rfc3339_utc(t: std::time::SystemTime) -> String {
-    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// days-from-civil).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The proleptic Gregorian (year, month, day) of a count of days since
+/// 1970-01-01 (Howard Hinnant's civil-from-days).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -344,7 +338,15 @@ pub(crate) fn rfc3339_utc(t: std::time::SystemTime) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// `t` as RFC 3339 in UTC with milliseconds (`2026-11-23T12:00:00.123Z`).
+pub(crate) fn rfc3339_utc(t: std::time::SystemTime) -> String {
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
@@ -358,6 +360,18 @@ pub(crate) fn rfc3339_utc(t: std::time::SystemTime) -> String {
 mod rfc3339_tests {
     use super::rfc3339_utc;
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn civil_days_both_ways() {
+        use super::{civil_from_days, days_from_civil};
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(1, 1, 1), -719_162);
+        for days in [-719_162, -1, 0, 59, 11_016, 11_017, 20_780, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
 
     #[test]
     fn utc_instants_format_as_rfc3339() {
