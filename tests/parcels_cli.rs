@@ -1088,3 +1088,39 @@ async fn a_second_signal_mid_transfer_ends_at_once_and_leaves_no_temporary_file(
     assert_eq!(entries(&dir), [JOURNAL], "{}", stderr(&out));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A listing longer than the default 1 MiB answer cap is refused as such
+/// (exit 4, nothing half-printed); `--max-response-bytes` (or its variable)
+/// lets the whole page through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_listing_needs_and_gets_a_larger_answer_cap() {
+    let env = Env::start(FakeServer::builder().inbox_page_size(1_200)).await;
+    let name = format!("{}.edi", "n".repeat(200));
+    for _ in 0..1_200 {
+        env.deliver("alice", &name, b"x");
+    }
+    let refused = run(env.cmd("alice", &["parcels", "inbox", "--json"])).await;
+    assert_eq!(code(&refused), 4, "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("exceeds"), "{}", stderr(&refused));
+    assert_eq!(stdout(&refused), "");
+
+    let listed = run(env.cmd(
+        "alice",
+        &[
+            "parcels",
+            "inbox",
+            "--json",
+            "--max-response-bytes",
+            "16000000",
+        ],
+    ))
+    .await;
+    assert_eq!(code(&listed), 0, "{}", stderr(&listed));
+    assert_eq!(stdout(&listed).lines().count(), 1_200);
+
+    let mut via_env = env.cmd("alice", &["parcels", "inbox", "--json"]);
+    via_env.env("ECGRID_MAX_RESPONSE_BYTES", "16000000");
+    let listed = run(via_env).await;
+    assert_eq!(code(&listed), 0, "{}", stderr(&listed));
+    assert_eq!(stdout(&listed).lines().count(), 1_200);
+}

@@ -76,6 +76,14 @@ pub struct Global {
     #[arg(long, global = true, default_value_t = 30.0, value_parser = parse_seconds)]
     pub timeout: f64,
 
+    /// The largest answer read into memory, in bytes (a long inbox or
+    /// outbox listing may need more than the default 1 MiB). Parcel
+    /// downloads stream to disk and are not bound by it.
+    #[arg(long, global = true, env = "ECGRID_MAX_RESPONSE_BYTES",
+          default_value_t = ecgridos::DEFAULT_MAX_RESPONSE_BYTES,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_response_bytes: u64,
+
     /// SOAP version.
     #[arg(long, global = true, value_enum, default_value = "1.1")]
     pub soap_version: SoapVersionArg,

@@ -171,6 +171,7 @@ pub fn soap_client(g: &Global) -> Result<Client, Error> {
             SoapVersionArg::V12 => SoapVersion::V12,
         })
         .timeout(Duration::from_secs_f64(g.timeout))
+        .max_response_bytes(g.max_response_bytes)
         .allow_insecure_http(g.allow_insecure_http);
     crate::net::with_net!(builder, g).build()
 }
@@ -179,6 +180,7 @@ pub fn rest_client(g: &Global) -> Result<RestClient, Error> {
     let builder = RestClient::builder()
         .base_url(&g.rest_url)
         .timeout(Duration::from_secs_f64(g.timeout))
+        .max_response_bytes(g.max_response_bytes)
         .allow_insecure_http(g.allow_insecure_http);
     crate::net::with_net!(builder, g).build()
 }
