@@ -1124,3 +1124,152 @@ async fn a_long_listing_needs_and_gets_a_larger_answer_cap() {
     assert_eq!(code(&listed), 0, "{}", stderr(&listed));
     assert_eq!(stdout(&listed).lines().count(), 1_200);
 }
+
+/// The paths `parcels fetch` printed on stdout (one a line).
+fn printed_paths(out: &Output) -> Vec<PathBuf> {
+    stdout(out).lines().map(PathBuf::from).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_of_another_endpoint_is_refused_and_nothing_is_confirmed() {
+    let (one, two) = (
+        Env::start(FakeServer::builder()).await,
+        Env::start(FakeServer::builder()).await,
+    );
+    let dir = scratch("endpoints");
+    let first = one.deliver("alice", "orders.x12", &content(11, 16));
+    let second = two.deliver("alice", "invoice.x12", &content(12, 900));
+    assert_eq!(first, second, "both fakes number their first parcel alike");
+    let dir_arg = dir.to_str().unwrap().to_string();
+    let out = run(one.cmd("alice", &["parcels", "fetch", "--to", &dir_arg])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // The consumer takes the file away.
+    std::fs::remove_file(dir.join(local_name(first, "orders.x12"))).unwrap();
+    let out = run(two.cmd("alice", &["parcels", "fetch", "--to", &dir_arg])).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains(&two.fake.soap_url()), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    assert!(!two.fake.parcel(second).unwrap().confirmed);
+    assert_eq!(entries(&dir), [JOURNAL.to_string()]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parcel_reset_after_its_confirm_is_fetched_again() {
+    let env = Env::start(FakeServer::builder()).await;
+    let dir = scratch("reset");
+    let bytes = content(21, 16);
+    let id = env.deliver("alice", "orders.x12", &bytes);
+    let path = dir.join(local_name(id, "orders.x12"));
+    let dir_arg = dir.to_str().unwrap().to_string();
+    let out = run(env.cmd("alice", &["parcels", "fetch", "--to", &dir_arg])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(printed_paths(&out), [path.clone()]);
+    std::fs::remove_file(&path).unwrap();
+    let id_arg = id.to_string();
+    let out = run(env.cmd("alice", &["parcels", "reset", "--parcel-id", &id_arg])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = run(env.cmd("alice", &["parcels", "fetch", "--to", &dir_arg])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    for printed in printed_paths(&out) {
+        assert!(printed.exists(), "printed {} which does not exist", printed.display());
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "fetched again");
+    assert!(env.fake.parcel(id).unwrap().confirmed);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_is_a_symlink_is_refused() {
+    let env = Env::start(FakeServer::builder()).await;
+    let dir = scratch("symlink");
+    let outside = scratch("outside").join("victim");
+    std::fs::write(&outside, b"").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join(JOURNAL)).unwrap();
+    let id = env.deliver("alice", "orders.x12", &content(31, 16));
+    let out = run(env.cmd(
+        "alice",
+        &["parcels", "fetch", "--to", dir.to_str().unwrap()],
+    ))
+    .await;
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&outside).unwrap(), b"");
+    assert!(!env.fake.parcel(id).unwrap().confirmed);
+    assert_eq!(entries(&dir), [JOURNAL.to_string()]);
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(outside.parent().unwrap()).unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_the_journal_leaves_no_unrecorded_file_and_no_copy() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::start(FakeServer::builder()).await;
+    let dir = scratch("journal-full");
+    let bytes = content(41, 16);
+    let id = env.deliver("alice", "orders.x12", &bytes);
+    let dir_arg = dir.to_str().unwrap().to_string();
+    // A first run writes the journal's beginning; a confirmed record of
+    // another parcel pads it.
+    let out = run(env.cmd("alice", &["parcels", "fetch", "--to", &dir_arg])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let pad = format!(
+        "{{\"parcel_id\":1,\"event\":\"confirmed\",\"note\":\"{}\"}}\n",
+        "x".repeat(200)
+    );
+    let journal = dir.join(JOURNAL);
+    let mut text = std::fs::read_to_string(&journal).unwrap();
+    text.push_str(&pad);
+    std::fs::write(&journal, &text).unwrap();
+    std::fs::remove_file(dir.join(local_name(id, "orders.x12"))).unwrap();
+    let id_arg = id.to_string();
+    let out = run(env.cmd("alice", &["parcels", "reset", "--parcel-id", &id_arg])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // The journal may grow by 10 bytes: its next record is torn.
+    let limit = text.len() as u64 + 10;
+    for _ in 0..3 {
+        let mut cmd = env.cmd("alice", &["parcels", "fetch", "--to", &dir_arg]);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let l = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let out = run(cmd).await;
+        assert_ne!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(stdout(&out), "");
+        // The consumer sees no file the journal does not know of.
+        assert_eq!(entries(&dir), [JOURNAL.to_string()], "{}", stderr(&out));
+        assert!(!env.fake.parcel(id).unwrap().confirmed);
+    }
+    let out = run(env.cmd("alice", &["parcels", "fetch", "--to", &dir_arg])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        entries(&dir),
+        [JOURNAL.to_string(), local_name(id, "orders.x12")]
+    );
+    assert_eq!(
+        std::fs::read(dir.join(local_name(id, "orders.x12"))).unwrap(),
+        bytes
+    );
+    assert!(env.fake.parcel(id).unwrap().confirmed);
+    // Every line of the journal but the torn ones reads as JSON.
+    let after = std::fs::read_to_string(&journal).unwrap();
+    let unreadable = after
+        .lines()
+        .filter(|l| !l.trim().is_empty() && serde_json::from_str::<serde_json::Value>(l).is_err())
+        .count();
+    assert!(unreadable <= 3, "{after}");
+    assert!(after.ends_with("\"event\":\"confirmed\"}\n"), "{after}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
