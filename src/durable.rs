@@ -5,9 +5,13 @@
 //! These are the pieces the inbound parcel loop ([`crate::parcels::inbound`])
 //! and the CLI's key-rotation journal share. Every function returns a plain
 //! [`std::io::Result`]: the caller knows which file it was and says so.
+//!
+//! Private files (journals, key files) are never reached through a symbolic
+//! link: [`create_private`] opens with `O_NOFOLLOW`, so a link planted at
+//! their path is refused instead of having records written to its target.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// The directory a path's last component lives in (`.` for a bare name).
@@ -25,7 +29,8 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Creates a file readable and writable by its owner only: a new one for
 /// writing (`exclusive`), or else one opened (or created) for reading and
-/// appending.
+/// appending. A symbolic link at `path` is never followed: the error then
+/// says so (its kind is the one the system gave, `ELOOP`'s).
 pub fn create_private(path: &Path, exclusive: bool) -> std::io::Result<File> {
     let mut options = std::fs::OpenOptions::new();
     if exclusive {
@@ -36,9 +41,18 @@ pub fn create_private(path: &Path, exclusive: bool) -> std::io::Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
-    options.open(path)
+    options.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return std::io::Error::new(
+                e.kind(),
+                "it is a symbolic link; refusing to follow it (remove the link)",
+            );
+        }
+        e
+    })
 }
 
 /// Renames `from` to `to` unless `to` exists (atomically, where the file
@@ -99,9 +113,18 @@ impl JournalFile {
     /// [`std::io::ErrorKind::WouldBlock`]. A journal created here has its
     /// directory entry synced before this returns.
     pub fn open(path: &Path) -> std::io::Result<JournalFile> {
-        let existed = std::fs::symlink_metadata(path).is_ok();
-        let file = create_private(path, false)?;
-        lock_exclusive(&file)?;
+        let mut attempts = 0;
+        let (file, existed) = loop {
+            let existed = std::fs::symlink_metadata(path).is_ok();
+            let file = create_private(path, false)?;
+            lock_exclusive(&file)?;
+            // A compaction may have replaced the file between the open and
+            // the lock: the lock then guards nothing, so take the new one.
+            attempts += 1;
+            if same_inode(&file, path)? || attempts >= 10 {
+                break (file, existed);
+            }
+        };
         if !existed {
             sync_dir(&parent_dir(path))?;
         }
@@ -131,14 +154,70 @@ impl JournalFile {
     /// Reads the whole journal as text (invalid UTF-8 replaced), and notes
     /// whether its last line is torn.
     pub fn read_all(&mut self) -> std::io::Result<String> {
-        let mut bytes = Vec::new();
+        let mut text = String::new();
+        self.for_each_line(&mut |line| {
+            text.push_str(line);
+            text.push('\n');
+        })?;
+        if self.torn_end {
+            text.pop();
+        }
+        Ok(text)
+    }
+
+    /// Hands each line to `each` in turn (without its newline, invalid UTF-8
+    /// replaced), holding one line in memory at a time, and notes whether
+    /// the last line is torn.
+    pub fn for_each_line(&mut self, each: &mut dyn FnMut(&str)) -> std::io::Result<()> {
         self.file.seek(SeekFrom::Start(0))?;
-        self.file.read_to_end(&mut bytes)?;
-        self.torn_end = bytes.last().is_some_and(|b| *b != b'\n');
-        Ok(match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        })
+        let mut reader = BufReader::new(&self.file);
+        let mut line = Vec::new();
+        let mut torn = false;
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            torn = line.last() != Some(&b'\n');
+            if !torn {
+                line.pop();
+            }
+            each(&String::from_utf8_lossy(&line));
+        }
+        self.torn_end = torn;
+        Ok(())
+    }
+
+    /// Replaces the whole journal by `lines`, atomically: they are written
+    /// to `temp` (a new private file in the same directory, locked at once so
+    /// that no other run can take it over), synced, renamed over the journal,
+    /// and the directory synced. On failure the journal is left as it was and
+    /// `temp` is removed.
+    pub fn replace(
+        &mut self,
+        temp: &Path,
+        lines: &mut dyn Iterator<Item = String>,
+    ) -> std::io::Result<()> {
+        let file = create_private(temp, true)?;
+        let written = (|| {
+            lock_exclusive(&file)?;
+            let mut out = BufWriter::new(&file);
+            for line in lines {
+                out.write_all(line.as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            drop(out);
+            file.sync_all()?;
+            std::fs::rename(temp, &self.path)
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(temp);
+            return Err(e);
+        }
+        self.file = file;
+        self.torn_end = false;
+        sync_dir(&parent_dir(&self.path))
     }
 
     /// True when the last [`read_all`](JournalFile::read_all) found a torn
@@ -156,6 +235,9 @@ impl JournalFile {
         }
         buf.push_str(line);
         buf.push('\n');
+        // A write that fails may have left part of the line: the next append
+        // starts on a new line all the same.
+        self.torn_end = true;
         self.file.write_all(buf.as_bytes())?;
         self.file.sync_data()?;
         self.torn_end = false;
@@ -167,6 +249,21 @@ impl JournalFile {
     pub fn append<T: serde::Serialize>(&mut self, record: &T) -> std::io::Result<()> {
         let line = serde_json::to_string(record).map_err(std::io::Error::other)?;
         self.append_line(&line)
+    }
+}
+
+/// True when `path` still names the open `file` (not a file renamed over it).
+fn same_inode(file: &File, path: &Path) -> std::io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (held, named) = (file.metadata()?, std::fs::symlink_metadata(path)?);
+        Ok(held.dev() == named.dev() && held.ino() == named.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        Ok(true)
     }
 }
 
@@ -241,6 +338,39 @@ mod tests {
         let journal = JournalFile::open(&path).unwrap();
         let mode = journal.file().metadata().unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_is_never_followed_by_a_private_file() {
+        let dir = scratch("link");
+        let target = dir.join("target");
+        std::fs::write(&target, "").unwrap();
+        let link = dir.join("j");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = JournalFile::open(&link).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        let err = create_private(&link, false).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(create_private(&link, true).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_replaced_journal_keeps_its_lock_and_its_lines() {
+        let dir = scratch("replace");
+        let path = dir.join("j");
+        let mut journal = JournalFile::open(&path).unwrap();
+        journal.append_line("old").unwrap();
+        let mut lines = ["a".to_string(), "b".to_string()].into_iter();
+        journal.replace(&dir.join("j.tmp"), &mut lines).unwrap();
+        journal.append_line("c").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\n");
+        let err = JournalFile::open(&path).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+        assert!(!dir.join("j.tmp").exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

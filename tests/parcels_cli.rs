@@ -504,11 +504,13 @@ async fn spoiled_download(action: Action, protocol: &str) {
     let env = Env::start(FakeServer::builder().on_parcel_event(watch.hook())).await;
     let dir = scratch("spoiled");
     let good = env.deliver("alice", "good.edi", &content(1, 5_000));
-    // The relay spoils every download; the good parcel is fetched directly
-    // afterwards.
+    // The relay spoils every download, then forwards them untouched (the
+    // directory's journal is bound to the endpoint, the relay's).
     let bad = env.deliver("alice", "bad.edi", &content(2, 60_000));
+    let spoil = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let spoiling = spoil.clone();
     let via = relay(env.fake.addr(), move |head| {
-        if is_download(head) {
+        if is_download(head) && spoiling.load(std::sync::atomic::Ordering::SeqCst) {
             action
         } else {
             Action::Forward
@@ -534,11 +536,12 @@ async fn spoiled_download(action: Action, protocol: &str) {
     assert!(!env.fake.parcel(bad).unwrap().confirmed);
     assert!(!env.fake.parcel(good).unwrap().confirmed);
     assert!(watch.confirms.lock().unwrap().is_empty());
-    // Without the relay both arrive.
+    // Unspoiled, both arrive.
+    spoil.store(false, std::sync::atomic::Ordering::SeqCst);
     let out = run(env.cmd_via(
         "alice",
         protocol,
-        None,
+        Some(via),
         &["parcels", "fetch", "--to", dir.to_str().unwrap()],
     ))
     .await;

@@ -1,27 +1,50 @@
 //! The inbound loop for a directory: list the ready parcels, store each one
 //! durably under a safe name, and only then confirm it.
 //!
-//! [`fetch_dir`] runs the whole loop. For each ready parcel not already
-//! stored it downloads into a hidden temporary file in the directory
-//! (`.<name>.partial-<random>`), checks the byte count (the service's
-//! declared size, the bytes received and the file's length must agree),
-//! syncs the file, renames it to `<ParcelID>-<safe file name>` (never
+//! [`fetch_dir`] runs the whole loop. For each ready parcel it downloads
+//! into a hidden temporary file in the directory (`.<name>.partial-<random>`),
+//! hashing it (SHA-256) as it goes, checks the byte count (the service's
+//! declared size, the listing's, the bytes received and the file's length
+//! must agree), syncs the file, records `stored` (size and SHA-256) in the
+//! directory's journal, renames it to `<ParcelID>-<safe file name>` (never
 //! replacing a file already there, see [`super::names`]), syncs the
-//! directory, records `stored` in the directory's journal, confirms, and
-//! records `confirmed`. Then it lists again: the inbox listing is paged and
-//! takes no page number, so the next page only shows up once the parcels of
-//! the first are confirmed. Without confirming (`no_confirm`) only the first
-//! page is reachable.
+//! directory, confirms, and records `confirmed`. The record comes before the
+//! rename: no file appears under a final name that the journal does not know
+//! of, and a record whose rename never happened only costs a download. Then
+//! it lists again: the inbox listing is paged and takes no page number, so
+//! the next page only shows up once the parcels of the first are confirmed.
+//! Without confirming (`no_confirm`) only the first page is reachable.
 //!
 //! The journal (`.ecgridos-parcels.journal` in the directory, JSON Lines,
-//! each record synced) is locked for the whole run: two fetches into one
-//! directory cannot run at once. After a crash the next run removes leftover
-//! temporary files and, for a parcel still listed whose file is already
-//! stored (a `stored` record, or with no record a file of the declared size
-//! under its final name), confirms it without downloading it again. Nothing
-//! is stored twice and nothing is confirmed before it is durable. Delivery is
-//! still at least once from the service's side: a parcel confirmed in a run
-//! that crashed before the `confirmed` record is simply not listed again.
+//! each record synced, never through a symbolic link) starts with a header
+//! naming the protocol and endpoint; a run against another is refused
+//! ([`Error::InvalidInput`]). It is locked for the whole run: two fetches
+//! into one directory cannot run at once. A parcel listed again is handled
+//! by these rules:
+//!
+//! - recorded `stored` and not `confirmed` (a crash or failure between the
+//!   store and the confirm), of the size listed now, and its file still holds
+//!   the recorded size and SHA-256: it is synced again and confirmed, not
+//!   downloaded;
+//! - anything else (our confirm recorded, then reset by an operator or
+//!   delivered again by the service; the file moved away or changed; no
+//!   record): it is downloaded again. If its final name already holds the
+//!   same bytes, no second copy is made; if it holds other bytes, the parcel
+//!   fails and that file is left as it is.
+//!
+//! A path is reported only for a file that is there. After a crash the next
+//! run removes leftover temporary files. A write to the journal that fails
+//! midway leaves a torn line, closed before the next record; a torn or
+//! damaged line is skipped (the parcel it named is downloaded again).
+//!
+//! Retention: when a run opens a journal holding more than
+//! `2 × pending + 1001` lines (pending: the parcels recorded stored and not
+//! confirmed), it is compacted atomically (written to a temporary file,
+//! synced, renamed over, directory synced) to its header and the pending
+//! records whose file is still there with the recorded size; confirmed
+//! parcels leave no record (listed again, they are downloaded again anyway).
+//! The journal is read one line at a time, so a poll's memory stays bounded
+//! by the pending parcels, not by the directory's history.
 //!
 //! A parcel that fails (a size that does not match, invalid base64, a body
 //! cut short, a full disk) is not confirmed, leaves no file under its final
@@ -88,6 +111,9 @@ pub struct FetchOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Progress callbacks.
     pub observer: Option<Arc<dyn FetchObserver>>,
+    /// Compact the journal past this many lines of slack (the simulator
+    /// makes it small); `COMPACT_AFTER` when `None`.
+    pub(crate) compact_after: Option<usize>,
 }
 
 impl std::fmt::Debug for FetchOptions {
@@ -285,8 +311,11 @@ impl FetchReport {
 }
 
 /// The mailbox calls the loop needs; `ParcelClient` is the one
-/// implementation outside tests.
+/// implementation outside tests (the simulator in `super::sim` is another).
 pub(crate) trait Inbox {
+    /// The protocol (`soap`, `rest`) and endpoint the parcels come from: a
+    /// directory's journal is bound to them.
+    fn service(&self) -> (String, String);
     /// The ready parcels.
     async fn ready(&self, cred: &Credential, mailbox_id: Option<i32>)
         -> Result<Vec<ParcelSummary>>;
@@ -300,9 +329,23 @@ pub(crate) trait Inbox {
     ) -> Result<Downloaded>;
     /// Confirms the download.
     async fn confirm(&self, cred: &Credential, parcel_id: i64) -> Result<bool>;
+    /// Puts a parcel back in the inbox (an operator's `parcels reset`; the
+    /// loop itself never resets).
+    #[cfg_attr(not(test), allow(dead_code))]
+    async fn reset(&self, cred: &Credential, parcel_id: i64) -> Result<bool>;
 }
 
 impl Inbox for super::ParcelClient {
+    fn service(&self) -> (String, String) {
+        let endpoint = match self {
+            super::ParcelClient::Soap(c) => c.endpoint().to_string(),
+            super::ParcelClient::Rest(c) => url::Url::parse(c.base_url())
+                .map(|u| u.to_string())
+                .unwrap_or_else(|_| c.base_url().to_string()),
+        };
+        (self.protocol().to_string(), endpoint)
+    }
+
     async fn ready(
         &self,
         cred: &Credential,
@@ -324,7 +367,289 @@ impl Inbox for super::ParcelClient {
     async fn confirm(&self, cred: &Credential, parcel_id: i64) -> Result<bool> {
         super::ParcelClient::confirm(self, cred, parcel_id).await
     }
+
+    async fn reset(&self, cred: &Credential, parcel_id: i64) -> Result<bool> {
+        super::ParcelClient::reset(self, cred, parcel_id).await
+    }
 }
+
+/// The size and SHA-256 of a file's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Digest {
+    /// The byte count.
+    pub(crate) bytes: u64,
+    /// The SHA-256.
+    pub(crate) sha256: [u8; 32],
+}
+
+impl Digest {
+    /// The digest of `bytes`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn of(bytes: &[u8]) -> Digest {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(bytes);
+        Digest::finish(ctx, bytes.len() as u64)
+    }
+
+    fn finish(ctx: ring::digest::Context, bytes: u64) -> Digest {
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(ctx.finish().as_ref());
+        Digest { bytes, sha256 }
+    }
+
+    fn hex(&self) -> String {
+        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn from_hex(bytes: u64, hex: &str) -> Option<Digest> {
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut sha256 = [0u8; 32];
+        for (i, out) in sha256.iter_mut().enumerate() {
+            *out = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Digest { bytes, sha256 })
+    }
+}
+
+/// The directory operations of the loop, by entry name inside the
+/// directory. [`RealDir`] does them with `std::fs` and [`crate::durable`];
+/// the simulator in `super::sim` models their durability and faults. Each
+/// one says what it makes durable: nothing else is.
+pub(crate) trait Dir {
+    /// A temporary file being written.
+    type Temp: AsyncWrite + Unpin + Send;
+    /// The path of an entry, for reports and the observer.
+    fn path(&self, name: &str) -> PathBuf;
+    /// The names in the directory.
+    fn list(&self) -> std::io::Result<Vec<String>>;
+    /// Removes an entry (not durable until [`sync`](Dir::sync)).
+    fn remove(&self, name: &str) -> std::io::Result<()>;
+    /// Creates a new file, failing if the name exists.
+    fn create_temp(&self, name: &str) -> std::io::Result<Self::Temp>;
+    /// Syncs a temporary file's bytes to disk and closes it; its length.
+    async fn sync_temp(&self, temp: Self::Temp) -> std::io::Result<u64>;
+    /// Renames `from` to `to` unless `to` exists (`AlreadyExists`); durable
+    /// after [`sync`](Dir::sync).
+    fn rename_no_replace(&self, from: &str, to: &str) -> std::io::Result<()>;
+    /// Syncs the directory: its entries' creations, renames and removals.
+    fn sync(&self) -> std::io::Result<()>;
+    /// Syncs a file's bytes.
+    fn sync_file(&self, name: &str) -> std::io::Result<()>;
+    /// The length of a regular file, `None` when there is none by that name.
+    fn len(&self, name: &str) -> std::io::Result<Option<u64>>;
+    /// The size and SHA-256 of a regular file, `None` when there is no entry
+    /// by that name; an entry of another kind is an `AlreadyExists` error.
+    fn digest(&self, name: &str) -> std::io::Result<Option<Digest>>;
+    /// Opens (creating it durably) and locks the journal for this value's
+    /// life; `WouldBlock` when another run holds it.
+    fn journal_open(&mut self) -> std::io::Result<()>;
+    /// Hands each journal line to `each`, one at a time.
+    fn journal_read(&mut self, each: &mut dyn FnMut(&str)) -> std::io::Result<()>;
+    /// Appends a line and syncs it; a torn last line is closed first, and a
+    /// failed append leaves the journal marked torn.
+    fn journal_append(&mut self, line: &str) -> std::io::Result<()>;
+    /// Replaces the journal by `lines` atomically and durably (or not at
+    /// all).
+    fn journal_replace(&mut self, lines: &mut dyn Iterator<Item = String>)
+        -> std::io::Result<()>;
+}
+
+/// A real directory.
+pub(crate) struct RealDir {
+    dir: PathBuf,
+    journal: Option<JournalFile>,
+}
+
+impl RealDir {
+    pub(crate) fn new(dir: &Path) -> RealDir {
+        RealDir {
+            dir: dir.to_path_buf(),
+            journal: None,
+        }
+    }
+
+    fn journal(&mut self) -> std::io::Result<&mut JournalFile> {
+        self.journal
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the journal is not open"))
+    }
+
+    /// Opens an entry for reading, never through a symbolic link.
+    fn open_read(&self, name: &str) -> std::io::Result<Option<std::fs::File>> {
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+        }
+        match options.open(self.path(name)) {
+            Ok(f) if f.metadata()?.is_file() => Ok(Some(f)),
+            Ok(_) => Err(not_ours()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            #[cfg(unix)]
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(not_ours()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn not_ours() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "another file already has this parcel's name; it was left as it is and the parcel was not confirmed",
+    )
+}
+
+impl Dir for RealDir {
+    type Temp = tokio::fs::File;
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn list(&self) -> std::io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            if let Some(name) = entry?.file_name().to_str() {
+                names.push(name.to_string());
+            }
+        }
+        Ok(names)
+    }
+
+    fn remove(&self, name: &str) -> std::io::Result<()> {
+        std::fs::remove_file(self.path(name))
+    }
+
+    fn create_temp(&self, name: &str) -> std::io::Result<tokio::fs::File> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.path(name))?;
+        Ok(tokio::fs::File::from_std(file))
+    }
+
+    async fn sync_temp(&self, temp: tokio::fs::File) -> std::io::Result<u64> {
+        temp.sync_all().await?;
+        Ok(temp.metadata().await?.len())
+    }
+
+    fn rename_no_replace(&self, from: &str, to: &str) -> std::io::Result<()> {
+        rename_no_replace(&self.path(from), &self.path(to))
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        sync_dir(&self.dir)
+    }
+
+    fn sync_file(&self, name: &str) -> std::io::Result<()> {
+        match self.open_read(name)? {
+            Some(f) => f.sync_all(),
+            None => Err(std::io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    fn len(&self, name: &str) -> std::io::Result<Option<u64>> {
+        match std::fs::symlink_metadata(self.path(name)) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn digest(&self, name: &str) -> std::io::Result<Option<Digest>> {
+        use std::io::Read;
+        let Some(mut file) = self.open_read(name)? else {
+            return Ok(None);
+        };
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut bytes = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            ctx.update(&buf[..n]);
+            bytes += n as u64;
+        }
+        Ok(Some(Digest::finish(ctx, bytes)))
+    }
+
+    fn journal_open(&mut self) -> std::io::Result<()> {
+        self.journal = Some(JournalFile::open(&self.path(JOURNAL_NAME))?);
+        Ok(())
+    }
+
+    fn journal_read(&mut self, each: &mut dyn FnMut(&str)) -> std::io::Result<()> {
+        self.journal()?.for_each_line(each)
+    }
+
+    fn journal_append(&mut self, line: &str) -> std::io::Result<()> {
+        self.journal()?.append_line(line)
+    }
+
+    fn journal_replace(
+        &mut self,
+        lines: &mut dyn Iterator<Item = String>,
+    ) -> std::io::Result<()> {
+        let temp = self.path(&names::temp_name(JOURNAL_NAME, fastrand::u64(..)));
+        self.journal()?.replace(&temp, lines)
+    }
+}
+
+/// A writer that hashes what its inner writer accepted.
+struct Hashing<W> {
+    inner: W,
+    ctx: ring::digest::Context,
+    bytes: u64,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Hashing<W> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &polled {
+            this.ctx.update(&buf[..*n]);
+            this.bytes += *n as u64;
+        }
+        polled
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// The journal's first line: the service its records are about.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Header {
+    journal: String,
+    version: u32,
+    protocol: String,
+    endpoint: String,
+}
+
+/// The header's `journal` value.
+const JOURNAL_KIND: &str = "ecgridos-parcels";
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -341,28 +666,36 @@ struct Record {
     file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     bytes: Option<u64>,
-    /// A file found stored with no record (a crash before the record).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    recovered: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
 }
 
-/// What the journal says about one parcel.
-#[derive(Clone, Copy, Debug, Default)]
-struct Known {
-    /// The size recorded as stored.
-    stored: Option<u64>,
+/// A parcel recorded as stored and not (yet) as confirmed.
+#[derive(Clone, Debug)]
+struct Pending {
+    file: String,
+    digest: Digest,
 }
 
-/// The directory's journal, locked for the run.
+/// A journal is compacted when it holds more than this many lines beyond
+/// twice the records it must keep.
+const COMPACT_AFTER: usize = 1000;
+
+/// The directory's journal, locked for the run: what it must remember is
+/// the parcels stored and not confirmed (with their size and SHA-256); a
+/// confirmed parcel needs no record (listed again, it is downloaded again).
 struct Journal {
-    file: JournalFile,
-    known: HashMap<i64, Known>,
+    path: PathBuf,
+    pending: HashMap<i64, Pending>,
+    header: Header,
 }
 
 impl Journal {
-    fn open(dir: &Path) -> Result<Journal> {
-        let path = dir.join(JOURNAL_NAME);
-        let mut file = JournalFile::open(&path).map_err(|e| {
+    /// Opens, checks the header against `service`, reads the pending
+    /// parcels, and compacts when the journal has grown.
+    fn open<D: Dir>(dir: &mut D, service: (String, String), compact_after: usize) -> Result<Journal> {
+        let path = dir.path(JOURNAL_NAME);
+        dir.journal_open().map_err(|e| {
             let what = if e.kind() == std::io::ErrorKind::WouldBlock {
                 "cannot lock (another fetch into this directory is running)"
             } else {
@@ -370,41 +703,159 @@ impl Journal {
             };
             local(what, &path, e)
         })?;
-        let text = file
-            .read_all()
-            .map_err(|e| local("cannot read", &path, e))?;
-        let mut known: HashMap<i64, Known> = HashMap::new();
-        for (n, line) in text.lines().enumerate() {
+        let header = Header {
+            journal: JOURNAL_KIND.into(),
+            version: 2,
+            protocol: service.0,
+            endpoint: service.1,
+        };
+        let mut found: Option<std::result::Result<Header, String>> = None;
+        let mut pending: HashMap<i64, Pending> = HashMap::new();
+        let (mut lines, mut unreadable) = (0usize, 0usize);
+        dir.journal_read(&mut |line| {
             if line.trim().is_empty() {
-                continue;
+                return;
+            }
+            lines += 1;
+            if found.is_none() {
+                found = Some(serde_json::from_str::<Header>(line).map_err(|_| line.to_string()));
+                if matches!(found, Some(Ok(_))) {
+                    return;
+                }
             }
             match serde_json::from_str::<Record>(line) {
-                Ok(record) => {
-                    let entry = known.entry(record.parcel_id).or_default();
-                    if record.event == Event::Stored {
-                        entry.stored = record.bytes;
+                Ok(Record {
+                    parcel_id,
+                    event: Event::Stored,
+                    file: Some(file),
+                    bytes: Some(bytes),
+                    sha256: Some(sha),
+                }) => match Digest::from_hex(bytes, &sha) {
+                    Some(digest) => {
+                        pending.insert(parcel_id, Pending { file, digest });
                     }
+                    None => unreadable += 1,
+                },
+                Ok(Record {
+                    parcel_id,
+                    event: Event::Confirmed,
+                    ..
+                }) => {
+                    pending.remove(&parcel_id);
                 }
-                // A torn or damaged line: what it said is recovered from the
-                // files themselves (a stored file has its declared size).
-                Err(_) => tracing::warn!(
-                    line = n + 1,
-                    journal = %path.display(),
-                    "skipping a journal line that cannot be read"
-                ),
+                // A record of an older version (no SHA-256) proves nothing:
+                // such a parcel is downloaded again if it is listed.
+                Ok(_) => {}
+                // A torn or damaged line: the parcel it named is downloaded
+                // again if it is listed.
+                Err(_) => unreadable += 1,
+            }
+        })
+        .map_err(|e| local("cannot read", &path, e))?;
+        if unreadable > 0 {
+            tracing::warn!(unreadable, journal = %path.display(), "skipped journal lines that cannot be read");
+        }
+        let headed = match found {
+            Some(Ok(h)) if h.journal == JOURNAL_KIND => {
+                if h.protocol != header.protocol || h.endpoint != header.endpoint {
+                    return Err(Error::InvalidInput {
+                        field: "the directory's journal".into(),
+                        reason: format!(
+                            "{} is the journal of parcels fetched from {} over {}; this run fetches from {} over {}: its records do not apply (use another directory; nothing was fetched)",
+                            path.display(),
+                            h.endpoint,
+                            h.protocol,
+                            header.endpoint,
+                            header.protocol
+                        )
+                        .into(),
+                    });
+                }
+                true
+            }
+            _ => false,
+        };
+        let mut journal = Journal {
+            path,
+            pending,
+            header,
+        };
+        if !headed && lines == 0 {
+            let line = serde_json::to_string(&journal.header).map_err(|e| {
+                local("cannot write", &journal.path, std::io::Error::other(e))
+            })?;
+            dir.journal_append(&line)
+                .map_err(|e| local("cannot write", &journal.path, e))?;
+        } else if !headed || lines > 2 * journal.pending.len() + 1 + compact_after {
+            // A journal of an older version gets its header here too.
+            if let Err(e) = journal.compact(dir) {
+                if !headed {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, "the journal could not be compacted; it is left as it was");
             }
         }
-        Ok(Journal { file, known })
+        Ok(journal)
     }
 
-    fn record(&mut self, record: Record) -> Result<()> {
-        self.file
-            .append(&record)
-            .map_err(|e| local("cannot write", self.file.path(), e))?;
-        if record.event == Event::Stored {
-            self.known.entry(record.parcel_id).or_default().stored = record.bytes;
+    /// Rewrites the journal with its header and the pending parcels whose
+    /// file is still there with the recorded size (a pending record whose
+    /// file is gone cannot spare a download any more).
+    fn compact<D: Dir>(&mut self, dir: &mut D) -> Result<()> {
+        let mut keep: Vec<(i64, Pending)> = Vec::new();
+        for (id, p) in &self.pending {
+            let len = dir
+                .len(&p.file)
+                .map_err(|e| local("cannot read", dir.path(&p.file), e))?;
+            if len == Some(p.digest.bytes) {
+                keep.push((*id, p.clone()));
+            }
         }
+        keep.sort_by_key(|(id, _)| *id);
+        let header = serde_json::to_string(&self.header)
+            .map_err(|e| local("cannot write", &self.path, std::io::Error::other(e)))?;
+        let mut lines = std::iter::once(header).chain(keep.iter().filter_map(|(id, p)| {
+            serde_json::to_string(&stored_record(*id, p)).ok()
+        }));
+        dir.journal_replace(&mut lines)
+            .map_err(|e| local("cannot write", &self.path, e))?;
+        self.pending = keep.into_iter().collect();
         Ok(())
+    }
+
+    fn append<D: Dir>(&mut self, dir: &mut D, record: &Record) -> Result<()> {
+        let line = serde_json::to_string(record)
+            .map_err(|e| local("cannot write", &self.path, std::io::Error::other(e)))?;
+        dir.journal_append(&line)
+            .map_err(|e| local("cannot write", &self.path, e))
+    }
+
+    fn stored<D: Dir>(&mut self, dir: &mut D, parcel_id: i64, pending: Pending) -> Result<()> {
+        self.append(dir, &stored_record(parcel_id, &pending))?;
+        self.pending.insert(parcel_id, pending);
+        Ok(())
+    }
+
+    fn confirmed<D: Dir>(&mut self, dir: &mut D, parcel_id: i64) -> Result<()> {
+        self.pending.remove(&parcel_id);
+        let record = Record {
+            parcel_id,
+            event: Event::Confirmed,
+            file: None,
+            bytes: None,
+            sha256: None,
+        };
+        self.append(dir, &record)
+    }
+}
+
+fn stored_record(parcel_id: i64, p: &Pending) -> Record {
+    Record {
+        parcel_id,
+        event: Event::Stored,
+        file: Some(p.file.clone()),
+        bytes: Some(p.digest.bytes),
+        sha256: Some(p.digest.hex()),
     }
 }
 
@@ -425,22 +876,14 @@ fn local(what: &str, path: impl AsRef<Path>, source: std::io::Error) -> Error {
 /// Fails as a whole only when the directory cannot be used (not a directory,
 /// its journal held by another run: [`Error::Io`] whose
 /// [`io_error`](Error::io_error) is of kind
-/// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) or the first listing fails; every other failure is
-/// per parcel, in the report.
+/// [`WouldBlock`](std::io::ErrorKind::WouldBlock); its journal bound to
+/// another endpoint or protocol: [`Error::InvalidInput`]) or the first
+/// listing fails; every other failure is per parcel, in the report.
 pub async fn fetch_dir(
     client: &super::ParcelClient,
     cred: &Credential,
     dir: &Path,
     options: FetchOptions,
-) -> Result<FetchReport> {
-    run(client, cred, dir, &options).await
-}
-
-pub(crate) async fn run<I: Inbox>(
-    inbox: &I,
-    cred: &Credential,
-    dir: &Path,
-    options: &FetchOptions,
 ) -> Result<FetchReport> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
@@ -453,7 +896,19 @@ pub(crate) async fn run<I: Inbox>(
         }
         Err(e) => return Err(local("cannot read", dir, e)),
     }
-    let mut journal = Journal::open(dir)?;
+    run(client, cred, &mut RealDir::new(dir), &options).await
+}
+
+/// The loop over any mailbox and directory (the real ones, or the
+/// simulator's).
+pub(crate) async fn run<I: Inbox, D: Dir>(
+    inbox: &I,
+    cred: &Credential,
+    dir: &mut D,
+    options: &FetchOptions,
+) -> Result<FetchReport> {
+    let compact_after = options.compact_after.unwrap_or(COMPACT_AFTER);
+    let mut journal = Journal::open(dir, inbox.service(), compact_after)?;
     let mut report = FetchReport {
         removed_leftovers: remove_leftovers(dir)?,
         ..FetchReport::default()
@@ -505,57 +960,52 @@ pub(crate) async fn run<I: Inbox>(
 /// Removes the temporary files an interrupted run left (only this loop's:
 /// hidden `.…partial-<16 hex digits>` names); the journal's lock guarantees no
 /// other run is writing them.
-fn remove_leftovers(dir: &Path) -> Result<usize> {
-    let entries = std::fs::read_dir(dir).map_err(|e| local("cannot read", dir, e))?;
+fn remove_leftovers<D: Dir>(dir: &D) -> Result<usize> {
+    let root = dir.path("");
     let mut removed = 0;
-    for entry in entries {
-        let entry = entry.map_err(|e| local("cannot read", dir, e))?;
-        let name = entry.file_name();
-        if name.to_str().is_some_and(names::is_temp_name) {
-            let path = entry.path();
-            std::fs::remove_file(&path).map_err(|e| local("cannot write", &path, e))?;
+    for name in dir.list().map_err(|e| local("cannot read", &root, e))? {
+        if names::is_temp_name(&name) {
+            dir.remove(&name)
+                .map_err(|e| local("cannot write", dir.path(&name), e))?;
             removed += 1;
         }
     }
     if removed > 0 {
-        sync_dir(dir).map_err(|e| local("cannot write", dir, e))?;
+        dir.sync().map_err(|e| local("cannot write", &root, e))?;
         tracing::info!(removed, "removed temporary files of an interrupted run");
     }
     Ok(removed)
 }
 
-async fn handle<I: Inbox>(
+async fn handle<I: Inbox, D: Dir>(
     inbox: &I,
     cred: &Credential,
-    dir: &Path,
+    dir: &mut D,
     journal: &mut Journal,
     parcel: &ParcelSummary,
     options: &FetchOptions,
 ) -> ParcelResult {
-    let path = dir.join(names::local_name(parcel.parcel_id, &parcel.file_name));
+    let name = names::local_name(parcel.parcel_id, &parcel.file_name);
+    let path = dir.path(&name);
     let result = |outcome| ParcelResult {
         parcel_id: parcel.parcel_id,
         file_name: parcel.file_name.clone(),
         path: path.clone(),
         outcome,
     };
-    let stored = match already_stored(journal, parcel, &path) {
-        Ok(Some(bytes)) => Some(bytes),
-        Ok(None) => None,
-        Err(e) => return result(ParcelOutcome::Failed(e)),
-    };
-    let outcome = match stored {
-        Some(bytes) => {
+    let outcome = match stored_earlier(dir, journal, parcel, &name) {
+        Err(e) => ParcelOutcome::Failed(e),
+        Ok(Some(bytes)) => {
             tracing::info!(
                 parcel_id = parcel.parcel_id,
-                "already stored by an earlier run; not downloading it again"
+                "stored by an earlier run and still intact; not downloading it again"
             );
-            let confirm = confirm(inbox, cred, journal, parcel.parcel_id, options).await;
+            let confirm = confirm(inbox, cred, dir, journal, parcel.parcel_id, options).await;
             ParcelOutcome::AlreadyStored { bytes, confirm }
         }
-        None => match store(inbox, cred, dir, journal, parcel, &path, options).await {
+        Ok(None) => match store(inbox, cred, dir, journal, parcel, &name, options).await {
             Ok(bytes) => {
-                let confirm = confirm(inbox, cred, journal, parcel.parcel_id, options).await;
+                let confirm = confirm(inbox, cred, dir, journal, parcel.parcel_id, options).await;
                 ParcelOutcome::Stored { bytes, confirm }
             }
             Err(e) => {
@@ -567,99 +1017,87 @@ async fn handle<I: Inbox>(
     result(outcome)
 }
 
-/// The size of the parcel's stored file when an earlier run stored it: a
-/// `stored` record (the file may since have been moved away by whoever
-/// processes the directory), or with no record a file of the declared size
-/// under the final name (a crash between the rename and the record). A
-/// different file under the final name is an error: it is never replaced.
-fn already_stored(
-    journal: &mut Journal,
+/// The size of the parcel's file when an earlier run stored it and did not
+/// record its confirm (a crash or failure in between), and the file is
+/// still there with the recorded size and SHA-256, of the size listed now;
+/// it is made durable again before it is confirmed. `None`: download it.
+fn stored_earlier<D: Dir>(
+    dir: &D,
+    journal: &Journal,
     parcel: &ParcelSummary,
-    path: &Path,
+    name: &str,
 ) -> Result<Option<u64>> {
-    let recorded = journal.known.get(&parcel.parcel_id).and_then(|k| k.stored);
-    let on_disk = match std::fs::symlink_metadata(path) {
-        Ok(m) => Some(m),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(local("cannot read", path, e)),
+    let Some(pending) = journal.pending.get(&parcel.parcel_id) else {
+        return Ok(None);
     };
-    let Some(meta) = on_disk else {
-        return Ok(recorded);
-    };
-    let len = meta.len();
-    let declared = u64::try_from(parcel.bytes).ok();
-    let ours = meta.is_file()
-        && match recorded {
-            Some(bytes) => bytes == len,
-            None => declared == Some(len),
-        };
-    if !ours {
-        return Err(local("cannot write",
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "another file already has this parcel's name; it was left as it is and the parcel was not confirmed",
-            ),
-        ));
+    if pending.file != name || u64::try_from(parcel.bytes).ok() != Some(pending.digest.bytes) {
+        return Ok(None);
     }
-    if recorded.is_none() {
-        journal.record(Record {
-            parcel_id: parcel.parcel_id,
-            event: Event::Stored,
-            file: file_name_of(path),
-            bytes: Some(len),
-            recovered: true,
-        })?;
+    match dir.digest(name) {
+        Ok(Some(found)) if found == pending.digest => {}
+        Ok(_) => return Ok(None),
+        Err(e) => return Err(local("cannot read", dir.path(name), e)),
     }
-    Ok(Some(len))
+    make_durable(dir, name)?;
+    Ok(Some(pending.digest.bytes))
 }
 
-fn file_name_of(path: &Path) -> Option<String> {
-    path.file_name().map(|n| n.to_string_lossy().into_owned())
+/// Syncs a file found in place and the directory: an earlier run may have
+/// ended before it did.
+fn make_durable<D: Dir>(dir: &D, name: &str) -> Result<()> {
+    dir.sync_file(name)
+        .map_err(|e| local("cannot write", dir.path(name), e))?;
+    dir.sync()
+        .map_err(|e| local("cannot write", dir.path(""), e))
 }
 
-/// A temporary file removed when dropped, unless it was renamed into place.
-struct Temp {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// Downloads into a temporary file, verifies, syncs and renames it into
-/// place, syncs the directory and records it as stored. Returns its size.
-async fn store<I: Inbox>(
+/// Downloads into a temporary file (hashing it), verifies, syncs it,
+/// records it as stored, renames it into place and syncs the directory.
+/// Returns its size. The record comes before the rename, so that no file
+/// appears under a final name that the journal does not know of; a record
+/// whose rename never happened only costs a download.
+async fn store<I: Inbox, D: Dir>(
     inbox: &I,
     cred: &Credential,
-    dir: &Path,
+    dir: &mut D,
     journal: &mut Journal,
     parcel: &ParcelSummary,
-    path: &Path,
+    name: &str,
     options: &FetchOptions,
 ) -> Result<u64> {
-    let stored_name = file_name_of(path).unwrap_or_default();
-    let mut temp = Temp {
-        path: dir.join(names::temp_name(&stored_name, fastrand::u64(..))),
-        keep: false,
+    let temp = names::temp_name(name, fastrand::u64(..));
+    let temp_path = dir.path(&temp);
+    let file = dir
+        .create_temp(&temp)
+        .map_err(|e| local("cannot write", &temp_path, e))?;
+    let stored = write_temp(inbox, cred, dir, parcel, &temp, file, options).await;
+    let digest = match stored {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = dir.remove(&temp);
+            return Err(e);
+        }
     };
-    let write_err = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e| local("cannot write", p, e)
-    };
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp.path)
-        .map_err(write_err(&temp.path))?;
-    let mut file = tokio::fs::File::from_std(file);
+    let placed = place(dir, journal, parcel.parcel_id, &temp, name, digest);
+    if placed.is_err() {
+        let _ = dir.remove(&temp);
+    }
+    placed
+}
+
+/// Writes the download into the temporary file and syncs it: its digest.
+async fn write_temp<I: Inbox, D: Dir>(
+    inbox: &I,
+    cred: &Credential,
+    dir: &D,
+    parcel: &ParcelSummary,
+    temp: &str,
+    file: D::Temp,
+    options: &FetchOptions,
+) -> Result<Digest> {
+    let temp_path = dir.path(temp);
     if let Some(o) = &options.observer {
-        o.writing(parcel.parcel_id, &temp.path);
+        o.writing(parcel.parcel_id, &temp_path);
     }
     let observer = options.observer.clone();
     let id = parcel.parcel_id;
@@ -668,18 +1106,24 @@ async fn store<I: Inbox>(
             o.progress(id, n);
         }
     };
+    let mut out = Hashing {
+        inner: file,
+        ctx: ring::digest::Context::new(&ring::digest::SHA256),
+        bytes: 0,
+    };
     let downloaded = inbox
-        .download_to(cred, parcel.parcel_id, &mut file, Some(&progress))
+        .download_to(cred, parcel.parcel_id, &mut out, Some(&progress))
         .await?;
     {
         use tokio::io::AsyncWriteExt;
-        file.flush().await.map_err(write_err(&temp.path))?;
+        out.flush()
+            .await
+            .map_err(|e| local("cannot write", &temp_path, e))?;
     }
-    let file = file.into_std().await;
     // The client checks the answer's own declared size; the listing's must
-    // agree too.
+    // agree too, and so must what reached the file.
     let listed = u64::try_from(parcel.bytes).ok();
-    for declared in [Some(downloaded.declared_bytes), listed]
+    for declared in [Some(downloaded.declared_bytes), listed, Some(out.bytes)]
         .into_iter()
         .flatten()
     {
@@ -692,56 +1136,69 @@ async fn store<I: Inbox>(
             });
         }
     }
-    let (temp_path, final_path, dir_path) =
-        (temp.path.clone(), path.to_path_buf(), dir.to_path_buf());
-    let received = downloaded.received_bytes;
-    let durable = tokio::task::spawn_blocking(move || -> Result<u64> {
-        let len = file
-            .metadata()
-            .map_err(|e| local("cannot read", &temp_path, e))?
-            .len();
-        if len != received {
-            return Err(local(
-                "cannot write",
-                &temp_path,
-                std::io::Error::other(format!(
-                    "the file holds {len} bytes where {received} were written"
-                )),
-            ));
-        }
-        file.sync_all()
-            .map_err(|e| local("cannot write", &temp_path, e))?;
-        drop(file);
-        rename_no_replace(&temp_path, &final_path)
-            .map_err(|e| local("cannot write", &final_path, e))?;
-        Ok(len)
-    })
-    .await
-    .map_err(|e| local("cannot write", path, std::io::Error::other(e)))?;
-    let len = durable?;
-    temp.keep = true;
-    // Renamed: from here the file is complete under its final name. If the
-    // directory cannot be synced or the record written, it is not confirmed;
-    // the next run finds it (of the declared size) and confirms it then.
-    let dir_for_sync = dir_path.clone();
-    tokio::task::spawn_blocking(move || sync_dir(&dir_for_sync))
+    let digest = Digest::finish(out.ctx, out.bytes);
+    let len = dir
+        .sync_temp(out.inner)
         .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r)
-        .map_err(|e| local("cannot write", &dir_path, e))?;
-    journal.record(Record {
-        parcel_id: parcel.parcel_id,
-        event: Event::Stored,
-        file: Some(stored_name),
-        bytes: Some(len),
-        recovered: false,
-    })?;
-    Ok(len)
+        .map_err(|e| local("cannot write", &temp_path, e))?;
+    if len != digest.bytes {
+        return Err(local(
+            "cannot write",
+            &temp_path,
+            std::io::Error::other(format!(
+                "the file holds {len} bytes where {} were written",
+                digest.bytes
+            )),
+        ));
+    }
+    Ok(digest)
 }
 
-async fn confirm<I: Inbox>(
+/// Puts a synced temporary file in place under `name` (or finds the same
+/// bytes already there) with its `stored` record written first.
+fn place<D: Dir>(
+    dir: &mut D,
+    journal: &mut Journal,
+    parcel_id: i64,
+    temp: &str,
+    name: &str,
+    digest: Digest,
+) -> Result<u64> {
+    let path = dir.path(name);
+    let existing = dir
+        .digest(name)
+        .map_err(|e| local("cannot write", &path, e))?;
+    let pending = Pending {
+        file: name.to_string(),
+        digest,
+    };
+    match existing {
+        // The same bytes are already there (stored before a crash, a reset
+        // or a lost journal): no second copy.
+        Some(found) if found == digest => {
+            dir.remove(&temp)
+                .map_err(|e| local("cannot write", dir.path(temp), e))?;
+            journal.stored(dir, parcel_id, pending)?;
+            make_durable(dir, name)?;
+        }
+        Some(_) => return Err(local("cannot write", &path, not_ours())),
+        None => {
+            journal.stored(dir, parcel_id, pending)?;
+            dir.rename_no_replace(temp, name)
+                .map_err(|e| local("cannot write", &path, e))?;
+            // Renamed: if the directory cannot be synced the parcel is not
+            // confirmed; the next run finds it by its record and confirms it.
+            dir.sync()
+                .map_err(|e| local("cannot write", dir.path(""), e))?;
+        }
+    }
+    Ok(digest.bytes)
+}
+
+async fn confirm<I: Inbox, D: Dir>(
     inbox: &I,
     cred: &Credential,
+    dir: &mut D,
     journal: &mut Journal,
     parcel_id: i64,
     options: &FetchOptions,
@@ -751,15 +1208,9 @@ async fn confirm<I: Inbox>(
     }
     match inbox.confirm(cred, parcel_id).await {
         Ok(true) => {
-            let record = Record {
-                parcel_id,
-                event: Event::Confirmed,
-                file: None,
-                bytes: None,
-                recovered: false,
-            };
-            if let Err(e) = journal.record(record) {
-                // Confirmed all the same; the record only saves a listing.
+            if let Err(e) = journal.confirmed(dir, parcel_id) {
+                // Confirmed all the same; without the record a re-delivery
+                // is taken for an interrupted run, and its bytes are checked.
                 tracing::warn!(parcel_id, error = %e, "confirmed, but the journal record could not be written");
             }
             Confirm::Confirmed
@@ -843,6 +1294,18 @@ mod tests {
     }
 
     impl Inbox for Mailbox {
+        fn service(&self) -> (String, String) {
+            ("soap".into(), "http://mailbox.test/".into())
+        }
+
+        async fn reset(&self, _: &Credential, parcel_id: i64) -> Result<bool> {
+            let mut parcels = self.parcels.lock().unwrap();
+            let p = parcels.iter_mut().find(|p| p.id == parcel_id).unwrap();
+            let was = p.confirmed;
+            p.confirmed = false;
+            Ok(was)
+        }
+
         async fn ready(&self, _: &Credential, _: Option<i32>) -> Result<Vec<ParcelSummary>> {
             let parcels = self.parcels.lock().unwrap();
             Ok(parcels
@@ -951,7 +1414,7 @@ mod tests {
             let bytes = mailbox.add(id, "po.edi", (id as usize * 97) % 5000, Fault::None);
             expected.push((id, bytes));
         }
-        let report = run(&mailbox, &cred(), &dir, &FetchOptions::new())
+        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &FetchOptions::new())
             .await
             .unwrap();
         assert!(report.all_ok(), "{report:?}");
@@ -967,7 +1430,8 @@ mod tests {
         }
         assert_eq!(listing(&dir).len(), 60);
         let journal = std::fs::read_to_string(dir.join(JOURNAL_NAME)).unwrap();
-        assert_eq!(journal.lines().count(), 120);
+        // The header, then a stored and a confirmed record per parcel.
+        assert_eq!(journal.lines().count(), 121);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -979,7 +1443,7 @@ mod tests {
         mailbox.add(2, "cut.edi", 3000, Fault::CutShort);
         mailbox.add(3, "short.edi", 3000, Fault::ShortByOne);
         mailbox.add(4, "b.edi", 10, Fault::None);
-        let report = run(&mailbox, &cred(), &dir, &FetchOptions::new())
+        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &FetchOptions::new())
             .await
             .unwrap();
         assert_eq!((report.stored(), report.failed()), (2, 2), "{report:?}");
@@ -1000,37 +1464,85 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A `stored` record as a run that crashed before its confirm left it.
+    fn stored_line(id: i64, file: &str, bytes: &[u8]) -> String {
+        let p = Pending {
+            file: file.into(),
+            digest: Digest::of(bytes),
+        };
+        serde_json::to_string(&stored_record(id, &p)).unwrap() + "\n"
+    }
+
+    fn header_line(mailbox: &Mailbox) -> String {
+        let (protocol, endpoint) = mailbox.service();
+        format!("{{\"journal\":\"ecgridos-parcels\",\"version\":2,\"protocol\":\"{protocol}\",\"endpoint\":\"{endpoint}\"}}\n")
+    }
+
     #[tokio::test]
-    async fn a_rerun_confirms_what_is_stored_without_downloading_it() {
+    async fn a_rerun_confirms_only_what_is_stored_intact() {
         let dir = scratch();
         let mailbox = Mailbox::new(&dir, 25);
         let one = mailbox.add(1, "one.edi", 500, Fault::None);
         mailbox.add(2, "two.edi", 700, Fault::None);
-        mailbox.add(3, "three.edi", 900, Fault::None);
-        // A crash after the rename, before the record: the file, no record.
+        let three = mailbox.add(3, "three.edi", 900, Fault::None);
+        let four = mailbox.add(4, "four.edi", 300, Fault::None);
+        // A crash after the record and the rename, before the confirm.
         std::fs::write(dir.join("1-one.edi"), &one).unwrap();
         // A crash mid-download: a temporary file.
         std::fs::write(dir.join(names::temp_name("2-two.edi", 7)), b"half").unwrap();
-        // A crash after the record, before the confirm; the file was since
-        // moved away by whoever processes the directory.
-        std::fs::write(
-            dir.join(JOURNAL_NAME),
-            "{\"parcel_id\":3,\"event\":\"stored\",\"bytes\":900}\n{\"parcel_id\":2,\"ev",
-        )
-        .unwrap();
-        let report = run(&mailbox, &cred(), &dir, &FetchOptions::new())
+        // Parcel 3 was recorded, but its file was since moved away by the
+        // consumer; parcel 4's was since changed.
+        std::fs::write(dir.join("4-four.edi"), vec![b'x'; 300]).unwrap();
+        let journal = header_line(&mailbox)
+            + &stored_line(1, "1-one.edi", &one)
+            + &stored_line(3, "3-three.edi", &three)
+            + &stored_line(4, "4-four.edi", &four)
+            + "{\"parcel_id\":2,\"ev";
+        std::fs::write(dir.join(JOURNAL_NAME), journal).unwrap();
+        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &FetchOptions::new())
             .await
             .unwrap();
-        assert!(report.all_ok(), "{report:?}");
         assert_eq!(report.removed_leftovers, 1);
-        assert_eq!((report.already_stored(), report.stored()), (2, 1));
-        assert_eq!(mailbox.downloads(), [2]);
+        assert_eq!((report.already_stored(), report.stored()), (1, 2));
+        assert_eq!(report.failed(), 1, "{report:?}");
+        // Never confirmed without its bytes, never replaced.
+        assert_eq!(mailbox.downloads(), [2, 3, 4]);
         assert_eq!(mailbox.confirmed(), [1, 2, 3]);
-        assert_eq!(listing(&dir), ["1-one.edi", "2-two.edi"]);
+        assert!(mailbox.confirms_before_stored.lock().unwrap().is_empty());
+        assert_eq!(
+            listing(&dir),
+            ["1-one.edi", "2-two.edi", "3-three.edi", "4-four.edi"]
+        );
+        assert_eq!(std::fs::read(dir.join("4-four.edi")).unwrap(), vec![b'x'; 300]);
         let journal = std::fs::read_to_string(dir.join(JOURNAL_NAME)).unwrap();
-        assert!(journal.contains("\"parcel_id\":1,\"event\":\"stored\",\"file\":\"1-one.edi\",\"bytes\":500,\"recovered\":true"), "{journal}");
         // The torn line was closed before the first new record.
-        assert!(journal.lines().nth(1).unwrap().ends_with("\"ev"));
+        assert!(journal.lines().nth(4).unwrap().ends_with("\"ev"), "{journal}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_long_journal_is_compacted_to_what_is_pending() {
+        let dir = scratch();
+        let mailbox = Mailbox::new(&dir, 25);
+        let kept = mailbox.add(9, "kept.edi", 40, Fault::None);
+        std::fs::write(dir.join("9-kept.edi"), &kept).unwrap();
+        let mut journal = header_line(&mailbox);
+        for id in 100..3100 {
+            journal += &stored_line(id, &format!("{id}-x"), b"x");
+            journal += &format!("{{\"parcel_id\":{id},\"event\":\"confirmed\"}}\n");
+        }
+        // Pending, its file gone: nothing left to spare.
+        journal += &stored_line(8, "8-gone.edi", b"gone");
+        journal += &stored_line(9, "9-kept.edi", &kept);
+        std::fs::write(dir.join(JOURNAL_NAME), journal).unwrap();
+        let options = FetchOptions::new().no_confirm(true);
+        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &options)
+            .await
+            .unwrap();
+        assert_eq!(report.already_stored(), 1, "{report:?}");
+        assert!(mailbox.downloads().is_empty());
+        let after = std::fs::read_to_string(dir.join(JOURNAL_NAME)).unwrap();
+        assert_eq!(after, header_line(&mailbox) + &stored_line(9, "9-kept.edi", &kept));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -1040,7 +1552,7 @@ mod tests {
         let mailbox = Mailbox::new(&dir, 25);
         mailbox.add(1, "x.edi", 100, Fault::None);
         std::fs::write(dir.join("1-x.edi"), b"someone else's").unwrap();
-        let report = run(&mailbox, &cred(), &dir, &FetchOptions::new())
+        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &FetchOptions::new())
             .await
             .unwrap();
         assert_eq!(report.failed(), 1);
@@ -1051,7 +1563,9 @@ mod tests {
             b"someone else's"
         );
         assert!(mailbox.confirmed().is_empty());
-        assert!(mailbox.downloads().is_empty());
+        // Downloaded to compare, then left unstored.
+        assert_eq!(mailbox.downloads(), [1]);
+        assert_eq!(listing(&dir), ["1-x.edi"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -1063,7 +1577,7 @@ mod tests {
             mailbox.add(id, "f", 10, Fault::None);
         }
         let options = FetchOptions::new().no_confirm(true);
-        let report = run(&mailbox, &cred(), &dir, &options).await.unwrap();
+        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &options).await.unwrap();
         assert!(report.all_ok());
         assert_eq!(
             (report.stored(), report.confirmed(), report.listings),
@@ -1071,7 +1585,7 @@ mod tests {
         );
         assert!(mailbox.confirmed().is_empty());
         // A second run finds them stored and downloads nothing again.
-        let again = run(&mailbox, &cred(), &dir, &FetchOptions::new())
+        let again = run(&mailbox, &cred(), &mut RealDir::new(&dir), &FetchOptions::new())
             .await
             .unwrap();
         assert_eq!((again.already_stored(), again.stored()), (3, 2));
@@ -1098,7 +1612,7 @@ mod tests {
         let options = FetchOptions::new()
             .stop(stop.clone())
             .observer(Arc::new(StopAfterFirst(stop)));
-        let report = run(&mailbox, &cred(), &dir, &options).await.unwrap();
+        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &options).await.unwrap();
         assert!(report.stopped);
         assert_eq!(report.parcels.len(), 1);
         assert!(report.parcels[0].succeeded());
@@ -1110,8 +1624,9 @@ mod tests {
     async fn two_runs_on_one_directory_cannot_overlap() {
         let dir = scratch();
         let mailbox = Mailbox::new(&dir, 25);
-        let held = Journal::open(&dir).unwrap();
-        let err = run(&mailbox, &cred(), &dir, &FetchOptions::new())
+        let mut held = RealDir::new(&dir);
+        held.journal_open().unwrap();
+        let err = run(&mailbox, &cred(), &mut RealDir::new(&dir), &FetchOptions::new())
             .await
             .unwrap_err();
         assert!(err.is_io(), "{err:?}");
@@ -1120,7 +1635,7 @@ mod tests {
             std::io::ErrorKind::WouldBlock
         );
         drop(held);
-        assert!(run(&mailbox, &cred(), &dir, &FetchOptions::new())
+        assert!(run(&mailbox, &cred(), &mut RealDir::new(&dir), &FetchOptions::new())
             .await
             .is_ok());
         std::fs::remove_dir_all(dir).unwrap();

@@ -68,6 +68,8 @@
 
 pub mod inbound;
 pub mod names;
+#[cfg(test)]
+mod sim;
 mod upload;
 
 use crate::api::enums::{Direction, ParcelStatus};

@@ -455,7 +455,9 @@ async fn fetch(g: &Global, args: FetchArgs) -> Exit {
                 } else {
                     exit = fail(&e, None);
                 }
-                if args.watch.is_none() || busy {
+                // A journal of another endpoint will not change by waiting.
+                let foreign = e.kind() == ecgridos::ErrorKind::InvalidInput;
+                if args.watch.is_none() || busy || foreign {
                     break;
                 }
                 // Watching: a failed poll is reported and the next one tried.
