@@ -618,8 +618,22 @@ struct Variant {
     broken_dir_sync: bool,
 }
 
+/// What the schedules exercised (so that a simulator that stopped injecting
+/// something would be noticed).
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    crashes: u64,
+    power_losses: u64,
+    refused_endpoints: u64,
+    confirms: u64,
+    /// Parcels confirmed without a download (stored intact by a run that
+    /// did not get to confirm).
+    already_stored: u64,
+    failed_in_clean_run: u64,
+}
+
 /// One schedule: a few faulty runs, then a clean one; the invariants.
-fn schedule(seed: u64, variant: Variant) -> std::result::Result<(), String> {
+fn schedule(seed: u64, variant: Variant, seen: &mut Seen) -> std::result::Result<(), String> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let world: Shared = Arc::new(Mutex::new(World {
         fs: Fs::new(),
@@ -674,6 +688,7 @@ fn schedule(seed: u64, variant: Variant) -> std::result::Result<(), String> {
             if lock(&world).services[1].calls != calls {
                 return Err("the other endpoint was called".into());
             }
+            seen.refused_endpoints += 1;
         }
         {
             let mut w = lock(&world);
@@ -686,13 +701,15 @@ fn schedule(seed: u64, variant: Variant) -> std::result::Result<(), String> {
             .once(rng.u8(..4) == 0);
         options.compact_after = Some(rng.usize(0..6));
         let mut dir = SimDir { world: world.clone() };
-        let _ = block_on(run(&a, &cred(), &mut dir, &options))?;
+        if let Ok(report) = block_on(run(&a, &cred(), &mut dir, &options))? {
+            seen.already_stored += report.already_stored() as u64;
+        }
         let mut w = lock(&world);
         // A crash, or a power loss after the run (or both): a fresh start.
-        if w.crashed || rng.u8(..4) == 0 {
-            if rng.bool() {
-                w.fs.power_loss();
-            }
+        seen.crashes += u64::from(w.crashed);
+        if (w.crashed || rng.u8(..4) == 0) && rng.bool() {
+            w.fs.power_loss();
+            seen.power_losses += 1;
         }
         w.fuel = None;
         w.crashed = false;
@@ -706,6 +723,8 @@ fn schedule(seed: u64, variant: Variant) -> std::result::Result<(), String> {
         Ok(r) => r,
         Err(e) => return Err(format!("the clean run failed: {e}")),
     };
+    seen.failed_in_clean_run += report.failed() as u64;
+    seen.confirms += lock(&world).services[0].parcels.iter().filter(|p| p.confirmed).count() as u64;
     check(&world, &report)
 }
 
@@ -808,9 +827,21 @@ mod tests {
 
     #[test]
     fn schedules() {
+        let seen = std::cell::Cell::new(Seen::default());
         super::super::run_schedules("sim::inbound::tests::schedules", SCHEDULES, |seed| {
-            schedule(seed, Variant::default())
+            let mut s = seen.get();
+            let checked = schedule(seed, Variant::default(), &mut s);
+            seen.set(s);
+            checked
         });
+        let seen = seen.get();
+        eprintln!("inbound simulation exercised: {seen:?}");
+        // A replay of one seed proves nothing about coverage.
+        if std::env::var_os("ECGRIDOS_SIM_SEED").is_none() {
+            assert!(seen.crashes > 0 && seen.power_losses > 0, "{seen:?}");
+            assert!(seen.refused_endpoints > 0 && seen.confirms > 0, "{seen:?}");
+            assert!(seen.already_stored > 0, "{seen:?}");
+        }
     }
 
     /// The simulator can fail: with a directory whose sync does nothing (so
@@ -821,7 +852,8 @@ mod tests {
         let broken = Variant {
             broken_dir_sync: true,
         };
-        let found = (0..1000).find_map(|seed| schedule(seed, broken).err());
+        let mut seen = Seen::default();
+        let found = (0..1000).find_map(|seed| schedule(seed, broken, &mut seen).err());
         let failure = found.unwrap_or_default();
         assert!(failure.contains("confirmed while"), "{failure:?}");
     }
