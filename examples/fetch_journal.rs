@@ -50,7 +50,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return poll(Path::new(dir), url, key);
         }
     }
-    let parcels: i64 = args.get(1).map(|n| n.parse()).transpose()?.unwrap_or(1_000_000);
+    let parcels: i64 = args
+        .get(1)
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -82,7 +86,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.flush()?;
     }
     let exe = std::env::current_exe()?;
-    for round in ["first poll (long journal, compacts it)", "second poll (compacted journal)"] {
+    for round in [
+        "first poll (long journal, compacts it)",
+        "second poll (compacted journal)",
+    ] {
         let before = std::fs::metadata(&journal)?.len();
         let out = std::process::Command::new(&exe)
             .args(["poll", dir.to_str().ok_or("path")?, &url, key.expose()])

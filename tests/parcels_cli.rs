@@ -1150,7 +1150,11 @@ async fn a_journal_of_another_endpoint_is_refused_and_nothing_is_confirmed() {
     std::fs::remove_file(dir.join(local_name(first, "orders.x12"))).unwrap();
     let out = run(two.cmd("alice", &["parcels", "fetch", "--to", &dir_arg])).await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(stderr(&out).contains(&two.fake.soap_url()), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&two.fake.soap_url()),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(stdout(&out), "");
     assert!(!two.fake.parcel(second).unwrap().confirmed);
     assert_eq!(entries(&dir), [JOURNAL.to_string()]);
@@ -1167,7 +1171,7 @@ async fn a_parcel_reset_after_its_confirm_is_fetched_again() {
     let dir_arg = dir.to_str().unwrap().to_string();
     let out = run(env.cmd("alice", &["parcels", "fetch", "--to", &dir_arg])).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(printed_paths(&out), [path.clone()]);
+    assert_eq!(printed_paths(&out), std::slice::from_ref(&path));
     std::fs::remove_file(&path).unwrap();
     let id_arg = id.to_string();
     let out = run(env.cmd("alice", &["parcels", "reset", "--parcel-id", &id_arg])).await;
@@ -1175,7 +1179,11 @@ async fn a_parcel_reset_after_its_confirm_is_fetched_again() {
     let out = run(env.cmd("alice", &["parcels", "fetch", "--to", &dir_arg])).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     for printed in printed_paths(&out) {
-        assert!(printed.exists(), "printed {} which does not exist", printed.display());
+        assert!(
+            printed.exists(),
+            "printed {} which does not exist",
+            printed.display()
+        );
     }
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "fetched again");
     assert!(env.fake.parcel(id).unwrap().confirmed);

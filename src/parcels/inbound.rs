@@ -452,8 +452,7 @@ pub(crate) trait Dir {
     fn journal_append(&mut self, line: &str) -> std::io::Result<()>;
     /// Replaces the journal by `lines` atomically and durably (or not at
     /// all).
-    fn journal_replace(&mut self, lines: &mut dyn Iterator<Item = String>)
-        -> std::io::Result<()>;
+    fn journal_replace(&mut self, lines: &mut dyn Iterator<Item = String>) -> std::io::Result<()>;
 }
 
 /// A real directory.
@@ -593,10 +592,7 @@ impl Dir for RealDir {
         self.journal()?.append_line(line)
     }
 
-    fn journal_replace(
-        &mut self,
-        lines: &mut dyn Iterator<Item = String>,
-    ) -> std::io::Result<()> {
+    fn journal_replace(&mut self, lines: &mut dyn Iterator<Item = String>) -> std::io::Result<()> {
         let temp = self.path(&names::temp_name(JOURNAL_NAME, fastrand::u64(..)));
         self.journal()?.replace(&temp, lines)
     }
@@ -693,7 +689,11 @@ struct Journal {
 impl Journal {
     /// Opens, checks the header against `service`, reads the pending
     /// parcels, and compacts when the journal has grown.
-    fn open<D: Dir>(dir: &mut D, service: (String, String), compact_after: usize) -> Result<Journal> {
+    fn open<D: Dir>(
+        dir: &mut D,
+        service: (String, String),
+        compact_after: usize,
+    ) -> Result<Journal> {
         let path = dir.path(JOURNAL_NAME);
         dir.journal_open().map_err(|e| {
             let what = if e.kind() == std::io::ErrorKind::WouldBlock {
@@ -781,9 +781,8 @@ impl Journal {
             header,
         };
         if !headed && lines == 0 {
-            let line = serde_json::to_string(&journal.header).map_err(|e| {
-                local("cannot write", &journal.path, std::io::Error::other(e))
-            })?;
+            let line = serde_json::to_string(&journal.header)
+                .map_err(|e| local("cannot write", &journal.path, std::io::Error::other(e)))?;
             dir.journal_append(&line)
                 .map_err(|e| local("cannot write", &journal.path, e))?;
         } else if !headed || lines > 2 * journal.pending.len() + 1 + compact_after {
@@ -814,9 +813,10 @@ impl Journal {
         keep.sort_by_key(|(id, _)| *id);
         let header = serde_json::to_string(&self.header)
             .map_err(|e| local("cannot write", &self.path, std::io::Error::other(e)))?;
-        let mut lines = std::iter::once(header).chain(keep.iter().filter_map(|(id, p)| {
-            serde_json::to_string(&stored_record(*id, p)).ok()
-        }));
+        let mut lines = std::iter::once(header).chain(
+            keep.iter()
+                .filter_map(|(id, p)| serde_json::to_string(&stored_record(*id, p)).ok()),
+        );
         dir.journal_replace(&mut lines)
             .map_err(|e| local("cannot write", &self.path, e))?;
         self.pending = keep.into_iter().collect();
@@ -1176,7 +1176,7 @@ fn place<D: Dir>(
         // The same bytes are already there (stored before a crash, a reset
         // or a lost journal): no second copy.
         Some(found) if found == digest => {
-            dir.remove(&temp)
+            dir.remove(temp)
                 .map_err(|e| local("cannot write", dir.path(temp), e))?;
             journal.stored(dir, parcel_id, pending)?;
             make_durable(dir, name)?;
@@ -1414,9 +1414,14 @@ mod tests {
             let bytes = mailbox.add(id, "po.edi", (id as usize * 97) % 5000, Fault::None);
             expected.push((id, bytes));
         }
-        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &FetchOptions::new())
-            .await
-            .unwrap();
+        let report = run(
+            &mailbox,
+            &cred(),
+            &mut RealDir::new(&dir),
+            &FetchOptions::new(),
+        )
+        .await
+        .unwrap();
         assert!(report.all_ok(), "{report:?}");
         assert_eq!((report.stored(), report.confirmed()), (60, 60));
         // 25 + 25 + 10, then an empty listing.
@@ -1443,9 +1448,14 @@ mod tests {
         mailbox.add(2, "cut.edi", 3000, Fault::CutShort);
         mailbox.add(3, "short.edi", 3000, Fault::ShortByOne);
         mailbox.add(4, "b.edi", 10, Fault::None);
-        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &FetchOptions::new())
-            .await
-            .unwrap();
+        let report = run(
+            &mailbox,
+            &cred(),
+            &mut RealDir::new(&dir),
+            &FetchOptions::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!((report.stored(), report.failed()), (2, 2), "{report:?}");
         assert!(!report.all_ok());
         let failed: Vec<_> = report
@@ -1499,9 +1509,14 @@ mod tests {
             + &stored_line(4, "4-four.edi", &four)
             + "{\"parcel_id\":2,\"ev";
         std::fs::write(dir.join(JOURNAL_NAME), journal).unwrap();
-        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &FetchOptions::new())
-            .await
-            .unwrap();
+        let report = run(
+            &mailbox,
+            &cred(),
+            &mut RealDir::new(&dir),
+            &FetchOptions::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!(report.removed_leftovers, 1);
         assert_eq!((report.already_stored(), report.stored()), (1, 2));
         assert_eq!(report.failed(), 1, "{report:?}");
@@ -1513,10 +1528,16 @@ mod tests {
             listing(&dir),
             ["1-one.edi", "2-two.edi", "3-three.edi", "4-four.edi"]
         );
-        assert_eq!(std::fs::read(dir.join("4-four.edi")).unwrap(), vec![b'x'; 300]);
+        assert_eq!(
+            std::fs::read(dir.join("4-four.edi")).unwrap(),
+            vec![b'x'; 300]
+        );
         let journal = std::fs::read_to_string(dir.join(JOURNAL_NAME)).unwrap();
         // The torn line was closed before the first new record.
-        assert!(journal.lines().nth(4).unwrap().ends_with("\"ev"), "{journal}");
+        assert!(
+            journal.lines().nth(4).unwrap().ends_with("\"ev"),
+            "{journal}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -1542,7 +1563,10 @@ mod tests {
         assert_eq!(report.already_stored(), 1, "{report:?}");
         assert!(mailbox.downloads().is_empty());
         let after = std::fs::read_to_string(dir.join(JOURNAL_NAME)).unwrap();
-        assert_eq!(after, header_line(&mailbox) + &stored_line(9, "9-kept.edi", &kept));
+        assert_eq!(
+            after,
+            header_line(&mailbox) + &stored_line(9, "9-kept.edi", &kept)
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -1552,9 +1576,14 @@ mod tests {
         let mailbox = Mailbox::new(&dir, 25);
         mailbox.add(1, "x.edi", 100, Fault::None);
         std::fs::write(dir.join("1-x.edi"), b"someone else's").unwrap();
-        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &FetchOptions::new())
-            .await
-            .unwrap();
+        let report = run(
+            &mailbox,
+            &cred(),
+            &mut RealDir::new(&dir),
+            &FetchOptions::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!(report.failed(), 1);
         let err = report.parcels[0].error().unwrap();
         assert_eq!(err.kind(), crate::ErrorKind::Io);
@@ -1577,7 +1606,9 @@ mod tests {
             mailbox.add(id, "f", 10, Fault::None);
         }
         let options = FetchOptions::new().no_confirm(true);
-        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &options).await.unwrap();
+        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &options)
+            .await
+            .unwrap();
         assert!(report.all_ok());
         assert_eq!(
             (report.stored(), report.confirmed(), report.listings),
@@ -1585,9 +1616,14 @@ mod tests {
         );
         assert!(mailbox.confirmed().is_empty());
         // A second run finds them stored and downloads nothing again.
-        let again = run(&mailbox, &cred(), &mut RealDir::new(&dir), &FetchOptions::new())
-            .await
-            .unwrap();
+        let again = run(
+            &mailbox,
+            &cred(),
+            &mut RealDir::new(&dir),
+            &FetchOptions::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!((again.already_stored(), again.stored()), (3, 2));
         assert_eq!(mailbox.downloads(), [1, 2, 3, 4, 5]);
         std::fs::remove_dir_all(dir).unwrap();
@@ -1612,7 +1648,9 @@ mod tests {
         let options = FetchOptions::new()
             .stop(stop.clone())
             .observer(Arc::new(StopAfterFirst(stop)));
-        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &options).await.unwrap();
+        let report = run(&mailbox, &cred(), &mut RealDir::new(&dir), &options)
+            .await
+            .unwrap();
         assert!(report.stopped);
         assert_eq!(report.parcels.len(), 1);
         assert!(report.parcels[0].succeeded());
@@ -1626,18 +1664,28 @@ mod tests {
         let mailbox = Mailbox::new(&dir, 25);
         let mut held = RealDir::new(&dir);
         held.journal_open().unwrap();
-        let err = run(&mailbox, &cred(), &mut RealDir::new(&dir), &FetchOptions::new())
-            .await
-            .unwrap_err();
+        let err = run(
+            &mailbox,
+            &cred(),
+            &mut RealDir::new(&dir),
+            &FetchOptions::new(),
+        )
+        .await
+        .unwrap_err();
         assert!(err.is_io(), "{err:?}");
         assert_eq!(
             err.io_error().unwrap().kind(),
             std::io::ErrorKind::WouldBlock
         );
         drop(held);
-        assert!(run(&mailbox, &cred(), &mut RealDir::new(&dir), &FetchOptions::new())
-            .await
-            .is_ok());
+        assert!(run(
+            &mailbox,
+            &cred(),
+            &mut RealDir::new(&dir),
+            &FetchOptions::new()
+        )
+        .await
+        .is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -220,7 +220,11 @@ struct SimTemp {
 }
 
 impl AsyncWrite for SimTemp {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let mut w = lock(&self.world);
         if let Err(e) = w.write_step() {
             return Poll::Ready(Err(e));
@@ -362,7 +366,10 @@ impl Dir for SimDir {
         let mut w = lock(&self.world);
         w.step()?;
         let ino = *w.fs.live.get(JOURNAL_NAME).ok_or(ErrorKind::NotFound)?;
-        let torn = w.fs.inodes.get(&ino).is_some_and(|i| i.data.last().is_some_and(|b| *b != b'\n'));
+        let torn =
+            w.fs.inodes
+                .get(&ino)
+                .is_some_and(|i| i.data.last().is_some_and(|b| *b != b'\n'));
         let mut buf = Vec::with_capacity(line.len() + 2);
         if torn {
             buf.push(b'\n');
@@ -508,10 +515,16 @@ impl Inbox for SimInbox {
             }
             (p.content.clone(), p.name.clone(), cut, chunk)
         };
-        let sent = if cut { &content[..content.len() / 2] } else { &content[..] };
+        let sent = if cut {
+            &content[..content.len() / 2]
+        } else {
+            &content[..]
+        };
         let mut written = 0u64;
         for piece in sent.chunks(chunk) {
-            out.write_all(piece).await.map_err(|e| io("download write", e))?;
+            out.write_all(piece)
+                .await
+                .map_err(|e| io("download write", e))?;
             written += piece.len() as u64;
             if let Some(p) = progress {
                 p(written);
@@ -526,7 +539,11 @@ impl Inbox for SimInbox {
         }
         let mut w = lock(&self.world);
         let digest = Digest::of(&content);
-        if let Some(p) = w.services[self.service].parcels.iter_mut().find(|p| p.id == parcel_id) {
+        if let Some(p) = w.services[self.service]
+            .parcels
+            .iter_mut()
+            .find(|p| p.id == parcel_id)
+        {
             p.served.push(digest);
         }
         Ok(Downloaded {
@@ -549,7 +566,11 @@ impl Inbox for SimInbox {
         }
         let lost = w.chance();
         let service = self.service;
-        let Some(i) = w.services[service].parcels.iter().position(|p| p.id == parcel_id) else {
+        let Some(i) = w.services[service]
+            .parcels
+            .iter()
+            .position(|p| p.id == parcel_id)
+        else {
             return Ok(false);
         };
         // Invariant 1, against the durable state only.
@@ -672,18 +693,30 @@ fn schedule(seed: u64, variant: Variant, seen: &mut Seen) -> std::result::Result
         w.next_id = first.max(w.next_id);
     }
     let (a, b) = (
-        SimInbox { world: world.clone(), service: 0 },
-        SimInbox { world: world.clone(), service: 1 },
+        SimInbox {
+            world: world.clone(),
+            service: 0,
+        },
+        SimInbox {
+            world: world.clone(),
+            service: 1,
+        },
     );
     let runs = rng.usize(1..5);
     for _ in 0..runs {
         between_runs(&world, &mut rng, &a)?;
         if rng.u8(..10) == 0 && headed(&world) {
             let calls = lock(&world).services[1].calls;
-            let mut dir = SimDir { world: world.clone() };
+            let mut dir = SimDir {
+                world: world.clone(),
+            };
             match block_on(run(&b, &cred(), &mut dir, &FetchOptions::new()))? {
                 Err(e) if e.kind() == crate::ErrorKind::InvalidInput => {}
-                other => return Err(format!("a run against another endpoint was not refused: {other:?}")),
+                other => {
+                    return Err(format!(
+                        "a run against another endpoint was not refused: {other:?}"
+                    ))
+                }
             }
             if lock(&world).services[1].calls != calls {
                 return Err("the other endpoint was called".into());
@@ -700,7 +733,9 @@ fn schedule(seed: u64, variant: Variant, seen: &mut Seen) -> std::result::Result
             .no_confirm(rng.u8(..8) == 0)
             .once(rng.u8(..4) == 0);
         options.compact_after = Some(rng.usize(0..6));
-        let mut dir = SimDir { world: world.clone() };
+        let mut dir = SimDir {
+            world: world.clone(),
+        };
         if let Ok(report) = block_on(run(&a, &cred(), &mut dir, &options))? {
             seen.already_stored += report.already_stored() as u64;
         }
@@ -718,26 +753,35 @@ fn schedule(seed: u64, variant: Variant, seen: &mut Seen) -> std::result::Result
     // The final clean run. A page full of parcels that fail hides the next
     // page (the listing takes no page number): its page holds them all.
     lock(&world).services[0].page = 1000;
-    let mut dir = SimDir { world: world.clone() };
+    let mut dir = SimDir {
+        world: world.clone(),
+    };
     let report = match block_on(run(&a, &cred(), &mut dir, &FetchOptions::new()))? {
         Ok(r) => r,
         Err(e) => return Err(format!("the clean run failed: {e}")),
     };
     seen.failed_in_clean_run += report.failed() as u64;
-    seen.confirms += lock(&world).services[0].parcels.iter().filter(|p| p.confirmed).count() as u64;
+    seen.confirms += lock(&world).services[0]
+        .parcels
+        .iter()
+        .filter(|p| p.confirmed)
+        .count() as u64;
     check(&world, &report)
 }
 
 /// Between two runs: a consumer, an operator, a sender.
-fn between_runs(world: &Shared, rng: &mut fastrand::Rng, a: &SimInbox) -> std::result::Result<(), String> {
+fn between_runs(
+    world: &Shared,
+    rng: &mut fastrand::Rng,
+    a: &SimInbox,
+) -> std::result::Result<(), String> {
     let mut w = lock(world);
-    let stored: Vec<String> = w
-        .fs
-        .live
-        .keys()
-        .filter(|n| *n != JOURNAL_NAME && !names::is_temp_name(n))
-        .cloned()
-        .collect();
+    let stored: Vec<String> =
+        w.fs.live
+            .keys()
+            .filter(|n| *n != JOURNAL_NAME && !names::is_temp_name(n))
+            .cloned()
+            .collect();
     for name in stored {
         if rng.u8(..3) == 0 {
             w.fs.consume(&name);
@@ -791,7 +835,11 @@ fn check(world: &Shared, report: &FetchReport) -> std::result::Result<(), String
             .iter()
             .find(|p| names::local_name(p.id, &p.name) == *name)
             .ok_or_else(|| format!("{name} is no parcel's final name"))?;
-        let bytes = w.fs.inodes.get(ino).map(|i| &i.data[..]).unwrap_or_default();
+        let bytes =
+            w.fs.inodes
+                .get(ino)
+                .map(|i| &i.data[..])
+                .unwrap_or_default();
         if !parcel.served.contains(&Digest::of(bytes)) {
             return Err(format!("{name} holds bytes the service never served"));
         }

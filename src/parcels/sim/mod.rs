@@ -16,8 +16,16 @@ mod inbound;
 /// Runs `check` once per seed; the seeds are `0..count` offset by a base. `ECGRIDOS_SIM_SCHEDULES`
 /// overrides `default_count`, `ECGRIDOS_SIM_SEED=N` runs only seed N. On the first failing seed it
 /// panics with the seed, the failure, and the command that replays it.
-pub(crate) fn run_schedules(name: &str, default_count: u64, check: impl Fn(u64) -> Result<(), String>) {
-    let number = |var: &str| std::env::var(var).ok().and_then(|v| v.trim().parse::<u64>().ok());
+pub(crate) fn run_schedules(
+    name: &str,
+    default_count: u64,
+    check: impl Fn(u64) -> Result<(), String>,
+) {
+    let number = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
     let seeds: Box<dyn Iterator<Item = u64>> = match number("ECGRIDOS_SIM_SEED") {
         Some(seed) => Box::new(std::iter::once(seed)),
         None => {
