@@ -201,8 +201,9 @@ impl ParcelClient {
     ///
     /// Never sent twice once any of it may have left: when the answer is
     /// lost the call fails with [`Error::OutcomeUnknown`]; then look for
-    /// the parcel with [`find_upload`](Self::find_upload) instead of
-    /// uploading again.
+    /// the parcel with [`find_upload`](Self::find_upload) (with the parcels
+    /// listed before sending excluded, see [`UploadProbe`]) instead of
+    /// uploading again. [`upload_once`](Self::upload_once) does both.
     pub async fn upload_file(
         &self,
         cred: &Credential,
@@ -433,6 +434,7 @@ impl UploadObserver for () {}
 /// What [`ParcelClient::upload_once`] did.
 #[derive(Debug)]
 #[non_exhaustive]
+#[allow(clippy::large_enum_variant)] // one per upload: its size does not matter
 pub enum UploadOutcome {
     /// The service answered: the new parcel's ID.
     Sent(i64),
@@ -588,5 +590,34 @@ mod tests {
         p.bytes = 10;
         p.file_name = "b.edi".into();
         assert!(!probe.matches(&p));
+    }
+
+    #[test]
+    fn a_parcel_known_before_the_send_is_never_the_upload() {
+        let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let parcel = |id: i64, bytes: i64| ParcelSummary {
+            parcel_id: id,
+            file_name: "po.edi".into(),
+            bytes,
+            status: None,
+            mailbox_id: None,
+            ecgrid_id_from: None,
+            ecgrid_id_to: None,
+            date: Some(utc(sent)),
+        };
+        let probe = UploadProbe::around("po.edi", 10, sent, UploadProbe::SLACK);
+        // Only the parcels that match are remembered.
+        let probe = probe.with_known_before(&[parcel(1, 10), parcel(2, 11)]);
+        assert_eq!(probe.known_before, BTreeSet::from([1]));
+        assert_eq!(probe.search([parcel(1, 10)]), UploadSearch::NotFound);
+        // Listed twice, counted once.
+        assert_eq!(
+            probe.search([parcel(1, 10), parcel(3, 10), parcel(3, 10)]),
+            UploadSearch::Found(parcel(3, 10))
+        );
+        assert_eq!(
+            probe.search([parcel(3, 10), parcel(4, 10)]),
+            UploadSearch::Ambiguous(vec![parcel(3, 10), parcel(4, 10)])
+        );
     }
 }

@@ -280,7 +280,8 @@ async fn matches_earlier<S: UploadService>(service: &S) -> Result<UploadOutcome>
 }
 
 /// One schedule: its runs, each checked against the invariants.
-fn schedule(seed: u64, client: Client) -> std::result::Result<(), String> {
+fn schedule(seed: u64, client: Client) -> std::result::Result<Seen, String> {
+    let mut seen = Seen::default();
     let mut rng = fastrand::Rng::with_seed(seed);
     let start = 1_795_000_000 + rng.u64(..1_000_000);
     let mut world = World {
@@ -333,21 +334,31 @@ fn schedule(seed: u64, client: Client) -> std::result::Result<(), String> {
             .filter(|p| p.run == Some(run))
             .map(|p| p.id)
             .collect();
+        let earlier = w.parcels.iter().filter(|p| p.run != Some(run)).count();
         if w.sends > 1 {
             return fail(format!("sent {} times", w.sends));
         }
         let claimed: Vec<i64> = match &outcome {
             Some(Ok(UploadOutcome::Sent(id))) => vec![*id],
             Some(Ok(UploadOutcome::Unknown { search: Ok(s), .. })) => match s {
-                UploadSearch::Found(p) => vec![p.parcel_id],
+                UploadSearch::Found(p) => {
+                    seen.found_among_earlier |= earlier > 0;
+                    vec![p.parcel_id]
+                }
                 UploadSearch::Ambiguous(all) => all.iter().map(|p| p.parcel_id).collect(),
                 UploadSearch::NotFound => {
                     if let Some(id) = ours.iter().find(|id| w.last_listing.contains(id)) {
                         return fail(format!("not found, but parcel {id} was listed"));
                     }
+                    seen.not_found_among_earlier |= earlier > 0 && ours.is_empty();
+                    seen.not_found_while_lagging |= !ours.is_empty();
                     Vec::new()
                 }
             },
+            None => {
+                seen.crashes += 1;
+                Vec::new()
+            }
             _ => Vec::new(),
         };
         if let Some(id) = claimed.iter().find(|id| !ours.contains(id)) {
@@ -360,14 +371,47 @@ fn schedule(seed: u64, client: Client) -> std::result::Result<(), String> {
         let mut w = sim.0.borrow_mut();
         w.now += MAX_LAG + 1 + rng.u64(..600);
     }
-    Ok(())
+    Ok(seen)
+}
+
+/// Which of the interesting cases a schedule met.
+#[derive(Default)]
+struct Seen {
+    found_among_earlier: bool,
+    not_found_among_earlier: bool,
+    not_found_while_lagging: bool,
+    crashes: usize,
 }
 
 #[test]
 fn uploads_keep_their_invariants_under_faults() {
     run_schedules("parcels::sim::upload", 20_000, |seed| {
-        schedule(seed, Client::Real)
+        schedule(seed, Client::Real).map(|_| ())
     });
+}
+
+/// The schedules reach the cases the invariants are about (a simulator that
+/// never met them would prove nothing).
+#[test]
+fn the_schedules_reach_every_case() {
+    let mut total = Seen::default();
+    for seed in 0..2_000 {
+        let seen = schedule(seed, Client::Real).unwrap_or_default();
+        total.found_among_earlier |= seen.found_among_earlier;
+        total.not_found_among_earlier |= seen.not_found_among_earlier;
+        total.not_found_while_lagging |= seen.not_found_while_lagging;
+        total.crashes += seen.crashes;
+    }
+    assert!(
+        total.found_among_earlier,
+        "no lost answer found among earlier parcels"
+    );
+    assert!(
+        total.not_found_among_earlier,
+        "no lost request among earlier parcels"
+    );
+    assert!(total.not_found_while_lagging, "no listing that lagged");
+    assert!(total.crashes > 0, "no crash");
 }
 
 #[test]
