@@ -19,7 +19,9 @@
 //! 2. "arrived" (`Sent`, `Found`, or a member of `Ambiguous`) is said only
 //!    of a parcel the service created in that run, never of an earlier one;
 //! 3. "not found" is never said when the service did create the parcel and
-//!    the search's listing showed it.
+//!    the search's listing showed it;
+//! 4. every send is announced to the observer first, with the probe that
+//!    tells its outcome (what the CLI prints when a signal ends it).
 //!
 //! The model assumes what no search without an idempotency key can do
 //! without: the outbox's lag is shorter than the time before the user's next
@@ -28,13 +30,15 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use super::run_schedules;
 use crate::error::{Error, Result};
 use crate::parcels::upload::{send_once, UploadService};
-use crate::parcels::{ParcelSummary, UploadOutcome, UploadProbe, UploadSearch};
+use crate::parcels::{ParcelSummary, UploadObserver, UploadOutcome, UploadProbe, UploadSearch};
 use crate::wire::DateTime;
 
 /// The most seconds a new parcel waits before the outbox lists it.
@@ -69,6 +73,10 @@ struct World {
     run: usize,
     /// Sends of the run in progress.
     sends: usize,
+    /// Sends made before the observer heard of them.
+    unannounced: usize,
+    /// Set by the observer's `sending`.
+    announced: Arc<AtomicBool>,
     /// The IDs of the last listing of the run in progress.
     last_listing: Vec<i64>,
     /// The call of the run in progress at which the client crashes.
@@ -187,6 +195,9 @@ impl UploadService for Sim {
         let crashed = {
             let mut w = self.0.borrow_mut();
             w.sends += 1;
+            if !w.announced.load(Ordering::SeqCst) {
+                w.unannounced += 1;
+            }
             // A long upload: the parcel is created near its end.
             w.tick(600);
             let run = w.run;
@@ -231,6 +242,15 @@ impl UploadService for Sim {
 
     fn now(&self) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(self.0.borrow().now)
+    }
+}
+
+/// The observer of a run: notes that the send was announced.
+struct Announced(Arc<AtomicBool>);
+
+impl UploadObserver for Announced {
+    fn sending(&self, _: &UploadProbe) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }
 
@@ -292,6 +312,8 @@ fn schedule(seed: u64, client: Client) -> std::result::Result<Seen, String> {
         next_id: 70_000_001,
         run: 0,
         sends: 0,
+        unannounced: 0,
+        announced: Arc::new(AtomicBool::new(false)),
         last_listing: Vec::new(),
         crash_at: None,
         calls: 0,
@@ -316,6 +338,7 @@ fn schedule(seed: u64, client: Client) -> std::result::Result<Seen, String> {
             let mut w = sim.0.borrow_mut();
             w.run = run;
             w.sends = 0;
+            w.announced.store(false, Ordering::SeqCst);
             w.calls = 0;
             w.last_listing.clear();
             w.crash_at = (rng.u8(..5) == 0).then(|| rng.usize(1..=3));
@@ -323,7 +346,10 @@ fn schedule(seed: u64, client: Client) -> std::result::Result<Seen, String> {
             w.trace.push(line);
         }
         let outcome = match client {
-            Client::Real => run_to_end(send_once(&sim, NAME, BYTES, &())),
+            Client::Real => {
+                let observer = Announced(Arc::clone(&sim.0.borrow().announced));
+                run_to_end(send_once(&sim, NAME, BYTES, &observer))
+            }
             Client::MatchesEarlier => run_to_end(matches_earlier(&sim)),
         };
         let w = sim.0.borrow();
@@ -337,6 +363,9 @@ fn schedule(seed: u64, client: Client) -> std::result::Result<Seen, String> {
         let earlier = w.parcels.iter().filter(|p| p.run != Some(run)).count();
         if w.sends > 1 {
             return fail(format!("sent {} times", w.sends));
+        }
+        if w.unannounced > 0 && matches!(client, Client::Real) {
+            return fail("sent before the observer was told".into());
         }
         let claimed: Vec<i64> = match &outcome {
             Some(Ok(UploadOutcome::Sent(id))) => vec![*id],
