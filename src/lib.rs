@@ -56,7 +56,8 @@ pub use http::{
 };
 pub use operations::UserId;
 pub use parcels::{
-    Downloaded, ParcelClient, ParcelSummary, UploadProbe, UploadRoute, UploadSearch,
+    Downloaded, ParcelClient, ParcelSummary, UploadObserver, UploadOutcome, UploadProbe,
+    UploadRoute, UploadSearch,
 };
 pub use rest::{
     RestAuth, RestClient, RestClientBuilder, RestParcel, RestParcelQuery, RestUser,

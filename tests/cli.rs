@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ecgridos::fake::{FakeServer, SeedUser};
 use ecgridos::{ApiKey, AuthLevel, Client, Password};
 
-use cli_support::{ecgridos, on_terminal, run, run_with_stdin};
+use cli_support::{ecgridos, on_terminal, run, run_into, run_with_stdin, Sink};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -653,58 +653,6 @@ impl Env {
             );
         cmd
     }
-}
-
-/// Where the child's standard output goes.
-#[derive(Clone, Copy, Debug)]
-enum Sink {
-    /// File descriptor 1 closed.
-    Closed,
-    /// `/dev/full`: every write fails with ENOSPC.
-    Full,
-    /// A pipe whose reader is already gone: EPIPE.
-    BrokenPipe,
-}
-
-/// Runs `cmd` with its standard output pointing at `sink`.
-async fn run_into(cmd: Command, sink: Sink) -> Output {
-    let mut cmd = match sink {
-        Sink::Closed => {
-            // The same program, arguments and environment, behind a shell
-            // that closes descriptor 1 before exec.
-            let mut sh = Command::new("sh");
-            sh.arg("-c")
-                .arg("exec \"$0\" \"$@\" >&-")
-                .arg(cmd.get_program())
-                .args(cmd.get_args());
-            for (k, v) in cmd.get_envs() {
-                match v {
-                    Some(v) => sh.env(k, v),
-                    None => sh.env_remove(k),
-                };
-            }
-            sh.stdin(Stdio::null());
-            sh
-        }
-        _ => cmd,
-    };
-    tokio::task::spawn_blocking(move || {
-        cmd.stderr(Stdio::piped());
-        match sink {
-            Sink::Closed => {}
-            Sink::Full => {
-                cmd.stdout(std::fs::File::create("/dev/full").unwrap());
-            }
-            Sink::BrokenPipe => {
-                cmd.stdout(Stdio::piped());
-            }
-        }
-        let mut child = cmd.spawn().unwrap();
-        drop(child.stdout.take());
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap()
 }
 
 fn assert_no_panic(out: &Output) {

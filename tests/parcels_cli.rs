@@ -16,7 +16,7 @@ use ecgridos::parcels::names::local_name;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use cli_support::{ecgridos, on_terminal, run};
+use cli_support::{ecgridos, on_terminal, run, run_into, Sink};
 
 const JOURNAL: &str = ".ecgridos-parcels.journal";
 
@@ -281,10 +281,17 @@ enum Action {
     Mangle(fn(&mut [u8])),
     /// Passes back the head and half the body, then closes.
     CutShort,
+    /// Never passes it on: resets the client's connection (the request was
+    /// lost before the service saw it).
+    Swallow,
+    /// Passes it on, then keeps the client's connection open without an
+    /// answer (for at most 30 s).
+    Hold,
 }
 
 /// A relay in front of the fake: one request per connection, each one
-/// forwarded and its answer treated as `decide` says from the request head.
+/// treated as `decide` says from the request head, once the whole request
+/// is in.
 async fn relay(
     target: SocketAddr,
     decide: impl Fn(&str) -> Action + Send + Sync + 'static,
@@ -352,14 +359,23 @@ async fn relay_one(
         .into_bytes();
     forwarded.extend_from_slice(b"Connection: close\r\n\r\n");
     forwarded.extend_from_slice(&request[head_end..]);
+    let action = decide(&head);
+    if matches!(action, Action::Swallow) {
+        socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO))?;
+        return Ok(());
+    }
     let mut server = TcpStream::connect(target).await?;
     server.write_all(&forwarded).await?;
     let mut answer = Vec::new();
     server.read_to_end(&mut answer).await?;
     let body_at = find(&answer, b"\r\n\r\n").map_or(answer.len(), |at| at + 4);
-    match decide(&head) {
+    match action {
         Action::Forward => client.write_all(&answer).await?,
-        Action::Reset => {
+        Action::Hold => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return Ok(());
+        }
+        Action::Reset | Action::Swallow => {
             socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO))?;
             drop(client);
             return Ok(());
@@ -841,6 +857,290 @@ async fn an_upload_whose_answer_is_lost_is_not_resent_and_is_found() {
             "{protocol}: {err}"
         );
         assert_eq!(stdout(&out), "");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+/// The same interchange as [`x12_to_bob`] with another control number:
+/// the same size, other content.
+fn other_x12_to_bob() -> Vec<u8> {
+    let text = String::from_utf8(x12_to_bob()).unwrap();
+    let other = text.replace("000000001", "000000002").into_bytes();
+    assert_eq!(other.len(), x12_to_bob().len());
+    other
+}
+
+/// The ParcelIDs the fake created from uploads.
+fn uploaded_ids(fake: &FakeServer) -> Vec<i64> {
+    fake.events()
+        .into_iter()
+        .filter(|e| e.kind == ParcelEventKind::Uploaded)
+        .map(|e| e.parcel_id)
+        .collect()
+}
+
+/// Issue 7: `a/po.x12` is uploaded, then `b/po.x12` (same name and size,
+/// other content) through a relay that loses its upload. (a) The request
+/// never reached the service: the earlier parcel must not be taken for it.
+/// (b) The service acted and the answer was lost: the new parcel is found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_upload_is_never_taken_for_an_earlier_one_of_the_same_name_and_size() {
+    for protocol in ["soap", "rest"] {
+        let env = Env::start(FakeServer::builder()).await;
+        let dir = scratch("same-name");
+        std::fs::create_dir_all(dir.join("a")).unwrap();
+        std::fs::create_dir_all(dir.join("b")).unwrap();
+        let (a, b) = (dir.join("a/po.x12"), dir.join("b/po.x12"));
+        std::fs::write(&a, x12_to_bob()).unwrap();
+        std::fs::write(&b, other_x12_to_bob()).unwrap();
+        let out = run(env.cmd_via(
+            "alice",
+            protocol,
+            None,
+            &["parcels", "upload", a.to_str().unwrap(), "--yes"],
+        ))
+        .await;
+        assert_eq!(code(&out), 0, "{protocol}: {}", stderr(&out));
+        let earlier: i64 = stdout(&out).trim().parse().unwrap();
+
+        // (a) The request is lost on its way: nothing arrives.
+        let swallow = relay(env.fake.addr(), |head| {
+            if is_upload(head) {
+                Action::Swallow
+            } else {
+                Action::Forward
+            }
+        })
+        .await;
+        let out = run(env.cmd_via(
+            "alice",
+            protocol,
+            Some(swallow),
+            &["parcels", "upload", b.to_str().unwrap(), "--yes"],
+        ))
+        .await;
+        let err = stderr(&out);
+        assert_eq!(code(&out), 5, "{protocol}: {err}");
+        assert_eq!(uploaded_ids(&env.fake), [earlier], "{protocol}: {err}");
+        assert!(!err.contains("it arrived"), "{protocol}: {err}");
+        assert!(
+            err.contains("not found: it did not arrive or is not listed yet"),
+            "{protocol}: {err}"
+        );
+
+        // (b) The service acts, the answer is lost: the new parcel is found.
+        let lose_answer = relay(env.fake.addr(), |head| {
+            if is_upload(head) {
+                Action::Reset
+            } else {
+                Action::Forward
+            }
+        })
+        .await;
+        let out = run(env.cmd_via(
+            "alice",
+            protocol,
+            Some(lose_answer),
+            &["parcels", "upload", b.to_str().unwrap(), "--yes"],
+        ))
+        .await;
+        let err = stderr(&out);
+        assert_eq!(code(&out), 5, "{protocol}: {err}");
+        let ids = uploaded_ids(&env.fake);
+        assert_eq!(ids.len(), 2, "{protocol}: {err}");
+        assert_eq!(
+            &env.fake.parcel(ids[1]).unwrap().bytes[..],
+            &other_x12_to_bob()[..]
+        );
+        assert!(
+            err.contains(&format!("it arrived: parcel {}", ids[1])),
+            "{protocol}: {err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+/// Issue 9: the new ParcelID exists nowhere else; when stdout cannot take
+/// it (closed, /dev/full) it goes to stderr and the exit code is 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parcel_id_that_stdout_cannot_take_goes_to_stderr() {
+    let env = Env::start(FakeServer::builder()).await;
+    let dir = scratch("sink");
+    let file = dir.join("po.x12");
+    std::fs::write(&file, x12_to_bob()).unwrap();
+    for sink in [Sink::Closed, Sink::Full] {
+        for json in [false, true] {
+            let mut args = vec!["parcels", "upload", file.to_str().unwrap(), "--yes"];
+            if json {
+                args.push("--json");
+            }
+            let out = run_into(env.cmd("alice", &args), sink).await;
+            let err = stderr(&out);
+            assert!(!err.contains("panicked"), "{err}");
+            assert_eq!(code(&out), 1, "{sink:?}: {err}");
+            let id = *uploaded_ids(&env.fake).last().unwrap();
+            assert!(err.contains(&id.to_string()), "{sink:?}: {err}");
+        }
+    }
+    assert_eq!(uploaded_ids(&env.fake).len(), 4);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Sends `signal` to the process `pid` (a child of the test).
+#[cfg(unix)]
+fn kill(pid: u32, signal: i32) {
+    // SAFETY: a plain kill(2) of the test's own child.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}
+
+/// Issue 10: one SIGINT while the last file is uploaded lets it finish
+/// (its ParcelID printed), then exits 130, as fetch does.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sigint_during_the_last_upload_finishes_it_and_exits_130() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let env = Env::start(FakeServer::builder()).await;
+    let dir = scratch("sigint-last");
+    let file = dir.join("po.x12");
+    std::fs::write(&file, x12_to_bob()).unwrap();
+    let child_pid = Arc::new(AtomicU32::new(0));
+    let pid = child_pid.clone();
+    // The whole request is in the relay's hands: the CLI waits for the answer.
+    let via = relay(env.fake.addr(), move |head| {
+        if is_upload(head) {
+            kill(pid.load(Ordering::SeqCst), libc::SIGINT);
+        }
+        Action::Forward
+    })
+    .await;
+    let child = env
+        .cmd_via(
+            "alice",
+            "soap",
+            Some(via),
+            &["parcels", "upload", file.to_str().unwrap(), "--yes"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child_pid.store(child.id(), Ordering::SeqCst);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let err = stderr(&out);
+    assert!(err.contains("finishing the parcel in hand"), "{err}");
+    assert_eq!(uploaded_ids(&env.fake).len(), 1, "{err}");
+    assert_eq!(
+        stdout(&out).trim(),
+        uploaded_ids(&env.fake)[0].to_string(),
+        "{err}"
+    );
+    assert_eq!(code(&out), 130, "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Issue 8: a second SIGINT while an upload's answer is awaited ends the
+/// process at once, saying the outcome is unknown, naming the file and the
+/// check to run; that check, run as printed, finds the parcel the service
+/// created (and not the earlier one of the same name and size).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigint_during_an_upload_names_the_file_and_the_check_to_run() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for protocol in ["soap", "rest"] {
+        let env = Env::start(FakeServer::builder()).await;
+        let dir = scratch("sigint-twice");
+        std::fs::create_dir_all(dir.join("a")).unwrap();
+        let (a, b) = (dir.join("a/po.x12"), dir.join("po.x12"));
+        std::fs::write(&a, x12_to_bob()).unwrap();
+        std::fs::write(&b, other_x12_to_bob()).unwrap();
+        let out = run(env.cmd_via(
+            "alice",
+            protocol,
+            None,
+            &["parcels", "upload", a.to_str().unwrap(), "--yes"],
+        ))
+        .await;
+        assert_eq!(code(&out), 0, "{protocol}: {}", stderr(&out));
+        let held = Arc::new(AtomicBool::new(false));
+        let seen = held.clone();
+        // The service acts; its answer is held back.
+        let via = relay(env.fake.addr(), move |head| {
+            if is_upload(head) {
+                seen.store(true, Ordering::SeqCst);
+                Action::Hold
+            } else {
+                Action::Forward
+            }
+        })
+        .await;
+        let mut child = env
+            .cmd_via(
+                "alice",
+                protocol,
+                Some(via),
+                &["parcels", "upload", b.to_str().unwrap(), "--yes"],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !(held.load(Ordering::SeqCst) && uploaded_ids(&env.fake).len() == 2) {
+            assert!(
+                Instant::now() < deadline,
+                "{protocol}: the upload never came"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let pid = child.id();
+        let mut lines = BufReader::new(child.stderr.take().unwrap());
+        let err = tokio::task::spawn_blocking(move || {
+            kill(pid, libc::SIGINT);
+            // The second signal only once the first one was heard.
+            let mut text = String::new();
+            while !text.contains("finishing the parcel in hand") {
+                if lines.read_line(&mut text).unwrap() == 0 {
+                    break;
+                }
+            }
+            kill(pid, libc::SIGINT);
+            lines.read_to_string(&mut text).unwrap();
+            text
+        })
+        .await
+        .unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{protocol}: {err}");
+        assert!(err.contains("outcome is unknown"), "{protocol}: {err}");
+        assert!(err.contains(&b.display().to_string()), "{protocol}: {err}");
+        let check = err
+            .lines()
+            .find_map(|l| {
+                l.split_once("ecgridos parcels outbox ")
+                    .map(|(_, rest)| rest)
+            })
+            .unwrap_or_else(|| panic!("{protocol}: no check to run: {err}"));
+        let mut args = vec!["parcels", "outbox"];
+        args.extend(check.split_whitespace());
+        let out = run(env.cmd_via("alice", protocol, None, &args)).await;
+        let new = uploaded_ids(&env.fake)[1];
+        assert_eq!(code(&out), 0, "{protocol}: {check}: {}", stderr(&out));
+        assert_eq!(
+            stdout(&out).trim(),
+            new.to_string(),
+            "{protocol}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(&format!("it arrived: parcel {new}")),
+            "{protocol}: {}",
+            stderr(&out)
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -64,7 +64,11 @@
 //! and is never sent twice: uploads carry no idempotency key, so a blind
 //! retry sends the file again. When the answer is lost the call fails with
 //! [`Error::OutcomeUnknown`]; look for the
-//! parcel with [`ParcelClient::find_upload`] before sending it again.
+//! parcel with [`ParcelClient::find_upload`] before sending it again, with
+//! a probe that excludes the parcels listed before the send began (an
+//! earlier upload of the same name and size is not this one).
+//! [`ParcelClient::upload_once`] does all three steps; a seeded fault
+//! simulator checks it (`sim::upload`, in the crate's tests).
 
 pub mod inbound;
 pub mod names;
@@ -85,7 +89,7 @@ use crate::secret::SessionId;
 use crate::soap::Client;
 use crate::wire::DateTime;
 
-pub use upload::{UploadProbe, UploadRoute, UploadSearch};
+pub use upload::{UploadObserver, UploadOutcome, UploadProbe, UploadRoute, UploadSearch};
 
 /// A parcel as a listing or `ParcelInfo` describes it, the same over both
 /// protocols.

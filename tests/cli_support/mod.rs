@@ -71,3 +71,57 @@ pub async fn on_terminal(env: &[(&str, String)], args: &str, input: &'static str
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
+
+/// Where the child's standard output goes.
+#[allow(dead_code)] // not every test file needs every sink
+#[derive(Clone, Copy, Debug)]
+pub enum Sink {
+    /// File descriptor 1 closed.
+    Closed,
+    /// `/dev/full`: every write fails with ENOSPC.
+    Full,
+    /// A pipe whose reader is already gone: EPIPE.
+    BrokenPipe,
+}
+
+/// Runs `cmd` with its standard output pointing at `sink`.
+#[allow(dead_code)] // not every test file writes into a sink
+pub async fn run_into(cmd: Command, sink: Sink) -> Output {
+    let mut cmd = match sink {
+        Sink::Closed => {
+            // The same program, arguments and environment, behind a shell
+            // that closes descriptor 1 before exec.
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg("exec \"$0\" \"$@\" >&-")
+                .arg(cmd.get_program())
+                .args(cmd.get_args());
+            for (k, v) in cmd.get_envs() {
+                match v {
+                    Some(v) => sh.env(k, v),
+                    None => sh.env_remove(k),
+                };
+            }
+            sh.stdin(Stdio::null());
+            sh
+        }
+        _ => cmd,
+    };
+    tokio::task::spawn_blocking(move || {
+        cmd.stderr(Stdio::piped());
+        match sink {
+            Sink::Closed => {}
+            Sink::Full => {
+                cmd.stdout(std::fs::File::create("/dev/full").unwrap());
+            }
+            Sink::BrokenPipe => {
+                cmd.stdout(Stdio::piped());
+            }
+        }
+        let mut child = cmd.spawn().unwrap();
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}

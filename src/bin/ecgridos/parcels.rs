@@ -12,20 +12,22 @@ use clap::{Args, Subcommand};
 use ecgridos::parcels::inbound::{
     fetch_dir, Confirm, FetchObserver, FetchOptions, ParcelOutcome, ParcelResult,
 };
-use ecgridos::parcels::{ParcelClient, ParcelSummary, UploadProbe, UploadRoute, UploadSearch};
+use ecgridos::parcels::{
+    ParcelClient, ParcelSummary, UploadObserver, UploadOutcome, UploadProbe, UploadRoute,
+    UploadSearch,
+};
+use ecgridos::wire::DateTime;
 use ecgridos::{Error, KeyClient};
 use serde_json::json;
 
 use crate::cli::Global;
-use crate::output::{confirm, exit_for, fail, print_or_fail, say, usage, Authed, Exit};
-use crate::signals::Busy;
+use crate::output::{
+    confirm, exit_for, fail, print_or_fail, print_secret, say, usage, Authed, Exit,
+};
+use crate::signals::{Busy, Uploading};
 
 /// Transfers at least this large get a progress bar on a terminal.
 const BAR_FROM_BYTES: u64 = 4 * 1024 * 1024;
-
-/// How far around an upload whose outcome is unknown the outbox is searched
-/// (the service's clock and ours may differ).
-const PROBE_SLACK: Duration = Duration::from_secs(300);
 
 /// `parcels`.
 #[derive(Debug, Subcommand)]
@@ -40,6 +42,11 @@ pub enum ParcelsCommand {
     /// Upload files; each one is a new parcel, routed by its EDI envelope
     /// (ISA receiver, UNB recipient) or by --to-ecgrid-id. Never re-sent.
     Upload(UploadArgs),
+    /// Tell whether an upload of unknown outcome arrived: look in the outbox
+    /// for a parcel of this name and size created since --since that is none
+    /// of --known-before (the command an interrupted upload prints). Prints
+    /// its ParcelID (exit 0); exit 3 when none is listed, 5 when several are.
+    Outbox(OutboxArgs),
     /// Show one parcel.
     Info(ParcelIdArgs),
     /// Confirm a downloaded parcel: the service will not hand it out again.
@@ -94,6 +101,28 @@ pub struct UploadArgs {
     pub yes: bool,
 }
 
+/// `parcels outbox`.
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    /// The name the file was uploaded under.
+    #[arg(long)]
+    pub file_name: String,
+    /// The file's size in bytes.
+    #[arg(long)]
+    pub bytes: u64,
+    /// The earliest creation time to look at (UTC, e.g. 2026-12-07T23:00:00Z).
+    #[arg(long, value_parser = parse_datetime)]
+    pub since: DateTime,
+    /// ParcelIDs listed before the upload was sent: not this upload.
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub known_before: Vec<i64>,
+}
+
+fn parse_datetime(s: &str) -> Result<DateTime, String> {
+    s.parse()
+        .map_err(|_| "must be a date and time such as 2026-12-07T23:00:00Z".to_string())
+}
+
 /// `parcels info|confirm|reset`.
 #[derive(Debug, Args)]
 pub struct ParcelIdArgs {
@@ -115,6 +144,7 @@ pub async fn run(g: &Global, command: ParcelsCommand) -> Exit {
         ParcelsCommand::Inbox(args) => inbox(g, args).await,
         ParcelsCommand::Fetch(args) => fetch(g, args).await,
         ParcelsCommand::Upload(args) => upload(g, args).await,
+        ParcelsCommand::Outbox(args) => outbox(g, args).await,
         ParcelsCommand::Info(args) => info(g, args).await,
         ParcelsCommand::Confirm(args) => confirm_one(g, args, false).await,
         ParcelsCommand::Reset(args) => confirm_one(g, args, true).await,
@@ -588,6 +618,11 @@ async fn upload(g: &Global, args: UploadArgs) -> Exit {
         exit = worse(exit, outcome);
     }
     authed.close().await;
+    // A signal during the last file: it finished, and the command was
+    // still interrupted (as fetch says).
+    if crate::signals::stopping() && exit != Exit::OutcomeUnknown {
+        exit = Exit::Interrupted;
+    }
     exit
 }
 
@@ -601,6 +636,87 @@ fn worse(a: Exit, b: Exit) -> Exit {
     }
 }
 
+/// Tells the signal handler and the progress bar how an upload goes.
+struct UploadDisplay {
+    bar: Option<indicatif::ProgressBar>,
+    uploading: Uploading,
+}
+
+impl UploadObserver for UploadDisplay {
+    fn sending(&self, probe: &UploadProbe) {
+        self.uploading.sending(check_command(probe));
+    }
+
+    fn progress(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(bytes);
+        }
+    }
+
+    fn answered(&self, parcel_id: i64) {
+        self.uploading.answered(parcel_id);
+    }
+}
+
+/// The command that tells whether the upload `probe` describes arrived.
+fn check_command(probe: &UploadProbe) -> String {
+    let mut command = format!(
+        "ecgridos parcels outbox --file-name {} --bytes {} --since {}",
+        shell_word(&probe.file_name),
+        probe.bytes,
+        probe.not_before
+    );
+    if !probe.known_before.is_empty() {
+        let ids: Vec<String> = probe.known_before.iter().map(i64::to_string).collect();
+        command.push_str(&format!(" --known-before {}", ids.join(",")));
+    }
+    printable(&command)
+}
+
+/// `word` as one word for a POSIX shell.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._-+@%,:=/".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// Reports on stderr what the outbox says of an upload of unknown outcome;
+/// `check` is the command that looks again.
+fn report_search(search: &Result<UploadSearch, Error>, check: &str) -> Exit {
+    match search {
+        Ok(UploadSearch::Found(p)) => {
+            say!(
+                "  it arrived: parcel {} ({} bytes); do not upload it again",
+                p.parcel_id,
+                p.bytes
+            );
+            Exit::Ok
+        }
+        Ok(UploadSearch::NotFound) => {
+            say!("  not found: it did not arrive or is not listed yet (the outbox may lag); look again a little later before uploading it again: {check}");
+            Exit::Refused
+        }
+        Ok(UploadSearch::Ambiguous(found)) => {
+            let ids: Vec<String> = found.iter().map(|p| p.parcel_id.to_string()).collect();
+            say!(
+                "  several new parcels match its name and size ({}); check them before uploading it again",
+                ids.join(", ")
+            );
+            Exit::OutcomeUnknown
+        }
+        Err(e) => {
+            say!(
+                "  the outbox could not be searched; look again before uploading it again: {check}"
+            );
+            print_error_chain(e);
+            Exit::OutcomeUnknown
+        }
+    }
+}
+
 async fn upload_one(
     g: &Global,
     client: &ParcelClient,
@@ -610,73 +726,72 @@ async fn upload_one(
     bars: bool,
 ) -> Exit {
     let _busy = Busy::start();
-    let started = SystemTime::now();
-    let bar = transfer_bar(bars, file.bytes, file.name.clone());
-    let progress = |n: u64| {
-        if let Some(bar) = &bar {
-            bar.set_position(n);
-        }
+    let display = UploadDisplay {
+        bar: transfer_bar(bars, file.bytes, file.name.clone()),
+        uploading: Uploading::start(printable(&file.path.display().to_string())),
     };
     let sent = client
-        .upload_file(
-            &authed.credential,
-            &file.path,
-            &file.name,
-            route,
-            Some(&progress),
-        )
+        .upload_once(&authed.credential, &file.path, &file.name, route, &display)
         .await;
-    if let Some(bar) = &bar {
+    if let Some(bar) = &display.bar {
         bar.finish_and_clear();
     }
     match sent {
-        Ok(parcel_id) => {
+        Ok(UploadOutcome::Sent(parcel_id)) => {
             let line = if g.json {
                 json!({ "file": file.path, "file_name": file.name, "bytes": file.bytes, "parcel_id": parcel_id })
                     .to_string()
             } else {
                 parcel_id.to_string()
             };
-            print_or_fail(&line)
+            // The ParcelID exists nowhere else: never lost with stdout.
+            print_secret(
+                &line,
+                &format!("the new ParcelID of {}", file.path.display()),
+            )
         }
-        Err(e) if e.is_outcome_unknown() => {
-            let exit = fail(&e, None);
+        Ok(UploadOutcome::Unknown {
+            error,
+            search,
+            probe,
+        }) => {
+            let exit = fail(&error, None);
             say!(
-                "  {} was NOT sent again; looking for it in the outbox listings…",
+                "  {} was NOT sent again; looked for it in the outbox listings:",
                 file.path.display()
             );
-            // The parcel's creation time lies between the start of the
-            // upload and now, give or take the clocks' difference.
-            let slack = started.elapsed().unwrap_or_default() + PROBE_SLACK;
-            let probe = UploadProbe::around(file.name.clone(), file.bytes, started, slack);
-            match client.find_upload(&authed.credential, &probe).await {
-                Ok(UploadSearch::Found(p)) => say!(
-                    "  it arrived: parcel {} ({} bytes); do not upload it again",
-                    p.parcel_id,
-                    p.bytes
-                ),
-                Ok(UploadSearch::NotFound) => say!(
-                    "  it is not in the outbox listings (yet); check again with `ecgridos parcels` or the outbox before uploading it again"
-                ),
-                Ok(UploadSearch::Ambiguous(found)) => {
-                    let ids: Vec<String> = found.iter().map(|p| p.parcel_id.to_string()).collect();
-                    say!(
-                        "  several parcels match its name and size ({}); check them before uploading it again",
-                        ids.join(", ")
-                    );
-                }
-                Err(search) => {
-                    say!("  the outbox could not be searched:");
-                    print_error_chain(&search);
-                }
-            }
+            report_search(&search, &check_command(&probe));
             exit
         }
+        Ok(_) => Exit::Failure,
         Err(e) => {
             say!("error: {} was not uploaded:", file.path.display());
             print_error_chain(&e);
             exit_for(&e)
         }
+    }
+}
+
+async fn outbox(g: &Global, args: OutboxArgs) -> Exit {
+    let now = SystemTime::now();
+    let probe = UploadProbe {
+        file_name: args.file_name,
+        bytes: args.bytes,
+        not_before: args.since,
+        not_after: UploadProbe::around("", 0, now, UploadProbe::SLACK).not_after,
+        known_before: args.known_before.into_iter().collect(),
+    };
+    let (authed, client) = match connect(g).await {
+        Ok(c) => c,
+        Err(exit) => return exit,
+    };
+    let search = client.find_upload(&authed.credential, &probe).await;
+    authed.close().await;
+    let exit = report_search(&search, &check_command(&probe));
+    match search {
+        Ok(UploadSearch::Found(p)) if g.json => print_or_fail(&summary_json(&p).to_string()),
+        Ok(UploadSearch::Found(p)) => print_or_fail(&p.parcel_id.to_string()),
+        _ => exit,
     }
 }
 

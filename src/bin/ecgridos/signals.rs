@@ -14,7 +14,10 @@
 //!
 //! `parcels fetch` and `parcels upload` use the same handler: a first signal
 //! while a parcel is in hand ([`Busy`]) lets it finish (stored and confirmed,
-//! or uploaded) and then the command ends; the loop reads [`stop_flag`].
+//! or uploaded) and then the command ends; the loop reads [`stop_flag`]. A
+//! second signal during an upload ([`Uploading`]) names the file: its new
+//! ParcelID if the answer came, else that the outcome is unknown and the
+//! command that tells whether it arrived.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +37,21 @@ struct Pending {
     temps: Vec<PathBuf>,
     /// Parcels being transferred.
     busy: usize,
+    /// Uploads in hand, by token.
+    uploads: Vec<(u64, UploadNote)>,
+    /// The token of the next upload.
+    next_upload: u64,
+}
+
+/// What a second signal says of an upload in hand.
+enum UploadNote {
+    /// Not sent yet.
+    NotSent { file: String },
+    /// Sent: the outcome is unknown until the answer comes; `check` is the
+    /// command that tells.
+    Sent { file: String, check: String },
+    /// The service answered with this ParcelID.
+    Answered { file: String, parcel_id: i64 },
 }
 
 impl Pending {
@@ -47,6 +65,8 @@ static PENDING: Mutex<Pending> = Mutex::new(Pending {
     unsaved: Vec::new(),
     temps: Vec::new(),
     busy: 0,
+    uploads: Vec::new(),
+    next_upload: 0,
 });
 static STOPPING: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
 
@@ -127,6 +147,13 @@ fn on_signal() {
     for user in &state.in_flight {
         say!("aborted while rotating user {user}: the outcome is unknown; to see the key now in force, without rotating again: ecgridos get-api-key --user-id {user}");
     }
+    for (_, note) in &state.uploads {
+        match note {
+            UploadNote::NotSent { file } => say!("aborted before {file} was sent: nothing was sent"),
+            UploadNote::Sent { file, check } => say!("aborted while uploading {file}: the outcome is unknown (it may have arrived); do not upload it again before checking: {check}"),
+            UploadNote::Answered { file, parcel_id } => say!("aborted after uploading {file}: it arrived as parcel {parcel_id}; do not upload it again"),
+        }
+    }
     end(&mut state);
 }
 
@@ -165,6 +192,50 @@ impl Drop for Busy {
     fn drop(&mut self) {
         let mut state = pending();
         state.busy = state.busy.saturating_sub(1);
+    }
+}
+
+/// An upload in hand, from before it is sent until its result is reported:
+/// a second signal names it (see the module documentation).
+pub struct Uploading(u64);
+
+impl Uploading {
+    /// Marks the upload of `file` (as shown to the user) as started.
+    pub fn start(file: String) -> Uploading {
+        let mut state = pending();
+        let token = state.next_upload;
+        state.next_upload += 1;
+        state.uploads.push((token, UploadNote::NotSent { file }));
+        Uploading(token)
+    }
+
+    fn update(&self, change: impl FnOnce(String) -> UploadNote) {
+        let mut state = pending();
+        if let Some((_, note)) = state.uploads.iter_mut().find(|(t, _)| *t == self.0) {
+            let file = match note {
+                UploadNote::NotSent { file }
+                | UploadNote::Sent { file, .. }
+                | UploadNote::Answered { file, .. } => std::mem::take(file),
+            };
+            *note = change(file);
+        }
+    }
+
+    /// It is being sent; `check` is the command that tells whether it
+    /// arrived.
+    pub fn sending(&self, check: String) {
+        self.update(|file| UploadNote::Sent { file, check });
+    }
+
+    /// The service answered with `parcel_id`.
+    pub fn answered(&self, parcel_id: i64) {
+        self.update(|file| UploadNote::Answered { file, parcel_id });
+    }
+}
+
+impl Drop for Uploading {
+    fn drop(&mut self) {
+        pending().uploads.retain(|(t, _)| *t != self.0);
     }
 }
 

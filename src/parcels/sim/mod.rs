@@ -5,6 +5,7 @@
 //!
 //! - [`inbound`]: `parcels fetch` (see its documentation for the faults and
 //!   the invariants).
+//! - [`upload`]: `parcels upload` (likewise).
 //!
 //! Runs: `cargo test --all-features --lib sim::` runs the default count of
 //! schedules; `ECGRIDOS_SIM_SCHEDULES=1000000 cargo test --release
@@ -12,6 +13,7 @@
 //! seed, and `ECGRIDOS_SIM_BASE=B` shifts the seeds to `B..B+count`.
 
 mod inbound;
+mod upload;
 
 /// Runs `check` once per seed; the seeds are `0..count` offset by a base. `ECGRIDOS_SIM_SCHEDULES`
 /// overrides `default_count`, `ECGRIDOS_SIM_SEED=N` runs only seed N. On the first failing seed it
