@@ -529,6 +529,80 @@ async fn batch_killed_part_way_then_resumed_rotates_everyone_exactly_once() {
     assert_eq!(server.soap_calls("GenerateAPIKey"), before);
 }
 
+/// Runs a one-user batch rotation of bob as the admin into `journal`, under
+/// a file-size limit when one is given (SIGXFSZ left at its default action,
+/// as for a user under `ulimit -f`).
+async fn batch_of_bob(env: &Env, journal: &Path, fsize: Option<u64>) -> Output {
+    let ids_file = tempfile("ids.txt");
+    std::fs::write(&ids_file, format!("{}\n", env.id("bob"))).unwrap();
+    let mut cmd = env.cmd(
+        "admin",
+        &[
+            "generate-api-key",
+            "--user-ids-from",
+            ids_file.to_str().unwrap(),
+            "--output-file",
+            journal.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    if let Some(fsize) = fsize {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: fsize,
+                    rlim_max: fsize,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+    }
+    run(cmd).await
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_size_limit_during_a_batch_shows_the_new_key_and_leaves_no_torn_line() {
+    use std::os::unix::process::ExitStatusExt;
+    // Where the `rotated` record starts in a journal written without limit.
+    let free = Env::new().await;
+    let journal = tempfile("free.jsonl");
+    let out = batch_of_bob(&free, &journal, None).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let rotated_at = text.find("\"outcome\":\"rotated\"").unwrap();
+    let line_start = text[..rotated_at].rfind('\n').unwrap() + 1;
+    let line_len = text[line_start..].find('\n').unwrap();
+    assert!(line_len > 40, "{text}");
+
+    // The same run with room for the records before it, not for it.
+    let env = Env::new().await;
+    let journal = tempfile("limited.jsonl");
+    let out = batch_of_bob(&env, &journal, Some(line_start as u64 + 20)).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.signal(), None, "killed by a signal: {err}");
+    assert_ne!(code(&out), 0, "{err}");
+    assert!(err.to_lowercase().contains("file too large"), "{err}");
+    let key = env.key("bob");
+    assert_eq!(env.server.rotations(env.id("bob").parse().unwrap()), 1);
+    assert!(
+        err.contains(&format!("(store it now): {}", key.expose())),
+        "the key in force is shown: {err}"
+    );
+    // Every line of the journal is whole.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("a whole JSON line");
+    }
+    assert!(text.ends_with('\n'), "{text:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_with_failures_exits_6_and_retries_them_later() {
     let env = Env::new().await;
