@@ -148,7 +148,8 @@ impl JournalFile {
     }
 
     /// Appends `line` (a newline is added) and syncs it to disk. A torn last
-    /// line is closed first, in the same write.
+    /// line is closed first, in the same write. A write that fails part-way
+    /// is taken back, so the journal never ends in half a line.
     pub fn append_line(&mut self, line: &str) -> std::io::Result<()> {
         let mut buf = String::with_capacity(line.len() + 2);
         if self.torn_end {
@@ -156,7 +157,14 @@ impl JournalFile {
         }
         buf.push_str(line);
         buf.push('\n');
-        self.file.write_all(buf.as_bytes())?;
+        let before = self.file.metadata().map(|m| m.len());
+        if let Err(e) = self.file.write_all(buf.as_bytes()) {
+            // Part of the line may be written (a file-size limit, a full
+            // disk): take it back, or at least start the next line afresh.
+            let undone = before.and_then(|len| self.file.set_len(len));
+            self.torn_end |= undone.is_err();
+            return Err(e);
+        }
         self.file.sync_data()?;
         self.torn_end = false;
         Ok(())
