@@ -606,7 +606,12 @@ async fn a_full_disk_leaves_no_partial_file_and_confirms_nothing_unstored() {
     let out = run(cmd).await;
     {
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(out.status.signal(), None, "killed by a signal: {}", stderr(&out));
+        assert_eq!(
+            out.status.signal(),
+            None,
+            "killed by a signal: {}",
+            stderr(&out)
+        );
     }
     assert_eq!(code(&out), 6, "{}", stderr(&out));
     let err = stderr(&out);
