@@ -529,6 +529,44 @@ async fn batch_killed_part_way_then_resumed_rotates_everyone_exactly_once() {
     assert_eq!(server.soap_calls("GenerateAPIKey"), before);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_that_times_out_before_a_rotation_exits_4_with_its_own_advice() {
+    // A service that takes every connection and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let endpoint = format!("http://{addr}/v4.1/prod/ECGridOS.asmx");
+    for args in [
+        vec!["generate-api-key", "--user-id", "8", "--yes"],
+        vec!["whoami"],
+    ] {
+        let mut cmd = ecgridos(&args);
+        cmd.env("ECGRID_ENDPOINT", &endpoint)
+            .env("ECGRID_LOGIN", "admin")
+            .env("ECGRID_PASSWORD", "pw")
+            .args(["--timeout", "1"]);
+        let out = run(cmd).await;
+        let err = stderr(&out);
+        assert_eq!(code(&out), 4, "{args:?}: nothing was rotated: {err}");
+        assert!(err.contains("Login"), "{err}");
+        assert!(err.contains("a session may have been opened"), "{err}");
+        assert!(!err.contains("get-api-key"), "{err}");
+    }
+    // `login` itself is the call whose outcome is unknown: exit 5.
+    let mut cmd = ecgridos(&["login", "--timeout", "1"]);
+    cmd.env("ECGRID_ENDPOINT", &endpoint)
+        .env("ECGRID_LOGIN", "admin")
+        .env("ECGRID_PASSWORD", "pw");
+    let out = run(cmd).await;
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    holder.abort();
+}
+
 /// Runs a one-user batch rotation of bob as the admin into `journal`, under
 /// a file-size limit when one is given (SIGXFSZ left at its default action,
 /// as for a user under `ulimit -f`).
