@@ -567,6 +567,49 @@ async fn a_login_that_times_out_before_a_rotation_exits_4_with_its_own_advice() 
     holder.abort();
 }
 
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_content_from_a_file_is_read_after_confirmation_and_bounded() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new().await;
+    let call = |extra: &[&str]| {
+        let mut args = vec![
+            "call",
+            "ParcelUpload",
+            "FileName=x.edi",
+            "Bytes=1",
+            "Content=@/dev/zero",
+        ];
+        args.extend_from_slice(extra);
+        let mut cmd = env.cmd("alice", &args);
+        // SAFETY: only async-signal-safe calls between fork and exec. A
+        // reader without bound dies on this limit rather than take the
+        // machine's memory.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 1 << 30,
+                    rlim_max: 1 << 30,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    };
+    // Not confirmed (no terminal, no --yes): refused before reading it.
+    let out = run(call(&[])).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    // Confirmed: what is read is bounded; nothing is sent.
+    let out = run(call(&["--yes"])).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("larger than"), "{}", stderr(&out));
+    assert_eq!(env.server.soap_calls("ParcelUpload"), 0);
+}
+
 /// Runs a one-user batch rotation of bob as the admin into `journal`, under
 /// a file-size limit when one is given (SIGXFSZ left at its default action,
 /// as for a user under `ulimit -f`).
