@@ -608,6 +608,25 @@ async fn call_content_from_a_file_is_read_after_confirmation_and_bounded() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("larger than"), "{}", stderr(&out));
     assert_eq!(env.server.soap_calls("ParcelUpload"), 0);
+    // A file within the bound is read and sent (the fake reads its ISA
+    // segment, cut short here).
+    let file = tempfile("small.edi");
+    std::fs::write(&file, b"ISA*hello\n").unwrap();
+    let content = format!("Content=@{}", file.display());
+    let out = run(env.cmd(
+        "alice",
+        &[
+            "call",
+            "ParcelUpload",
+            "FileName=small.edi",
+            "Bytes=10",
+            &content,
+            "--yes",
+        ],
+    ))
+    .await;
+    assert!(stderr(&out).contains("ISA segment"), "{}", stderr(&out));
+    assert_eq!(env.server.soap_calls("ParcelUpload"), 1);
 }
 
 /// Runs a one-user batch rotation of bob as the admin into `journal`, under
