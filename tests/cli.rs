@@ -629,6 +629,28 @@ async fn call_content_from_a_file_is_read_after_confirmation_and_bounded() {
     assert_eq!(env.server.soap_calls("ParcelUpload"), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_are_coloured_only_on_a_terminal() {
+    let env = Env::new().await;
+    // stderr a pipe: plain text.
+    let out = run(env.cmd("alice", &["-v", "whoami"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("ecgridos.call"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains('\x1b'), "{:?}", stderr(&out));
+    // stderr a terminal: coloured.
+    let (code, screen) = on_terminal(
+        &[
+            ("ECGRID_ENDPOINT", env.server.soap_url()),
+            ("ECGRID_API_KEY", env.key("alice").expose().to_string()),
+        ],
+        "-v whoami",
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("\x1b["), "{screen:?}");
+}
+
 /// Runs a one-user batch rotation of bob as the admin into `journal`, under
 /// a file-size limit when one is given (SIGXFSZ left at its default action,
 /// as for a user under `ulimit -f`).

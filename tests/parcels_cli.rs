@@ -617,6 +617,9 @@ async fn a_full_disk_leaves_no_partial_file_and_confirms_nothing_unstored() {
     let err = stderr(&out);
     assert!(err.contains(&format!("parcel {big}")), "{err}");
     assert!(err.to_lowercase().contains("file too large"), "{err}");
+    // Said once, without colour codes (stderr is not a terminal).
+    assert_eq!(err.matches("not stored, not confirmed").count(), 1, "{err}");
+    assert!(!err.contains('\x1b'), "{err:?}");
     assert_eq!(
         entries(&dir),
         [
