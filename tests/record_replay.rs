@@ -942,3 +942,68 @@ async fn an_https_upstream_is_reached_with_the_network_options() {
     assert_eq!(records[0]["outcome"], "upstream_unreachable");
     fake.shutdown().await;
 }
+
+/// Runs `cmd` to its end with its output in files; its exit code, stdout and
+/// peak resident set size in kB (from `wait4`).
+#[cfg(target_os = "linux")]
+fn run_measured(mut cmd: Command) -> (i32, String, u64) {
+    let dir = tempfile("out");
+    let (out, err) = (dir.with_extension("stdout"), dir.with_extension("stderr"));
+    cmd.stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap());
+    let child = cmd.spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value; wait4 fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pid is our child's, not waited for elsewhere.
+    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(rc, child.id() as i32);
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(libc::WIFEXITED(status), "not exited: {stderr}");
+    (
+        libc::WEXITSTATUS(status),
+        std::fs::read_to_string(&out).unwrap() + &stderr,
+        usage.ru_maxrss as u64,
+    )
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_recording_is_replayed_in_bounded_memory() {
+    use std::io::Write as _;
+    let fake = sentinel_fake().start().await.unwrap();
+    // 120 MB of lines the replay skips (Login), each with a long field,
+    // around one call it sends.
+    let file = tempfile("large.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    let version = json!({"operation": "Version", "protocol": "1.1", "method": "POST",
+        "parameters": {}, "result": "4.1", "status": 200, "outcome": "complete"});
+    writeln!(out, "{version}").unwrap();
+    let pad = "x".repeat(500_000);
+    for _ in 0..240 {
+        let login = json!({"operation": "Login", "protocol": "1.1", "method": "POST",
+            "parameters": {"LoginName": pad}, "status": 200, "outcome": "complete"});
+        writeln!(out, "{login}").unwrap();
+    }
+    writeln!(out, "{version}").unwrap();
+    drop(out);
+    assert!(std::fs::metadata(&file).unwrap().len() > 120_000_000);
+    let soap = fake.soap_url();
+    let mut cmd = ecgridos(&[
+        "replay",
+        file.to_str().unwrap(),
+        "--over",
+        "soap",
+        "--endpoint",
+        &soap,
+    ]);
+    cmd.env("ECGRID_API_KEY", SENTINEL_KEY);
+    let (code, output, peak_kb) = tokio::task::spawn_blocking(move || run_measured(cmd))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(fake.soap_calls("Version"), 2);
+    // Far less than the file: it is read a line at a time.
+    assert!(peak_kb < 60_000, "peak RSS {peak_kb} kB for a 120 MB recording");
+    std::fs::remove_file(&file).unwrap();
+}
