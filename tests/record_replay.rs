@@ -1004,6 +1004,9 @@ async fn a_large_recording_is_replayed_in_bounded_memory() {
     assert_eq!(code, 0, "{output}");
     assert_eq!(fake.soap_calls("Version"), 2);
     // Far less than the file: it is read a line at a time.
-    assert!(peak_kb < 60_000, "peak RSS {peak_kb} kB for a 120 MB recording");
+    assert!(
+        peak_kb < 60_000,
+        "peak RSS {peak_kb} kB for a 120 MB recording"
+    );
     std::fs::remove_file(&file).unwrap();
 }
