@@ -227,7 +227,8 @@ impl JournalFile {
     }
 
     /// Appends `line` (a newline is added) and syncs it to disk. A torn last
-    /// line is closed first, in the same write.
+    /// line is closed first, in the same write. A write that fails part-way
+    /// is taken back, so the journal never ends in half a line.
     pub fn append_line(&mut self, line: &str) -> std::io::Result<()> {
         let mut buf = String::with_capacity(line.len() + 2);
         if self.torn_end {
@@ -235,10 +236,19 @@ impl JournalFile {
         }
         buf.push_str(line);
         buf.push('\n');
-        // A write that fails may have left part of the line: the next append
-        // starts on a new line all the same.
+        let before = self.file.metadata().map(|m| m.len());
+        let was_torn = self.torn_end;
+        // Until the line is synced the journal may end in part of it: the
+        // next append starts on a new line all the same.
         self.torn_end = true;
-        self.file.write_all(buf.as_bytes())?;
+        if let Err(e) = self.file.write_all(buf.as_bytes()) {
+            // Part of the line may be written (a file-size limit, a full
+            // disk): take it back when the file can be cut again.
+            if before.and_then(|len| self.file.set_len(len)).is_ok() {
+                self.torn_end = was_torn;
+            }
+            return Err(e);
+        }
         self.file.sync_data()?;
         self.torn_end = false;
         Ok(())

@@ -194,7 +194,10 @@ macro_rules! http_setters {
 
         /// Whether `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`
         /// (or their lowercase forms) are honoured: on by default. Off, no
-        /// proxy is used unless [`proxy`](Self::proxy) names one.
+        /// proxy is used unless [`proxy`](Self::proxy) names one. A loopback
+        /// endpoint (`localhost`, `127.0.0.0/8`, `::1`) never goes through
+        /// an environment proxy: its credentials would leave the machine,
+        /// in clear over `http://`. [`proxy`](Self::proxy) still applies.
         pub fn proxy_from_env(mut self, honour: bool) -> Self {
             self.http.proxy_from_env = honour;
             self
@@ -440,8 +443,14 @@ pub(crate) struct Http {
 }
 
 impl Http {
-    pub fn new(endpoint: &Url, settings: HttpSettings) -> Result<Http, Error> {
+    pub fn new(endpoint: &Url, mut settings: HttpSettings) -> Result<Http, Error> {
         check_endpoint(endpoint, settings.allow_insecure_http)?;
+        // A proxy set for the whole session is meant for the outside world:
+        // this machine is reached directly (each client has one endpoint).
+        // An explicit proxy keeps NO_PROXY's say.
+        if settings.proxy.is_none() && is_loopback(endpoint) == Some(true) {
+            settings.proxy_from_env = false;
+        }
         crate::netconf::install_crypto_provider();
         let builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)

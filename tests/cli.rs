@@ -530,6 +530,202 @@ async fn batch_killed_part_way_then_resumed_rotates_everyone_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_that_times_out_before_a_rotation_exits_4_with_its_own_advice() {
+    // A service that takes every connection and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let endpoint = format!("http://{addr}/v4.1/prod/ECGridOS.asmx");
+    for args in [
+        vec!["generate-api-key", "--user-id", "8", "--yes"],
+        vec!["whoami"],
+    ] {
+        let mut cmd = ecgridos(&args);
+        cmd.env("ECGRID_ENDPOINT", &endpoint)
+            .env("ECGRID_LOGIN", "admin")
+            .env("ECGRID_PASSWORD", "pw")
+            .args(["--timeout", "1"]);
+        let out = run(cmd).await;
+        let err = stderr(&out);
+        assert_eq!(code(&out), 4, "{args:?}: nothing was rotated: {err}");
+        assert!(err.contains("Login"), "{err}");
+        assert!(err.contains("a session may have been opened"), "{err}");
+        assert!(!err.contains("get-api-key"), "{err}");
+    }
+    // `login` itself is the call whose outcome is unknown: exit 5.
+    let mut cmd = ecgridos(&["login", "--timeout", "1"]);
+    cmd.env("ECGRID_ENDPOINT", &endpoint)
+        .env("ECGRID_LOGIN", "admin")
+        .env("ECGRID_PASSWORD", "pw");
+    let out = run(cmd).await;
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    holder.abort();
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_content_from_a_file_is_read_after_confirmation_and_bounded() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new().await;
+    let call = |extra: &[&str]| {
+        let mut args = vec![
+            "call",
+            "ParcelUpload",
+            "FileName=x.edi",
+            "Bytes=1",
+            "Content=@/dev/zero",
+        ];
+        args.extend_from_slice(extra);
+        let mut cmd = env.cmd("alice", &args);
+        // SAFETY: only async-signal-safe calls between fork and exec. A
+        // reader without bound dies on this limit rather than take the
+        // machine's memory.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 1 << 30,
+                    rlim_max: 1 << 30,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    };
+    // Not confirmed (no terminal, no --yes): refused before reading it.
+    let out = run(call(&[])).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    // Confirmed: what is read is bounded; nothing is sent.
+    let out = run(call(&["--yes"])).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("larger than"), "{}", stderr(&out));
+    assert_eq!(env.server.soap_calls("ParcelUpload"), 0);
+    // A file within the bound is read and sent (the fake reads its ISA
+    // segment, cut short here).
+    let file = tempfile("small.edi");
+    std::fs::write(&file, b"ISA*hello\n").unwrap();
+    let content = format!("Content=@{}", file.display());
+    let out = run(env.cmd(
+        "alice",
+        &[
+            "call",
+            "ParcelUpload",
+            "FileName=small.edi",
+            "Bytes=10",
+            &content,
+            "--yes",
+        ],
+    ))
+    .await;
+    assert!(stderr(&out).contains("ISA segment"), "{}", stderr(&out));
+    assert_eq!(env.server.soap_calls("ParcelUpload"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_are_coloured_only_on_a_terminal() {
+    let env = Env::new().await;
+    // stderr a pipe: plain text.
+    let out = run(env.cmd("alice", &["-v", "whoami"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("ecgridos.call"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains('\x1b'), "{:?}", stderr(&out));
+    // stderr a terminal: coloured.
+    let (code, screen) = on_terminal(
+        &[
+            ("ECGRID_ENDPOINT", env.server.soap_url()),
+            ("ECGRID_API_KEY", env.key("alice").expose().to_string()),
+        ],
+        "-v whoami",
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("\x1b["), "{screen:?}");
+}
+
+/// Runs a one-user batch rotation of bob as the admin into `journal`, under
+/// a file-size limit when one is given (SIGXFSZ left at its default action,
+/// as for a user under `ulimit -f`).
+async fn batch_of_bob(env: &Env, journal: &Path, fsize: Option<u64>) -> Output {
+    let ids_file = tempfile("ids.txt");
+    std::fs::write(&ids_file, format!("{}\n", env.id("bob"))).unwrap();
+    let mut cmd = env.cmd(
+        "admin",
+        &[
+            "generate-api-key",
+            "--user-ids-from",
+            ids_file.to_str().unwrap(),
+            "--output-file",
+            journal.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    if let Some(fsize) = fsize {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: fsize,
+                    rlim_max: fsize,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+    }
+    run(cmd).await
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_size_limit_during_a_batch_shows_the_new_key_and_leaves_no_torn_line() {
+    use std::os::unix::process::ExitStatusExt;
+    // Where the `rotated` record starts in a journal written without limit.
+    let free = Env::new().await;
+    let journal = tempfile("free.jsonl");
+    let out = batch_of_bob(&free, &journal, None).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let rotated_at = text.find("\"outcome\":\"rotated\"").unwrap();
+    let line_start = text[..rotated_at].rfind('\n').unwrap() + 1;
+    let line_len = text[line_start..].find('\n').unwrap();
+    assert!(line_len > 40, "{text}");
+
+    // The same run with room for the records before it, not for it.
+    let env = Env::new().await;
+    let journal = tempfile("limited.jsonl");
+    let out = batch_of_bob(&env, &journal, Some(line_start as u64 + 20)).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.signal(), None, "killed by a signal: {err}");
+    assert_ne!(code(&out), 0, "{err}");
+    assert!(err.to_lowercase().contains("file too large"), "{err}");
+    let key = env.key("bob");
+    assert_eq!(env.server.rotations(env.id("bob").parse().unwrap()), 1);
+    assert!(
+        err.contains(&format!("(store it now): {}", key.expose())),
+        "the key in force is shown: {err}"
+    );
+    // Every line of the journal is whole.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("a whole JSON line");
+    }
+    assert!(text.ends_with('\n'), "{text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_with_failures_exits_6_and_retries_them_later() {
     let env = Env::new().await;
     let ids_file = tempfile("ids.txt");

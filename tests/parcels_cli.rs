@@ -608,8 +608,9 @@ async fn a_full_disk_leaves_no_partial_file_and_confirms_nothing_unstored() {
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
-            // No file may grow past 100 kB; writing beyond fails with EFBIG
-            // instead of killing the process.
+            // No file may grow past 100 kB. SIGXFSZ keeps its default
+            // action (as for a user under `ulimit -f`): the binary must
+            // ignore it itself to see EFBIG instead of being killed.
             let limit = libc::rlimit {
                 rlim_cur: 100_000,
                 rlim_max: 100_000,
@@ -617,15 +618,27 @@ async fn a_full_disk_leaves_no_partial_file_and_confirms_nothing_unstored() {
             if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
             Ok(())
         });
     }
     let out = run(cmd).await;
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            None,
+            "killed by a signal: {}",
+            stderr(&out)
+        );
+    }
     assert_eq!(code(&out), 6, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains(&format!("parcel {big}")), "{err}");
     assert!(err.to_lowercase().contains("file too large"), "{err}");
+    // Said once, without colour codes (stderr is not a terminal).
+    assert_eq!(err.matches("not stored, not confirmed").count(), 1, "{err}");
+    assert!(!err.contains('\x1b'), "{err:?}");
     assert_eq!(
         entries(&dir),
         [

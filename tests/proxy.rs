@@ -295,13 +295,21 @@ async fn an_unreachable_proxy_is_the_proxys_fault_not_the_services() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn environment_proxies_are_honoured_and_no_proxy_bypasses_them() {
-    let server = FakeServer::start().await.unwrap();
     let Some(proxy) = Tinyproxy::start("env", 443, false) else {
         return;
     };
-    let soap_url = server.soap_url();
+    // A host that is not loopback (and resolves nowhere): through the proxy
+    // the request line reaches its log; direct, the lookup fails.
+    let remote = "http://ecgrid.invalid:8080/v4.1/prod/ECGridOS.asmx";
     let version = |extra: &[(&str, &str)], flags: &[&str]| {
-        let mut args = vec!["version", "--endpoint", soap_url.as_str()];
+        let mut args = vec![
+            "version",
+            "--endpoint",
+            remote,
+            "--allow-insecure-http",
+            "--timeout",
+            "5",
+        ];
         args.extend_from_slice(flags);
         let mut cmd = ecgridos(&args);
         for (k, v) in extra {
@@ -310,27 +318,29 @@ async fn environment_proxies_are_honoured_and_no_proxy_bypasses_them() {
         cmd
     };
     let proxied = run(version(&[("HTTP_PROXY", &proxy.url())], &[])).await;
-    assert_eq!(proxied.status.code(), Some(0), "{proxied:?}");
-    assert_eq!(proxy.requests().len(), 1, "HTTP_PROXY was not used");
+    assert_ne!(proxied.status.code(), Some(0), "{proxied:?}");
+    // (A read that failed is retried: each attempt went through it.)
+    let through = proxy.requests().len();
+    assert!(through >= 1, "HTTP_PROXY was not used");
+    proxy.assert_saw("POST http://ecgrid.invalid:8080/");
 
     let bypassed = run(version(
-        &[("HTTP_PROXY", &proxy.url()), ("NO_PROXY", "127.0.0.1")],
+        &[("HTTP_PROXY", &proxy.url()), ("NO_PROXY", "ecgrid.invalid")],
         &[],
     ))
     .await;
-    assert_eq!(bypassed.status.code(), Some(0), "{bypassed:?}");
+    assert_eq!(bypassed.status.code(), Some(4), "{bypassed:?}");
     let ignored = run(version(
         &[("HTTP_PROXY", &proxy.url())],
         &["--no-env-proxy"],
     ))
     .await;
-    assert_eq!(ignored.status.code(), Some(0), "{ignored:?}");
+    assert_eq!(ignored.status.code(), Some(4), "{ignored:?}");
     assert_eq!(
         proxy.requests().len(),
-        1,
+        through,
         "NO_PROXY and --no-env-proxy must bypass the proxy"
     );
-    assert_eq!(server.soap_calls("Version"), 3);
 
     // --proxy / ECGRID_PROXY win over the environment.
     let flagged = run(version(
@@ -338,8 +348,75 @@ async fn environment_proxies_are_honoured_and_no_proxy_bypasses_them() {
         &["--no-env-proxy"],
     ))
     .await;
-    assert_eq!(flagged.status.code(), Some(0), "{flagged:?}");
-    assert_eq!(proxy.requests().len(), 2);
+    assert_ne!(flagged.status.code(), Some(0), "{flagged:?}");
+    assert!(proxy.requests().len() > through);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_endpoints_never_go_through_an_environment_proxy() {
+    let server = FakeServer::start().await.unwrap();
+    let Some(proxy) = Tinyproxy::start("loopback", 443, false) else {
+        return;
+    };
+    let key = server.user("alice").unwrap().api_key.unwrap();
+    let url = proxy.url();
+    let env = [
+        ("HTTP_PROXY", url.as_str()),
+        ("http_proxy", url.as_str()),
+        ("ALL_PROXY", url.as_str()),
+        ("all_proxy", url.as_str()),
+    ];
+    let command = |args: &[&str]| {
+        let mut cmd = ecgridos(args);
+        cmd.env("ECGRID_API_KEY", key.expose())
+            .env("ECGRID_REST_URL", server.rest_url());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    };
+    let soap = server.soap_url();
+    let by_name = soap.replace("127.0.0.1", "localhost");
+    for endpoint in [&soap, &by_name] {
+        let out = run(command(&["whoami", "--endpoint", endpoint])).await;
+        assert_eq!(out.status.code(), Some(0), "{endpoint}: {out:?}");
+    }
+    let out = run(command(&["whoami", "--protocol", "rest"])).await;
+    assert_eq!(out.status.code(), Some(0), "rest: {out:?}");
+    // A replay allowed to write, which it may only do against loopback.
+    let recording = scratch("loopback-replay").join("calls.jsonl");
+    std::fs::write(
+        &recording,
+        "{\"operation\":\"Version\",\"protocol\":\"1.1\",\"method\":\"POST\",\
+         \"parameters\":{},\"result\":\"4.1\",\"status\":200,\"outcome\":\"complete\"}\n",
+    )
+    .unwrap();
+    for over in ["soap", "rest"] {
+        let out = run(command(&[
+            "replay",
+            recording.to_str().unwrap(),
+            "--over",
+            over,
+            "--allow-writes",
+            "--endpoint",
+            &soap,
+        ]))
+        .await;
+        assert_eq!(out.status.code(), Some(0), "replay over {over}: {out:?}");
+    }
+    assert_eq!(
+        proxy.requests(),
+        Vec::<String>::new(),
+        "a loopback endpoint went through the environment's proxy"
+    );
+    assert_eq!(server.soap_calls("WhoAmI"), 2);
+    assert_eq!(server.soap_calls("Version"), 1);
+
+    // An explicit --proxy is what the user asked for: it still applies.
+    let out = run(command(&["whoami", "--endpoint", &soap, "--proxy", &url])).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(proxy.requests().len(), 1, "--proxy was not used");
+    proxy.assert_saw(&format!("POST {soap} HTTP/1.1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,6 +51,15 @@ impl Proxy {
 
     /// With more options (the network options for the upstream).
     fn start_with(upstream: &str, extra: &[&str]) -> Proxy {
+        Proxy::start_configured(upstream, extra, |_| {})
+    }
+
+    /// With more options, and `configure` applied to the command.
+    fn start_configured(
+        upstream: &str,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Proxy {
         let out = tempfile("calls.jsonl");
         let mut args = vec![
             "record",
@@ -62,7 +71,9 @@ impl Proxy {
             out.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        let mut child = ecgridos(&args)
+        let mut cmd = ecgridos(&args);
+        configure(&mut cmd);
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -941,4 +952,190 @@ async fn an_https_upstream_is_reached_with_the_network_options() {
     let (_, records) = proxy.stop().await;
     assert_eq!(records[0]["outcome"], "upstream_unreachable");
     fake.shutdown().await;
+}
+
+/// Runs `cmd` to its end with its output in files; its exit code, stdout and
+/// peak resident set size in kB (from `wait4`).
+#[cfg(target_os = "linux")]
+fn run_measured(mut cmd: Command) -> (i32, String, u64) {
+    let dir = tempfile("out");
+    let (out, err) = (dir.with_extension("stdout"), dir.with_extension("stderr"));
+    cmd.stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap());
+    let child = cmd.spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value; wait4 fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pid is our child's, not waited for elsewhere.
+    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(rc, child.id() as i32);
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(libc::WIFEXITED(status), "not exited: {stderr}");
+    (
+        libc::WEXITSTATUS(status),
+        std::fs::read_to_string(&out).unwrap() + &stderr,
+        usage.ru_maxrss as u64,
+    )
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_recording_is_replayed_in_bounded_memory() {
+    use std::io::Write as _;
+    let fake = sentinel_fake().start().await.unwrap();
+    // 120 MB of lines the replay skips (Login), each with a long field,
+    // around one call it sends.
+    let file = tempfile("large.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    let version = json!({"operation": "Version", "protocol": "1.1", "method": "POST",
+        "parameters": {}, "result": "4.1", "status": 200, "outcome": "complete"});
+    writeln!(out, "{version}").unwrap();
+    let pad = "x".repeat(500_000);
+    for _ in 0..240 {
+        let login = json!({"operation": "Login", "protocol": "1.1", "method": "POST",
+            "parameters": {"LoginName": pad}, "status": 200, "outcome": "complete"});
+        writeln!(out, "{login}").unwrap();
+    }
+    writeln!(out, "{version}").unwrap();
+    drop(out);
+    assert!(std::fs::metadata(&file).unwrap().len() > 120_000_000);
+    let soap = fake.soap_url();
+    let mut cmd = ecgridos(&[
+        "replay",
+        file.to_str().unwrap(),
+        "--over",
+        "soap",
+        "--endpoint",
+        &soap,
+    ]);
+    cmd.env("ECGRID_API_KEY", SENTINEL_KEY);
+    let (code, output, peak_kb) = tokio::task::spawn_blocking(move || run_measured(cmd))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(fake.soap_calls("Version"), 2);
+    // Far less than the file: it is read a line at a time.
+    assert!(
+        peak_kb < 60_000,
+        "peak RSS {peak_kb} kB for a 120 MB recording"
+    );
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_connections_past_the_descriptor_limit_do_not_stop_the_recorder() {
+    use std::os::unix::process::CommandExt;
+    let fake = FakeServer::start().await.unwrap();
+    let proxy = Proxy::start_configured(&fake.soap_url(), &[], |cmd| {
+        // Short limits (set the way a user may); few descriptors, as under a
+        // default `ulimit -n` against many more half-sent requests.
+        cmd.env("ECGRID_RECORD_HEADER_TIMEOUT", "1")
+            .env("ECGRID_RECORD_IDLE_TIMEOUT", "1");
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 200,
+                    rlim_max: 200,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let mut stalled = Vec::new();
+    for _ in 0..250 {
+        let mut sock = TcpStream::connect(&proxy.addr).await.unwrap();
+        sock.write_all(b"POST /v4.1/prod/ECGridOS.asmx HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        stalled.push(sock);
+    }
+    // A normal client is answered once the header timeout closed enough of
+    // them (its own timeout is only a bound on a broken proxy).
+    let client = Client::builder()
+        .endpoint(&proxy.soap_url)
+        .timeout(Duration::from_secs(60))
+        .retry(ecgridos::RetryPolicy::none())
+        .build()
+        .unwrap();
+    assert_eq!(client.version().await.unwrap(), "4.1");
+    // The stalled ones were closed without an answer.
+    for mut sock in stalled.drain(..10) {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(60), sock.read_to_end(&mut answer));
+        assert!(read.await.is_ok(), "a stalled connection stayed open");
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    }
+    drop(stalled);
+    let (_, records) = proxy.stop().await;
+    assert_eq!(operations(&records), ["Version"]);
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_senders_hold_bounded_memory() {
+    // An upstream that reads whatever it is sent and never answers.
+    let sink = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    let sink_task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = sink.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let proxy = Proxy::start_configured(
+        &format!("http://{sink_addr}/v4.1/prod/ECGridOS.asmx"),
+        &[],
+        |cmd| {
+            cmd.env("ECGRID_RECORD_BODY_TIMEOUT", "120");
+        },
+    );
+    // Each client sends 17 MiB of small elements (more than one exchange
+    // keeps), of a body it never finishes.
+    const CLIENTS: usize = 24;
+    const SENT: usize = 17 * 1024 * 1024;
+    let (head, _) = envelope_parts("ParcelInBox", "");
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let addr = proxy.addr.clone();
+        let head = head.clone();
+        clients.push(tokio::spawn(async move {
+            let mut sock = TcpStream::connect(&addr).await.unwrap();
+            let request = format!(
+                "POST /v4.1/prod/ECGridOS.asmx HTTP/1.1\r\nHost: x\r\n\
+                 Content-Type: text/xml; charset=utf-8\r\nSOAPAction: \"https://os.ecgrid.io/ParcelInBox\"\r\n\
+                 Content-Length: {}\r\n\r\n{head}",
+                SENT * 2
+            );
+            sock.write_all(request.as_bytes()).await.unwrap();
+            let chunk = "<a>1</a>".repeat(8 * 1024);
+            let mut sent = 0;
+            while sent < SENT {
+                sock.write_all(chunk.as_bytes()).await.unwrap();
+                sent += chunk.len();
+            }
+            sock
+        }));
+    }
+    let mut held = Vec::new();
+    for client in clients {
+        held.push(client.await.unwrap());
+    }
+    // What the sockets still buffer reaches the proxy.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let peak_kb = proxy.peak_rss_kb();
+    eprintln!("record peak RSS with {CLIENTS} slow senders: {peak_kb} kB");
+    assert!(
+        peak_kb < 160_000,
+        "peak RSS {peak_kb} kB with {CLIENTS} clients each past 16 MiB"
+    );
+    drop(held);
+    proxy.stop().await;
+    sink_task.abort();
 }

@@ -1,7 +1,9 @@
-//! The fake's HTTP/1.1 connections, one task each. A connection is closed
-//! when it has been idle too long, when a request's headers or body arrive
-//! too slowly, and (once idle) when the server stops; so idle or stalled
-//! sockets cannot pile up and stop it.
+//! The HTTP/1.1 connections of the fake and of the recording proxy, one
+//! task each. A connection is closed when it has been idle too long, when a
+//! request's headers arrive too slowly or its body stops arriving, and (once
+//! idle) when the server stops; so idle or stalled sockets cannot pile up and
+//! stop it. At most a set number of connections are served at once; more
+//! wait in the listening socket's queue.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -26,7 +28,9 @@ pub(crate) struct Timeouts {
     pub idle: Duration,
     /// A request's headers, from its first byte, must arrive within this.
     pub header: Duration,
-    /// A request's body must arrive within this once its headers are in.
+    /// A request's body must arrive within this once its headers are in
+    /// (the fake's middleware); a body from which nothing arrives for this
+    /// long, while it is being read, has its connection closed.
     pub body: Duration,
 }
 
@@ -53,6 +57,9 @@ struct Activity {
     /// a piece. The body is asked again only once the client has taken the
     /// previous one, so a long gap means the client stopped reading.
     sending: Mutex<Option<Instant>>,
+    /// While a request's body is being read: when a piece of it last
+    /// arrived.
+    receiving: Mutex<Option<Instant>>,
 }
 
 impl Activity {
@@ -60,7 +67,12 @@ impl Activity {
         Activity {
             phase: Mutex::new(Phase::Idle(Instant::now())),
             sending: Mutex::new(None),
+            receiving: Mutex::new(None),
         }
+    }
+
+    fn receiving(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.receiving.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn phase(&self) -> MutexGuard<'_, Phase> {
@@ -83,11 +95,16 @@ impl Activity {
         match *self.phase() {
             Phase::Idle(since) => since.elapsed() >= timeouts.idle,
             Phase::Head(since) => since.elapsed() >= timeouts.header,
-            // A request being handled is never cut; an answer whose reader
-            // stopped taking it for the idle timeout is.
-            Phase::Busy(_) => self
-                .sending()
-                .is_some_and(|since| since.elapsed() >= timeouts.idle),
+            // A request being handled is never cut; a body that stopped
+            // arriving for the body timeout is, and an answer whose reader
+            // stopped taking it for the idle timeout.
+            Phase::Busy(_) => {
+                self.receiving()
+                    .is_some_and(|since| since.elapsed() >= timeouts.body)
+                    || self
+                        .sending()
+                        .is_some_and(|since| since.elapsed() >= timeouts.idle)
+            }
         }
     }
 }
@@ -118,27 +135,47 @@ impl Drop for Busy {
 
 /// An answer's body holding its request's [`Busy`] mark until it is written
 /// out (or dropped).
-struct Guarded {
-    body: axum::body::Body,
+struct Guarded<B> {
+    body: B,
     busy: Busy,
 }
 
-impl Guarded {
-    fn new(body: axum::body::Body, busy: Busy) -> Self {
+impl<B> Guarded<B> {
+    fn new(body: B, busy: Busy) -> Self {
         *busy.0.sending() = Some(Instant::now());
         Guarded { body, busy }
     }
 }
 
-impl Drop for Guarded {
+impl<B> Drop for Guarded<B> {
     fn drop(&mut self) {
         *self.busy.0.sending() = None;
     }
 }
 
-impl hyper::body::Body for Guarded {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
+/// A handler or an answer's body failed: the connection is closed.
+#[derive(Debug)]
+pub(crate) struct ConnError(crate::error::BoxError);
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ConnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl<B> hyper::body::Body for Guarded<B>
+where
+    B: hyper::body::Body + Unpin,
+    B::Error: Into<crate::error::BoxError>,
+{
+    type Data = B::Data;
+    type Error = ConnError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -146,11 +183,83 @@ impl hyper::body::Body for Guarded {
     ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
         *this.busy.0.sending() = Some(Instant::now());
-        Pin::new(&mut this.body).poll_frame(cx)
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ConnError(e.into())))),
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn is_end_stream(&self) -> bool {
         self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request's body, telling the watchdog when its pieces arrive, from
+/// when it is first read until it ends (or is dropped).
+pub(crate) struct Received {
+    body: hyper::body::Incoming,
+    activity: Arc<Activity>,
+    done: bool,
+}
+
+impl Received {
+    fn new(body: hyper::body::Incoming, activity: Arc<Activity>) -> Self {
+        let done = hyper::body::Body::is_end_stream(&body);
+        Received {
+            body,
+            activity,
+            done,
+        }
+    }
+
+    fn finish(&mut self) {
+        if !std::mem::replace(&mut self.done, true) {
+            *self.activity.receiving() = None;
+        }
+    }
+}
+
+impl Drop for Received {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl hyper::body::Body for Received {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let mut receiving = this.activity.receiving();
+        // The clock starts when the body is first asked for.
+        if receiving.is_none() {
+            *receiving = Some(Instant::now());
+        }
+        drop(receiving);
+        let poll = Pin::new(&mut this.body).poll_frame(cx);
+        match &poll {
+            Poll::Ready(Some(Ok(_))) => *this.activity.receiving() = Some(Instant::now()),
+            Poll::Ready(_) => this.finish(),
+            Poll::Pending => {}
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
@@ -243,30 +352,37 @@ pub(crate) async fn body_within(
 }
 
 /// Accepts connections until `stop` changes (or its sender is gone), then
-/// lets every connection finish its request in progress and waits for them.
-pub(crate) async fn serve(
+/// lets every connection finish its request in progress and waits for them
+/// (at most `drain` after their time limits, when given). While
+/// `max_connections` are open, no more are accepted: they wait in the
+/// listening socket's queue until the time limits close some.
+pub(crate) async fn serve<S>(
     mut incoming: Incoming,
-    router: Router,
+    service: S,
     timeouts: Timeouts,
+    max_connections: usize,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: ConnService,
+{
     let mut connections = tokio::task::JoinSet::new();
     loop {
+        let room = connections.len() < max_connections.max(1);
         tokio::select! {
-            accepted = incoming.accept() => match accepted {
+            accepted = incoming.accept(), if room => match accepted {
                 Ok(Accepted::Plain(stream, peer)) => {
                     // Small answers go out at once, not after Nagle's delay.
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection(stream, peer, router.clone(), timeouts, stop.clone()));
+                    connections.spawn(connection(stream, peer, service.clone(), timeouts, stop.clone()));
                 }
                 Ok(Accepted::Tls(stream, peer)) => {
                     let _ = stream.get_ref().0.set_nodelay(true);
-                    connections.spawn(connection(*stream, peer, router.clone(), timeouts, stop.clone()));
+                    connections.spawn(connection(*stream, peer, service.clone(), timeouts, stop.clone()));
                 }
                 // Out of file descriptors, say: idle connections are being
                 // closed by their watchdogs; try again shortly.
                 Err(e) => {
-                    tracing::debug!(error = %e, "fake: accept failed");
+                    tracing::debug!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },
@@ -276,6 +392,54 @@ pub(crate) async fn serve(
     }
     drop(incoming);
     while connections.join_next().await.is_some() {}
+}
+
+/// What serves the requests of one connection: the fake's router, the
+/// recording proxy's handler. `call` gets the request (its body reports
+/// to the connection's watchdog) and the peer's address.
+pub(crate) trait ConnService: Clone + Send + Sync + 'static {
+    /// The answer's body.
+    type Body: hyper::body::Body<Data = bytes::Bytes, Error = Self::BodyError>
+        + Send
+        + Unpin
+        + 'static;
+    /// The error of the answer's body.
+    type BodyError: Into<crate::error::BoxError>;
+    /// The handler's future.
+    type Future: std::future::Future<Output = Result<hyper::Response<Self::Body>, crate::error::BoxError>>
+        + Send
+        + 'static;
+
+    /// Handles one request.
+    fn call(&self, request: hyper::Request<Received>, peer: SocketAddr) -> Self::Future;
+}
+
+/// The fake's router as a connection's service.
+#[derive(Clone)]
+pub(crate) struct RouterService(pub Router);
+
+impl ConnService for RouterService {
+    type Body = axum::body::Body;
+    type BodyError = axum::Error;
+    type Future = std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<hyper::Response<axum::body::Body>, crate::error::BoxError>,
+                > + Send,
+        >,
+    >;
+
+    fn call(&self, request: hyper::Request<Received>, peer: SocketAddr) -> Self::Future {
+        let mut request = request.map(axum::body::Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let mut router = self.0.clone();
+        Box::pin(async move {
+            match tower_service::Service::call(&mut router, request).await {
+                Ok(response) => Ok(response),
+                Err(never) => match never {},
+            }
+        })
+    }
 }
 
 /// Where the fake's connections come from: plain TCP, or TLS streams whose
@@ -308,14 +472,15 @@ impl Incoming {
     }
 }
 
-async fn connection<S>(
+async fn connection<S, Svc>(
     stream: S,
     peer: SocketAddr,
-    router: Router,
+    service: Svc,
     timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Svc: ConnService,
 {
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
@@ -323,18 +488,17 @@ async fn connection<S>(
         activity: activity.clone(),
     });
     let requests = activity.clone();
-    let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
+    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
         let busy = Busy::begin(&requests);
-        let mut router = router.clone();
+        let request = request.map(|body| Received::new(body, requests.clone()));
+        let answer = service.call(request, peer);
         async move {
-            let response =
-                tower_service::Service::call(&mut router, request.map(axum::body::Body::new)).await;
             // The request stays in progress until its answer is written out:
             // a download streamed for minutes is not an idle connection.
-            response.map(|response| {
-                response.map(|body| axum::body::Body::new(Guarded::new(body, busy)))
-            })
+            match answer.await {
+                Ok(response) => Ok(response.map(|body| Guarded::new(body, busy))),
+                Err(e) => Err(ConnError(e)),
+            }
         }
     });
     // The watchdog below keeps the time limits; hyper's own header timer

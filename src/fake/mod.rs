@@ -55,7 +55,7 @@
 //! # Ok(()) }
 //! ```
 
-mod conn;
+pub(crate) mod conn;
 mod download;
 mod mailbox;
 mod rest;
@@ -396,7 +396,13 @@ impl FakeServerBuilder {
                 Some(material),
             ),
         };
-        let task = tokio::spawn(conn::serve(incoming, app, self.timeouts, stopped));
+        let task = tokio::spawn(conn::serve(
+            incoming,
+            conn::RouterService(app),
+            self.timeouts,
+            usize::MAX,
+            stopped,
+        ));
         Ok(FakeServer {
             addr,
             scheme,

@@ -37,12 +37,19 @@
 //! text. A message is read from what is kept of it: its tags and small
 //! values, at most 16 MiB (a listing larger than that is forwarded whole,
 //! and recorded with its parameters or result as `{"omitted": ...}`).
+//!
+//! Its connections have the fake's time limits (idle, request headers, a
+//! request body that stops arriving) and a cap on how many are served at
+//! once; what all exchanges keep together is bounded by a budget
+//! ([`RecorderBuilder::max_held_bytes`]), past which an exchange is only
+//! counted and recorded with `{"omitted": ...}`.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -51,8 +58,6 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -62,6 +67,7 @@ use url::Url;
 use super::scan::{Scanner, CONTENT_NAMES, SECRET_NAMES};
 use crate::api::request::find;
 use crate::error::BoxError;
+use crate::fake::conn::{self, ConnService, Received, Timeouts};
 use crate::http::{Http, HttpSettings};
 use crate::wire::{read_request, Reply, DEFAULT_MAX_DEPTH};
 
@@ -84,6 +90,15 @@ const HOP_BY_HOP: &[&str] = &[
 /// How long connections may take to finish their exchange at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// The default [`RecorderBuilder::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// The default [`RecorderBuilder::max_held_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_HELD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Memory is taken from the budget in pieces this large.
+const BUDGET_PIECE: usize = 64 * 1024;
+
 /// Configures and starts a [`Recorder`].
 #[derive(Debug)]
 #[must_use]
@@ -93,9 +108,52 @@ pub struct RecorderBuilder {
     out: PathBuf,
     namespace: String,
     http: HttpSettings,
+    timeouts: Timeouts,
+    max_connections: usize,
+    max_held_bytes: usize,
 }
 
 impl RecorderBuilder {
+    /// A connection with no request in progress for this long is closed
+    /// (default 30 s).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.idle = timeout;
+        self
+    }
+
+    /// A request's headers must arrive within this from its first byte, or
+    /// its connection is closed (default 10 s).
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.header = timeout;
+        self
+    }
+
+    /// A request body from which nothing arrives for this long has its
+    /// connection closed (default 10 s; a body that keeps arriving, a large
+    /// upload, is never cut).
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.body = timeout;
+        self
+    }
+
+    /// How many client connections are served at once (default
+    /// [`DEFAULT_MAX_CONNECTIONS`], and never more than half the process's
+    /// file descriptor limit allows: each may hold an upstream connection
+    /// too). More wait to be accepted until the time limits close some.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// How much memory all exchanges together may hold to read their
+    /// messages (default [`DEFAULT_MAX_HELD_BYTES`]); an exchange that would
+    /// take more is only counted from then on, and recorded with its
+    /// parameters or result `{"omitted": ...}`.
+    pub fn max_held_bytes(mut self, max: usize) -> Self {
+        self.max_held_bytes = max;
+        self
+    }
+
     /// Address to listen on (default `127.0.0.1:0`, an ephemeral port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
@@ -133,10 +191,21 @@ impl RecorderBuilder {
             namespace: self.namespace,
             key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key_bytes),
             records,
+            budget: Budget {
+                limit: self.max_held_bytes,
+                held: AtomicUsize::new(0),
+            },
         });
         let (stop, stopped) = watch::channel(false);
-        let server = tokio::spawn(serve(listener, shared, stopped));
-        tracing::info!(%addr, upstream = %origin(&upstream), "recording proxy listening");
+        let max_connections = self.max_connections.min(descriptor_room());
+        let server = tokio::spawn(conn::serve(
+            conn::Incoming::Plain(listener),
+            RecorderService(shared),
+            self.timeouts,
+            max_connections,
+            stopped,
+        ));
+        tracing::info!(%addr, upstream = %origin(&upstream), max_connections, "recording proxy listening");
         Ok(Recorder {
             addr,
             upstream,
@@ -145,6 +214,25 @@ impl RecorderBuilder {
             writer,
         })
     }
+}
+
+/// How many connections the file descriptor limit leaves room for: each
+/// client connection may hold an upstream one, and some are kept for the
+/// rest (the recording, the runtime).
+fn descriptor_room() -> usize {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the local it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            let fds = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
+            return (fds.saturating_sub(32) / 2).max(1);
+        }
+    }
+    usize::MAX
 }
 
 /// Opens `path` for appending, creating it readable by its owner only.
@@ -207,6 +295,13 @@ impl Recorder {
             out: out.into(),
             namespace: crate::wire::DEFAULT_NAMESPACE.to_string(),
             http: HttpSettings::default(),
+            timeouts: Timeouts {
+                idle: Duration::from_secs(30),
+                header: Duration::from_secs(10),
+                body: Duration::from_secs(10),
+            },
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_held_bytes: DEFAULT_MAX_HELD_BYTES,
         }
     }
 
@@ -228,9 +323,13 @@ impl Recorder {
 
     /// Stops accepting, lets exchanges in progress finish (a few seconds
     /// at most), and closes the recording once every record is written.
-    pub async fn shutdown(self) -> RecordSummary {
+    pub async fn shutdown(mut self) -> RecordSummary {
         let _ = self.stop.send(true);
-        let _ = self.server.await;
+        if tokio::time::timeout(DRAIN, &mut self.server).await.is_err() {
+            // Aborted exchanges are recorded as dropped when their bodies go.
+            self.server.abort();
+            let _ = (&mut self.server).await;
+        }
         self.writer.await.unwrap_or_default()
     }
 }
@@ -242,6 +341,44 @@ struct Shared {
     namespace: String,
     key: ring::hmac::Key,
     records: mpsc::UnboundedSender<Value>,
+    budget: Budget,
+}
+
+/// The memory all exchanges may hold together to read their messages.
+struct Budget {
+    limit: usize,
+    held: AtomicUsize,
+}
+
+impl Budget {
+    /// Takes `bytes`, unless that would pass the limit.
+    fn take(&self, bytes: usize) -> bool {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|&n| n <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.held.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// The recorder's handler as a connection's service.
+#[derive(Clone)]
+struct RecorderService(Arc<Shared>);
+
+impl ConnService for RecorderService {
+    type Body = ProxyBody;
+    type BodyError = BoxError;
+    type Future = Pin<
+        Box<dyn std::future::Future<Output = Result<hyper::Response<ProxyBody>, BoxError>> + Send>,
+    >;
+
+    fn call(&self, request: hyper::Request<Received>, _peer: SocketAddr) -> Self::Future {
+        Box::pin(handle(self.0.clone(), request))
+    }
 }
 
 impl Shared {
@@ -257,61 +394,12 @@ fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    connections.spawn(connection(stream, shared.clone(), stop.clone()));
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "record: accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = stop.changed() => break,
-        }
-    }
-    drop(listener);
-    let drained = tokio::time::timeout(DRAIN, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        // Aborted exchanges are recorded as dropped when their bodies go.
-        connections.shutdown().await;
-    }
-}
-
-async fn connection(
-    stream: tokio::net::TcpStream,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        handle(shared.clone(), request)
-    });
-    let conn =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
-}
-
 type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// Forwards one exchange; the record is written when its response ends.
 async fn handle(
     shared: Arc<Shared>,
-    request: hyper::Request<Incoming>,
+    request: hyper::Request<Received>,
 ) -> Result<hyper::Response<ProxyBody>, BoxError> {
     let (parts, body) = request.into_parts();
     let mut url = shared.upstream.clone();
@@ -348,6 +436,7 @@ async fn handle(
             client_dropped: false,
             status: None,
             recorded: false,
+            held: 0,
         }),
     });
     let mut forward = reqwest::header::HeaderMap::new();
@@ -441,6 +530,8 @@ struct ExchangeState {
     client_dropped: bool,
     status: Option<u16>,
     recorded: bool,
+    /// Bytes taken from the recorder's budget.
+    held: usize,
 }
 
 /// Which body an [`Observed`] carries.
@@ -458,10 +549,31 @@ impl Exchange {
 
     fn observe(&self, side: Side, bytes: &[u8]) {
         let mut state = self.state();
-        match side {
-            Side::Request => state.request.feed(bytes),
-            Side::Response => state.response.feed(bytes),
+        let scanner = match side {
+            Side::Request => &mut state.request,
+            Side::Response => &mut state.response,
+        };
+        scanner.feed(bytes);
+        let need = state.request.footprint() + state.response.footprint();
+        if need <= state.held {
+            return;
         }
+        let more = (need - state.held).next_multiple_of(BUDGET_PIECE);
+        if self.shared.budget.take(more) {
+            state.held += more;
+            return;
+        }
+        // Over the budget: this side is only counted from now on.
+        match side {
+            Side::Request => state.request.give_up(),
+            Side::Response => state.response.give_up(),
+        }
+        let need = state.request.footprint() + state.response.footprint();
+        let spare = state
+            .held
+            .saturating_sub(need.next_multiple_of(BUDGET_PIECE));
+        state.held -= spare;
+        self.shared.budget.give_back(spare);
     }
 
     /// The body of `side` ended (`ok`), failed, or was dropped unfinished.
@@ -568,6 +680,13 @@ impl Exchange {
         let mut record = Value::Object(record);
         secrets.replace_in(&mut record, shared);
         record
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        let held = self.state().held;
+        self.shared.budget.give_back(held);
     }
 }
 

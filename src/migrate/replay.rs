@@ -256,6 +256,10 @@ impl ReplayReport {
     }
 }
 
+/// The longest recording line read; a longer one is an unreadable step
+/// (the recorder keeps at most 16 MiB of a message).
+pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Replays `recording` (the JSON Lines of `ecgridos record`) against
 /// `target` with `credential`.
 ///
@@ -267,6 +271,22 @@ pub async fn replay(
     credential: &Credential,
     options: ReplayOptions,
 ) -> Result<ReplayReport, Error> {
+    replay_from(recording.as_bytes(), target, credential, options).await
+}
+
+/// Like [`replay`], reading the recording a line at a time from `reader`
+/// (a file, say), so that its size does not matter; a line longer than
+/// [`MAX_LINE_BYTES`] is an unreadable step. A read error ends the replay
+/// with [`Error::Io`].
+pub async fn replay_from<R>(
+    reader: R,
+    target: Target<'_>,
+    credential: &Credential,
+    options: ReplayOptions,
+) -> Result<ReplayReport, Error>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
     if options.allow_writes && !target.is_loopback() {
         return Err(Error::invalid_input(
             "--allow-writes",
@@ -277,12 +297,27 @@ pub async fn replay(
     let mapping = Mapping::get()?;
     let mut sent_writes: HashSet<usize> = HashSet::new();
     let mut steps = Vec::new();
-    for (index, line) in recording.lines().enumerate() {
-        if line.trim().is_empty() {
+    let mut lines = Lines {
+        reader,
+        buf: Vec::new(),
+    };
+    let mut number = 0;
+    while let Some(line) = lines.next().await? {
+        number += 1;
+        let text = match line {
+            Line::Text(text) => text,
+            Line::TooLong => {
+                steps.push(unreadable(
+                    number,
+                    format!("longer than {} MiB", MAX_LINE_BYTES / 1024 / 1024),
+                ));
+                continue;
+            }
+        };
+        if text.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let number = index + 1;
-        let step = match serde_json::from_str::<Value>(line) {
+        let step = match serde_json::from_slice::<Value>(text) {
             Ok(record) => {
                 step(
                     number,
@@ -295,13 +330,7 @@ pub async fn replay(
                 )
                 .await
             }
-            Err(e) => ReplayStep {
-                line: number,
-                operation: None,
-                status: Status::Unreadable,
-                reason: Some(format!("not a JSON record: {e}")),
-                diff: None,
-            },
+            Err(e) => unreadable(number, format!("not a JSON record: {e}")),
         };
         steps.push(step);
     }
@@ -310,6 +339,72 @@ pub async fn replay(
         strict: options.strict,
         steps,
     })
+}
+
+fn unreadable(line: usize, reason: String) -> ReplayStep {
+    ReplayStep {
+        line,
+        operation: None,
+        status: Status::Unreadable,
+        reason: Some(reason),
+        diff: None,
+    }
+}
+
+/// One line of a recording.
+enum Line<'a> {
+    /// Its bytes, without the line end.
+    Text(&'a [u8]),
+    /// Longer than [`MAX_LINE_BYTES`] (skipped without being kept).
+    TooLong,
+}
+
+/// The lines of a recording, each read into one reused buffer.
+struct Lines<R> {
+    reader: R,
+    buf: Vec<u8>,
+}
+
+impl<R: tokio::io::AsyncBufRead + Unpin> Lines<R> {
+    async fn next(&mut self) -> Result<Option<Line<'_>>, Error> {
+        use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+        let failed = |source| Error::Io {
+            operation: "replay",
+            context: "reading the recording".into(),
+            source,
+        };
+        self.buf.clear();
+        let limit = MAX_LINE_BYTES as u64 + 1;
+        let read = (&mut self.reader)
+            .take(limit)
+            .read_until(b'\n', &mut self.buf)
+            .await
+            .map_err(failed)?;
+        if read == 0 {
+            return Ok(None);
+        }
+        if self.buf.len() > MAX_LINE_BYTES && self.buf.last() != Some(&b'\n') {
+            // The rest of the line is read and dropped, a bounded piece at a
+            // time.
+            loop {
+                self.buf.clear();
+                let read = (&mut self.reader)
+                    .take(limit)
+                    .read_until(b'\n', &mut self.buf)
+                    .await
+                    .map_err(failed)?;
+                if read == 0 || self.buf.last() == Some(&b'\n') {
+                    break;
+                }
+            }
+            self.buf = Vec::new();
+            return Ok(Some(Line::TooLong));
+        }
+        let mut text = self.buf.as_slice();
+        text = text.strip_suffix(b"\n").unwrap_or(text);
+        text = text.strip_suffix(b"\r").unwrap_or(text);
+        Ok(Some(Line::Text(text)))
+    }
 }
 
 /// What a recorded line asks for, before anything is sent.

@@ -210,6 +210,8 @@ pub(crate) struct Scanner {
     /// True once `kept` was given up (over [`KEPT_LIMIT`], or a tag over its
     /// limit).
     overflow: bool,
+    /// True once the scanner gave up observing ([`Scanner::give_up`]).
+    counting_only: bool,
 }
 
 impl Scanner {
@@ -229,6 +231,7 @@ impl Scanner {
             body_child: None,
             seen: 0,
             overflow: false,
+            counting_only: false,
         }
     }
 
@@ -245,6 +248,29 @@ impl Scanner {
     /// The reduced document, unless it had to be given up.
     pub(crate) fn kept(&self) -> Option<&[u8]> {
         (!self.overflow).then_some(self.kept.as_slice())
+    }
+
+    /// About how many bytes of memory the scanner holds (what it keeps,
+    /// the open elements, the digests), for the recorder's memory budget.
+    pub(crate) fn footprint(&self) -> usize {
+        let open: usize = self.open.iter().map(|n| n.capacity() + 24).sum();
+        self.kept.capacity()
+            + self.text.capacity()
+            + self.tag.capacity()
+            + open
+            + self.digests.len() * 256
+    }
+
+    /// Stops observing (the recorder's memory budget is spent): what was
+    /// kept is dropped, and from now on bytes are only counted.
+    pub(crate) fn give_up(&mut self) {
+        self.overflow = true;
+        self.counting_only = true;
+        self.kept = Vec::new();
+        self.text = Vec::new();
+        self.tag = Vec::new();
+        self.open = Vec::new();
+        self.digest = None;
     }
 
     /// Takes the digests of hashed values, in document order.
@@ -273,6 +299,9 @@ impl Scanner {
     /// Observes the next bytes of the message.
     pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
         self.seen += bytes.len() as u64;
+        if self.counting_only {
+            return;
+        }
         while !bytes.is_empty() {
             match self.mode {
                 Mode::Text => {

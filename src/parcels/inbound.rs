@@ -1009,7 +1009,8 @@ async fn handle<I: Inbox, D: Dir>(
                 ParcelOutcome::Stored { bytes, confirm }
             }
             Err(e) => {
-                tracing::warn!(parcel_id = parcel.parcel_id, error = %e, "parcel not stored, not confirmed");
+                // The caller has the error in the result (the CLI reports it).
+                tracing::debug!(parcel_id = parcel.parcel_id, error = %e, "parcel not stored, not confirmed");
                 ParcelOutcome::Failed(e)
             }
         },

@@ -128,10 +128,24 @@ pub fn operations(g: &Global, args: &OperationsArgs) -> Exit {
     }
 }
 
+/// The largest file `NAME=@PATH` reads: it is sent base64-encoded inside
+/// one SOAP body held in memory. `ecgridos parcels upload` streams larger
+/// parcels.
+const MAX_FILE_PARAM: u64 = 64 * 1024 * 1024;
+
+/// A stand-in for a file's content until it is read (after confirmation):
+/// valid base64, so that the other parameters can be checked first.
+const UNREAD_FILE: &str = "AA==";
+
 /// The parameters of `NAME=VALUE` arguments, checked against the operation:
-/// known names, each once; `@PATH` read for base64Binary.
-fn parse_params(info: &OperationInfo, args: &[String]) -> Result<Params, Exit> {
+/// known names, each once. A base64Binary `@PATH` is returned beside them,
+/// its value a stand-in until [`read_files`] reads it.
+fn parse_params<'a>(
+    info: &OperationInfo,
+    args: &'a [String],
+) -> Result<(Params, Vec<(&'a str, &'a str)>), Exit> {
     let mut params = Params::new();
+    let mut files = Vec::new();
     for arg in args {
         let Some((name, value)) = arg.split_once('=') else {
             return Err(usage(format!(
@@ -153,17 +167,43 @@ fn parse_params(info: &OperationInfo, args: &[String]) -> Result<Params, Exit> {
         }
         let value = match value.strip_prefix('@') {
             Some(path) if spec.xsd_type == "s:base64Binary" => {
-                let bytes = std::fs::read(path).map_err(|e| {
-                    say!("error: {name}: cannot read {path}: {e}");
-                    Exit::Failure
-                })?;
-                base64::engine::general_purpose::STANDARD.encode(bytes)
+                files.push((name, path));
+                UNREAD_FILE.to_string()
             }
             _ => value.to_string(),
         };
         params.set(name, value);
     }
-    Ok(params)
+    Ok((params, files))
+}
+
+/// Reads each `@PATH` parameter, at most [`MAX_FILE_PARAM`] bytes (a device
+/// or a pipe has no length: the bound applies while reading).
+fn read_files(params: &mut Params, files: &[(&str, &str)]) -> Result<(), Exit> {
+    use std::io::Read as _;
+    for &(name, path) in files {
+        let cannot = |e: std::io::Error| {
+            say!("error: {name}: cannot read {path}: {e}");
+            Exit::Failure
+        };
+        let file = std::fs::File::open(path).map_err(cannot)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_PARAM + 1)
+            .read_to_end(&mut bytes)
+            .map_err(cannot)?;
+        if bytes.len() as u64 > MAX_FILE_PARAM {
+            return Err(usage(format!(
+                "{name}: {path} is larger than {} MiB, the most `call` sends in one body \
+                 (`ecgridos parcels upload` streams larger parcels); nothing was sent",
+                MAX_FILE_PARAM / 1024 / 1024
+            )));
+        }
+        params.set(
+            name,
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        );
+    }
+    Ok(())
 }
 
 fn param_names(info: &OperationInfo) -> String {
@@ -187,7 +227,7 @@ pub async fn call(g: &Global, args: &CallArgs) -> Exit {
         ));
     };
     let info = &entry.info;
-    let mut params = match parse_params(info, &args.params) {
+    let (mut params, files) = match parse_params(info, &args.params) {
         Ok(p) => p,
         Err(exit) => return exit,
     };
@@ -204,6 +244,16 @@ pub async fn call(g: &Global, args: &CallArgs) -> Exit {
         );
         if let Err(exit) = confirm(args.yes, &question) {
             return exit;
+        }
+    }
+    // Files are read once the call is confirmed, and checked again with
+    // their content.
+    if !files.is_empty() {
+        if let Err(exit) = read_files(&mut params, &files) {
+            return exit;
+        }
+        if let Err(e) = (entry.check)(&params) {
+            return fail(&e, None);
         }
     }
     let client = match soap_client(g) {

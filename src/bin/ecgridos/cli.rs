@@ -408,6 +408,24 @@ pub struct RecordArgs {
     /// The recording: JSON Lines, appended to (created with mode 0600).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Seconds a client connection may stay open with no request.
+    #[arg(long, env = "ECGRID_RECORD_IDLE_TIMEOUT", value_name = "SECS", default_value_t = 30.0, value_parser = parse_seconds)]
+    pub idle_timeout: f64,
+    /// Seconds a request's headers may take to arrive.
+    #[arg(long, env = "ECGRID_RECORD_HEADER_TIMEOUT", value_name = "SECS", default_value_t = 10.0, value_parser = parse_seconds)]
+    pub header_timeout: f64,
+    /// Seconds a request body may go without sending anything.
+    #[arg(long, env = "ECGRID_RECORD_BODY_TIMEOUT", value_name = "SECS", default_value_t = 10.0, value_parser = parse_seconds)]
+    pub body_timeout: f64,
+    /// Client connections served at once (capped by half the file descriptor
+    /// limit); more wait to be accepted.
+    #[arg(long, env = "ECGRID_RECORD_MAX_CONNECTIONS", value_name = "N", default_value_t = ecgridos::migrate::record::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Memory all exchanges together may hold to read their messages, in
+    /// bytes; past it an exchange is recorded with its parameters or result
+    /// omitted.
+    #[arg(long, env = "ECGRID_RECORD_MAX_HELD_BYTES", value_name = "BYTES", default_value_t = ecgridos::migrate::record::DEFAULT_MAX_HELD_BYTES)]
+    pub max_held_bytes: usize,
 }
 
 /// `replay`.

@@ -83,6 +83,8 @@ fn init_logging(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes are for a terminal; in a file or a pipe they are noise.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         // Closing a call's span prints its attempts, elapsed time and outcome.
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)

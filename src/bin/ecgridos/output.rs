@@ -250,10 +250,17 @@ impl Authed {
             ));
         };
         let password = password(g)?;
-        let credential = client
-            .login(login, &password)
-            .await
-            .map_err(|e| fail(&e, None))?;
+        let credential = client.login(login, &password).await.map_err(|e| {
+            let exit = fail(&e, None);
+            if !e.is_outcome_unknown() {
+                return exit;
+            }
+            // The Login's own advice (a session may be open) is printed; the
+            // command's call was never sent, so its outcome is known: the
+            // service could not be used (exit 4), not "may have happened".
+            say!("  the command stopped before its own call: nothing else was sent");
+            Exit::Communication
+        })?;
         tracing::info!("opened a session for this command");
         Ok(Authed {
             client,

@@ -16,6 +16,11 @@ pub async fn record(g: &Global, args: &RecordArgs) -> Exit {
             Recorder::builder(&args.upstream, &args.out)
                 .listen(args.listen)
                 .namespace(&g.namespace)
+                .idle_timeout(Duration::from_secs_f64(args.idle_timeout))
+                .header_timeout(Duration::from_secs_f64(args.header_timeout))
+                .body_timeout(Duration::from_secs_f64(args.body_timeout))
+                .max_connections(args.max_connections)
+                .max_held_bytes(args.max_held_bytes)
                 .connect_timeout(Duration::from_secs_f64(g.timeout))
                 .allow_insecure_http(g.allow_insecure_http),
             g

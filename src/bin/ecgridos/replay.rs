@@ -3,16 +3,15 @@
 //! recorded one.
 
 use ecgridos::migrate::diff::Class;
-use ecgridos::migrate::replay::{
-    replay as run_replay, ReplayOptions, ReplayReport, Status, Target,
-};
+use ecgridos::migrate::replay::{replay_from, ReplayOptions, ReplayReport, Status, Target};
 
 use crate::cli::{Global, ProtocolArg, ReplayArgs};
 use crate::output::{fail, print_or_fail, rest_client, say, soap_client, usage, Authed, Exit};
 
 pub async fn replay(g: &Global, args: &ReplayArgs) -> Exit {
-    let recording = match std::fs::read_to_string(&args.file) {
-        Ok(text) => text,
+    // Read a line at a time as it is replayed: a recording can be large.
+    let recording = match tokio::fs::File::open(&args.file).await {
+        Ok(file) => tokio::io::BufReader::new(file),
         Err(e) => {
             say!("error: cannot read {}: {e}", args.file.display());
             return Exit::Failure;
@@ -38,7 +37,7 @@ pub async fn replay(g: &Global, args: &ReplayArgs) -> Exit {
         Ok(a) => a,
         Err(exit) => return exit,
     };
-    let result = run_replay(&recording, target, &authed.credential, options).await;
+    let result = replay_from(recording, target, &authed.credential, options).await;
     authed.close().await;
     let report = match result {
         Ok(report) => report,

@@ -75,8 +75,16 @@ fn pending() -> MutexGuard<'static, Pending> {
 }
 
 /// Makes the process non-dumpable and sets its core size limit to 0: a core
-/// file would hold the password, session ID and keys it has in memory.
+/// file would hold the password, session ID and keys it has in memory. Also
+/// ignores SIGXFSZ: under a file-size limit (`ulimit -f`) a write past it
+/// then fails with EFBIG, which every writer handles (the parcel is not
+/// stored, the new key is shown), instead of killing the process mid-write.
 pub fn harden() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_IGN runs no code of ours.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     #[cfg(target_os = "linux")]
     {
         let none = libc::rlimit {
