@@ -346,7 +346,8 @@ fn echo_patterns(secrets: &[&str]) -> Vec<Pattern> {
         };
         for variant in variants {
             let mut texts = vec![variant.to_string()];
-            for (keep_unreserved, plus) in [(true, false), (true, true), (false, false), (false, true)]
+            for (keep_unreserved, plus) in
+                [(true, false), (true, true), (false, false), (false, true)]
             {
                 texts.push(percent_encode(variant, keep_unreserved, plus));
             }
@@ -437,6 +438,31 @@ fn percent_encode(text: &str, keep_unreserved: bool, plus: bool) -> String {
     out
 }
 
+/// `text` with its `%XX` escapes decoded (as in a URL's user name and
+/// password); an escape that is not one stays as it is.
+pub(crate) fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `text` (a URL, or text that may be one) with the user name and password
 /// of its authority replaced by [`REDACTED`]: `http://user:pw@host/p` is
 /// shown as `http://<redacted>@host/p`. Every URL the crate and the CLI
@@ -456,11 +482,7 @@ pub fn redact_url(text: &str) -> String {
     let rest = &text[authority_start..];
     let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_len].rfind('@') {
-        Some(at) => format!(
-            "{}{REDACTED}{}",
-            &text[..authority_start],
-            &rest[at..]
-        ),
+        Some(at) => format!("{}{REDACTED}{}", &text[..authority_start], &rest[at..]),
         None => text.to_string(),
     }
 }
@@ -570,7 +592,11 @@ mod tests {
         }
         for echo in &echoes {
             let text = format!("before {echo} after");
-            assert_eq!(redact_text(&text, &[secret]), "before <redacted> after", "{echo}");
+            assert_eq!(
+                redact_text(&text, &[secret]),
+                "before <redacted> after",
+                "{echo}"
+            );
         }
         // A pair given as user:password is found in a Basic header.
         let basic = format!("Basic {}", b64.encode("puser:Pr0xyPW"));
@@ -582,7 +608,10 @@ mod tests {
         let text = "a KEY-one and key-two and abc";
         let shown = redact_text_with(text, &["key-one", "key-two", "abc"], |i| format!("#{i}"));
         assert_eq!(shown, "a #0 and #1 and abc");
-        assert_eq!(redact_text("ünïcødé key-one ü", &["KEY-ONE"]), "ünïcødé <redacted> ü");
+        assert_eq!(
+            redact_text("ünïcødé key-one ü", &["KEY-ONE"]),
+            "ünïcødé <redacted> ü"
+        );
     }
 
     #[test]
@@ -594,5 +623,6 @@ mod tests {
         assert_eq!(redact_url("http://host/p"), "http://host/p");
         assert_eq!(redact_url("not a url user:pw@x"), "not a url user:pw@x");
         assert_eq!(redact_url("h://a@b@c"), "h://<redacted>@c");
+        assert_eq!(percent_decode("p%40ss%2Fw%zz%4"), "p@ss/w%zz%4");
     }
 }

@@ -1012,7 +1012,10 @@ async fn secrets_under_other_names_short_or_echoed_in_other_forms_are_not_record
             "Login",
             "<LoginName>carol</LoginName><password>Lower Name&amp;Pw/3141</password>".to_string(),
         ),
-        ("Login", "<LoginName>carol</LoginName><Password>q7</Password>".to_string()),
+        (
+            "Login",
+            "<LoginName>carol</LoginName><Password>q7</Password>".to_string(),
+        ),
         (
             "FrobnicateWidget",
             format!("<Pwd>{UNKNOWN_PWD}</Pwd><APIKey>{UNKNOWN_KEY}</APIKey><Color>blue</Color>"),

@@ -224,8 +224,17 @@ async fn call_takes_secret_parameters_from_the_environment_or_stdin() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stdout(&out).trim().len() > 10, "{}", stdout(&out));
     let out = run(login("@env:TEST_NO_SUCH_VARIABLE")).await;
-    assert_eq!(code(&out), 2, "an unset variable is refused: {}", stderr(&out));
-    assert!(stderr(&out).contains("TEST_NO_SUCH_VARIABLE"), "{}", stderr(&out));
+    assert_eq!(
+        code(&out),
+        2,
+        "an unset variable is refused: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("TEST_NO_SUCH_VARIABLE"),
+        "{}",
+        stderr(&out)
+    );
 
     let line: &'static str = Box::leak(format!("{password}\n").into_boxed_str());
     let out = run_with_stdin(login("-"), line).await;
@@ -276,7 +285,10 @@ async fn the_credentials_of_an_endpoint_url_are_never_printed_or_stored() {
     let err = stderr(&out);
     assert_eq!(code(&out), 2, "refused without a terminal: {err}");
     assert!(err.contains("change state on"), "{err}");
-    assert!(err.contains(&server.soap_url()[7..]), "the host is named: {err}");
+    assert!(
+        err.contains(&server.soap_url()[7..]),
+        "the host is named: {err}"
+    );
     assert_absent("scenario confirmation", &err, URL_PASSWORD);
     assert!(!err.contains(URL_USER), "{err}");
 
