@@ -200,16 +200,7 @@ pub fn parse_user_id(text: &str) -> Result<UserId, Exit> {
 /// ECGRID_PASSWORD. Never a flag value (it would show in `ps`).
 pub fn password(g: &Global) -> Result<Password, Exit> {
     if g.password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| usage(format!("cannot read the password from stdin: {e}")))?;
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            return Err(usage("--password-stdin: standard input held no password"));
-        }
-        return Ok(Password::new(line));
+        return stdin_secret("--password-stdin").map(Password::new);
     }
     match std::env::var("ECGRID_PASSWORD") {
         Ok(p) if !p.is_empty() => Ok(Password::new(p)),
@@ -217,6 +208,22 @@ pub fn password(g: &Global) -> Result<Password, Exit> {
             "no password: set ECGRID_PASSWORD or pass --password-stdin",
         )),
     }
+}
+
+/// A secret read from the first line of standard input (without its line
+/// end), for `what` (named in errors): secrets never come from a flag's
+/// value, which shows in `ps`.
+pub fn stdin_secret(what: &str) -> Result<String, Exit> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| usage(format!("{what}: cannot read standard input: {e}")))?;
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.is_empty() {
+        return Err(usage(format!("{what}: standard input held no value")));
+    }
+    Ok(line.to_string())
 }
 
 /// A credential for one command, with the session the command opened itself
