@@ -200,11 +200,14 @@ impl From<ApiKey> for SessionId {
 /// What a redacted secret is replaced by in text meant for people.
 pub const REDACTED: &str = "<redacted>";
 
-/// Secrets shorter than this (in characters) are not searched for inside
-/// other text: three characters or fewer occur by chance in any page, so
-/// replacing them would garble it and, by what it garbled, point at the
-/// secret. Such a secret is still replaced wherever it stands as a named
-/// field's value (see `record`), whatever its length.
+/// Secrets shorter than this (in characters) are not searched for in their
+/// other forms: three characters or fewer (and their few base64 or
+/// percent-encoded characters) occur by chance in any page, so replacing
+/// them would garble it and, by what it garbled, point at the secret.
+/// [`redact_text`] still replaces such a secret as it is (an error message
+/// is short and read by people); [`redact_text_with`] (recordings) leaves
+/// it, and the recorder replaces it wherever it stands as a named field's
+/// value, whatever its length.
 pub const ECHO_MIN_CHARS: usize = 4;
 
 /// `text` with every occurrence of each of `secrets` replaced by
@@ -218,7 +221,7 @@ pub const ECHO_MIN_CHARS: usize = 4;
 /// assert_eq!(shown, "bad session <redacted>, auth Basic <redacted>");
 /// ```
 pub fn redact_text(text: &str, secrets: &[&str]) -> String {
-    redact_text_with(text, secrets, |_| REDACTED.to_string())
+    replace_forms(text, secrets, |_| REDACTED.to_string(), true)
 }
 
 /// `text` with every occurrence of `secrets[i]` replaced by
@@ -245,7 +248,18 @@ pub fn redact_text_with(
     secrets: &[&str],
     replacement: impl Fn(usize) -> String,
 ) -> String {
-    let patterns = echo_patterns(secrets);
+    replace_forms(text, secrets, replacement, false)
+}
+
+/// [`redact_text_with`]; short secrets replaced as they are when
+/// `short_as_is`.
+fn replace_forms(
+    text: &str,
+    secrets: &[&str],
+    replacement: impl Fn(usize) -> String,
+    short_as_is: bool,
+) -> String {
+    let patterns = echo_patterns(secrets, short_as_is);
     if patterns.is_empty() {
         return text.to_string();
     }
@@ -330,12 +344,23 @@ struct Pattern {
     secret: usize,
 }
 
-/// Every form of every secret long enough to search for, longest first.
-fn echo_patterns(secrets: &[&str]) -> Vec<Pattern> {
+/// Every form of every secret long enough to search for (and short ones as
+/// they are, when `short_as_is`), longest first.
+fn echo_patterns(secrets: &[&str], short_as_is: bool) -> Vec<Pattern> {
     use base64::Engine as _;
     let mut patterns: Vec<Pattern> = Vec::new();
     for (i, secret) in secrets.iter().enumerate() {
         if secret.chars().count() < ECHO_MIN_CHARS {
+            if short_as_is && !secret.is_empty() {
+                patterns.push(Pattern {
+                    text: secret.to_string(),
+                    fold: false,
+                    base64: None,
+                    lead: false,
+                    trail: false,
+                    secret: i,
+                });
+            }
             continue;
         }
         let escaped = xml_escape(secret);
@@ -608,6 +633,10 @@ mod tests {
         let text = "a KEY-one and key-two and abc";
         let shown = redact_text_with(text, &["key-one", "key-two", "abc"], |i| format!("#{i}"));
         assert_eq!(shown, "a #0 and #1 and abc");
+        assert_eq!(
+            redact_text(text, &["abc", ""]),
+            "a KEY-one and key-two and <redacted>"
+        );
         assert_eq!(
             redact_text("ünïcødé key-one ü", &["KEY-ONE"]),
             "ünïcødé <redacted> ü"
