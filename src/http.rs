@@ -440,6 +440,9 @@ pub(crate) struct Http {
     pub host: String,
     /// The proxy requests to the endpoint go through, without credentials.
     pub proxy: Option<String>,
+    /// The proxies' credentials, cleared from every error (see
+    /// [`redact`](Self::redact)).
+    pub proxy_secrets: Vec<crate::secret::Secret>,
 }
 
 impl Http {
@@ -467,12 +470,23 @@ impl Http {
         if let Some(proxy) = &proxy {
             tracing::debug!(%proxy, "requests go through a proxy");
         }
+        let proxy_secrets = crate::netconf::proxy_secrets(&settings);
         Ok(Http {
             client,
             host: endpoint.host_str().unwrap_or_default().to_string(),
             settings,
             proxy,
+            proxy_secrets,
         })
+    }
+
+    /// `err` cleared of `secrets` (a request's) and of the proxies'
+    /// credentials, in one pass: the error's snippet is cut only after every
+    /// secret is gone from it.
+    pub fn redact(&self, err: Error, secrets: &[&str]) -> Error {
+        let mut all: Vec<&str> = secrets.to_vec();
+        all.extend(self.proxy_secrets.iter().map(crate::secret::Secret::expose));
+        err.redact(&all)
     }
 
     /// Sends `request` and reads the whole response within the time and size

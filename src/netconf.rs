@@ -95,6 +95,46 @@ fn check_proxy_url(url: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The credentials of the proxies `settings` may send requests through (the
+/// explicit one, else those of HTTPS_PROXY, HTTP_PROXY and ALL_PROXY when
+/// the environment is honoured): each password as written in the URL and
+/// decoded, and `user:password` (what `Proxy-Authorization: Basic` carries
+/// in base64). A proxy's error page may quote that header back.
+pub(crate) fn proxy_secrets(settings: &HttpSettings) -> Vec<crate::secret::Secret> {
+    let mut urls: Vec<String> = settings
+        .proxy
+        .iter()
+        .map(|p| p.expose().to_string())
+        .collect();
+    if settings.proxy_from_env {
+        for name in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            urls.extend(std::env::var(name).ok());
+        }
+    }
+    let mut secrets = Vec::new();
+    for url in urls {
+        let Ok(parsed) = Url::parse(&url) else {
+            continue;
+        };
+        let Some(password) = parsed.password() else {
+            continue;
+        };
+        let decode = crate::secret::percent_decode;
+        let (user, clear) = (decode(parsed.username()), decode(password));
+        for text in [password.to_string(), format!("{user}:{clear}"), clear] {
+            secrets.push(crate::secret::Secret::new(text));
+        }
+    }
+    secrets
+}
+
 /// The proxy requests to `endpoint` go through under `settings` (the same
 /// rules reqwest applies), as `scheme://host:port` with any credentials
 /// replaced by `<redacted>`; `None` when they go direct.

@@ -529,7 +529,7 @@ impl RestClient {
                 },
             )
             .await;
-        result.map_err(|e| e.redact(&[auth.secret()]))
+        result.map_err(|e| self.inner.http.redact(e, &[auth.secret()]))
     }
 
     /// `POST /v2/parcels/upload` with the base64 of `file` streamed into
@@ -591,7 +591,7 @@ impl RestClient {
                 })
             })
             .await;
-        result.map_err(|e| e.redact(&[auth.secret()]))
+        result.map_err(|e| self.inner.http.redact(e, &[auth.secret()]))
     }
 
     /// A call whose `data` is a key.
@@ -690,7 +690,7 @@ impl RestClient {
         result.map_err(|e| {
             let mut all: Vec<&str> = auth.as_ref().map(RestAuth::secret).into_iter().collect();
             all.extend(secrets.iter().copied().filter(|s| !s.is_empty()));
-            e.redact(&all)
+            http.redact(e, &all)
         })
     }
 

@@ -341,7 +341,7 @@ impl Client {
             let mut secrets = Vec::new();
             for_each_secret(&mut |s| secrets.push(s.to_string()));
             let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-            err.redact(&secrets)
+            self.inner.http.redact(err, &secrets)
         })
     }
 
@@ -462,7 +462,7 @@ impl Client {
                 }
             })
             .await;
-        result.map_err(|err| redact_op(err, &op))
+        result.map_err(|err| redact_op(&inner.http, err, &op))
     }
 
     /// Calls `op`, an upload whose `Content` is present and empty, with the
@@ -512,16 +512,16 @@ impl Client {
                 interpret(&spec, &reply, &read)
             })
             .await;
-        result.map_err(|err| redact_op(err, &op))
+        result.map_err(|err| redact_op(&inner.http, err, &op))
     }
 }
 
-/// Clears the secrets of `op` from `err`.
-fn redact_op<O: Operation>(err: Error, op: &O) -> Error {
+/// Clears the secrets of `op` (and the proxies' credentials) from `err`.
+fn redact_op<O: Operation>(http: &Http, err: Error, op: &O) -> Error {
     let mut secrets = Vec::new();
     op.for_each_secret(&mut |s| secrets.push(s.to_string()));
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    err.redact(&secrets)
+    http.redact(err, &secrets)
 }
 
 /// The answer of `spec` as its result or error: under an error status only

@@ -152,25 +152,9 @@ fn sentinel_fake() -> ecgridos::fake::FakeServerBuilder {
     FakeServer::builder().users(users)
 }
 
-/// Every form in which a secret could leak into a file.
-fn forms(secret: &str) -> Vec<String> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let url: String = secret
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    vec![secret.to_string(), b64.encode(secret), url]
-}
-
 fn assert_absent(bytes: &[u8], secret: &str) {
     let text = String::from_utf8_lossy(bytes);
-    for form in forms(secret) {
+    for form in cli_support::secret_forms(secret) {
         assert!(!text.contains(&form), "a secret leaked as {form:?}");
     }
 }
@@ -1138,4 +1122,124 @@ async fn slow_senders_hold_bounded_memory() {
     drop(held);
     proxy.stop().await;
     sink_task.abort();
+}
+
+/// Sends one SOAP 1.1 request of `op` to `addr` and reads the whole answer.
+async fn post_soap(addr: &str, op: &str, params: &str) -> Vec<u8> {
+    let (head, tail) = envelope_parts(op, params);
+    let body = format!("{head}{tail}");
+    let request = format!(
+        "POST /v4.1/prod/ECGridOS.asmx HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; \
+         charset=utf-8\r\nSOAPAction: \"{NS}{op}\"\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut sock = TcpStream::connect(addr).await.unwrap();
+    sock.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    sock.read_to_end(&mut answer).await.unwrap();
+    answer
+}
+
+/// An upstream that answers every request with a SOAP fault quoting the
+/// request's body in upper case, in base64 and URL-encoded.
+async fn echoing_upstream() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Some((_, declared, got)) = read_head(&mut sock).await else {
+                    return;
+                };
+                let mut body = Vec::new();
+                read_body(&mut sock, declared, got, |piece| {
+                    body.extend_from_slice(piece)
+                })
+                .await;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&body);
+                let url: String = body
+                    .iter()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() {
+                            (*b as char).to_string()
+                        } else {
+                            format!("%{b:02x}")
+                        }
+                    })
+                    .collect();
+                let upper = String::from_utf8_lossy(&body)
+                    .to_ascii_uppercase()
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;");
+                let fault = format!(
+                    "<?xml version=\"1.0\" encoding=\"utf-8\"?><soap:Envelope \
+                     xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
+                     <soap:Fault><faultcode>soap:Client</faultcode><faultstring>refused \
+                     {upper} b64={b64} url={url}</faultstring></soap:Fault></soap:Body>\
+                     </soap:Envelope>"
+                );
+                let reply = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/xml; \
+                     charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{fault}",
+                    fault.len()
+                );
+                let _ = sock.write_all(reply.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    format!("http://127.0.0.1:{}/v4.1/prod/ECGridOS.asmx", addr.port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_under_other_names_short_or_echoed_in_other_forms_are_not_recorded() {
+    const SESSION: &str = "5f0c1e2a-9b7d-4c3e-8a61-d2f4b6a8c0e1";
+    const PASSWORD: &str = "Lower Name&Pw/3141";
+    const UNKNOWN_PWD: &str = "Unknown-Pwd-2718";
+    const UNKNOWN_KEY: &str = "UnknownKey1618";
+    let upstream = echoing_upstream().await;
+    let proxy = Proxy::start(&upstream);
+    let addr = proxy.addr.clone();
+    // A contract name in another case, a short secret, names the contract
+    // does not know.
+    let requests = [
+        ("WhoAmI", format!("<sessionID>{SESSION}</sessionID>")),
+        (
+            "Login",
+            "<LoginName>carol</LoginName><password>Lower Name&amp;Pw/3141</password>".to_string(),
+        ),
+        (
+            "Login",
+            "<LoginName>carol</LoginName><Password>q7</Password>".to_string(),
+        ),
+        (
+            "FrobnicateWidget",
+            format!("<Pwd>{UNKNOWN_PWD}</Pwd><APIKey>{UNKNOWN_KEY}</APIKey><Color>blue</Color>"),
+        ),
+    ];
+    for (op, params) in &requests {
+        let answer = post_soap(&addr, op, params).await;
+        assert!(answer.starts_with(b"HTTP/1.1 500"), "{op}");
+    }
+    let (bytes, records) = proxy.stop().await;
+    assert_eq!(
+        operations(&records),
+        ["WhoAmI", "Login", "Login", "FrobnicateWidget"]
+    );
+    let fingerprint = |v: &Value| v.as_str().is_some_and(|s| s.starts_with("<secret:"));
+    let params = |i: usize| &records[i]["parameters"];
+    assert!(fingerprint(&params(0)["sessionID"]), "{}", params(0));
+    assert!(fingerprint(&params(1)["password"]), "{}", params(1));
+    assert!(fingerprint(&params(2)["Password"]), "{}", params(2));
+    assert!(fingerprint(&params(3)["Pwd"]), "{}", params(3));
+    assert!(fingerprint(&params(3)["APIKey"]), "{}", params(3));
+    assert_eq!(params(3)["Color"], "blue");
+    assert_eq!(params(1)["LoginName"], "carol");
+    // The faults were recorded, their echoes of the secrets replaced.
+    let message = records[0]["fault"]["message"].as_str().unwrap();
+    assert!(message.starts_with("refused"), "{message}");
+    for secret in [SESSION, PASSWORD, UNKNOWN_PWD, UNKNOWN_KEY] {
+        assert_absent(&bytes, secret);
+    }
 }

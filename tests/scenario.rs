@@ -720,3 +720,59 @@ async fn the_users_area_answers_alike_over_both_protocols() {
     let login = by_id.fields.iter().find(|f| f.path == "LoginName").unwrap();
     assert_eq!(login.class.name(), "renamed");
 }
+
+/// A remote scenario that rotates alice's key (once per protocol).
+const ROTATES: &str = r#"
+name = "rotates"
+
+[[user]]
+name = "admin"
+api_key_env = "SCENARIO_TEST_ADMIN_KEY"
+user_id = 1001
+
+[[step]]
+name = "rotate"
+operation = "GenerateAPIKey"
+params = { UserID = 1002 }
+"#;
+
+#[tokio::test]
+async fn a_remote_run_that_rotates_keys_warns_and_prints_every_new_key() {
+    let server = FakeServer::start().await.unwrap();
+    let file = temp_file("rotates.toml", ROTATES);
+    // Without --yes the question is shown (and refused): it says so.
+    let out = run_remote(&server, &file, &[]).await;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("rotates an API key"), "{err}");
+    assert!(err.contains("every new key is printed"), "{err}");
+    assert_eq!(server.rotations(1002), 0);
+
+    let out = run_remote(&server, &file, &["--yes".as_ref()]).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let in_force = server.user("alice").unwrap().api_key.unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("new key")).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].contains("soap") && lines[0].contains("already replaced"));
+    assert!(
+        lines[1].contains("rest")
+            && lines[1].contains("in force now")
+            && lines[1].ends_with(in_force.expose()),
+        "{text}"
+    );
+
+    let out = run_remote(&server, &file, &["--yes".as_ref(), "--json".as_ref()]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let in_force = server.user("alice").unwrap().api_key.unwrap();
+    assert_eq!(doc["new_keys"].as_array().map(Vec::len), Some(2), "{doc}");
+    assert_eq!(doc["api_key_in_force"], in_force.expose());
+    assert_eq!(doc["new_keys"][1]["api_key"], in_force.expose());
+    assert_eq!(server.rotations(1002), 4);
+}

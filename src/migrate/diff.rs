@@ -34,7 +34,7 @@ use crate::wire::DateTime;
 pub type Answer = std::result::Result<Value, ErrorKind>;
 
 /// The text shown instead of a secret value.
-pub const REDACTED: &str = "<redacted>";
+pub const REDACTED: &str = crate::secret::REDACTED;
 
 /// How one field compares.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -26,11 +26,18 @@
 //! `client_dropped`, `upstream_dropped`, `upstream_unreachable`), and the
 //! byte counts of both bodies.
 //!
-//! Credentials (`SessionID`, passwords, API keys and every field the
-//! contract marks secret) are written as `"<secret:1a2b3c4d>"`: the first 8
+//! Credentials (`SessionID`, passwords, API keys, every field the contract
+//! marks secret, whatever the case of its name, and every name the contract
+//! does not know that looks like a credential, see
+//! [`is_credential_name`](crate::secret::is_credential_name)) are written
+//! as `"<secret:1a2b3c4d>"`, whatever their length: the first 8
 //! hex digits of an HMAC-SHA256 under a key drawn at start and held only in
 //! memory, so the same secret has the same fingerprint within one recording
-//! (sessions can be told apart) and cannot be guessed back from it. Parcel
+//! (sessions can be told apart) and cannot be guessed back from it. Echoes
+//! of those values anywhere else in the record (a fault quoting the session
+//! ID in upper case, in base64, URL-encoded) are replaced by the same
+//! fingerprint (see [`redact_text_with`](crate::secret::redact_text_with)).
+//! Parcel
 //! content (`s:base64Binary` fields, `Content`, `ContentBase64String`) is
 //! written as `{"bytes": N, "sha256": "..."}` of the decoded bytes; any
 //! other value over 64 KiB as `{"text_bytes": N, "sha256": "..."}` of its
@@ -64,7 +71,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::scan::{Scanner, CONTENT_NAMES, SECRET_NAMES};
+use super::scan::{is_secret_name, Scanner, CONTENT_NAMES};
 use crate::api::request::find;
 use crate::error::BoxError;
 use crate::fake::conn::{self, ConnService, Received, Timeouts};
@@ -622,6 +629,7 @@ impl Exchange {
                 entry,
                 request_digests,
                 &mut secrets,
+                shared,
             ),
             Some(_) => Value::Null,
             None => json!({ "omitted": "the request is larger than the recorder keeps" }),
@@ -641,13 +649,10 @@ impl Exchange {
             match (entry.read_json)(kept, &shared.namespace, DEFAULT_MAX_DEPTH) {
                 Ok(Reply::Result(mut value)) => {
                     if entry.info.result.secret {
-                        secrets.add(&value);
-                        if let Some(text) = value.as_str() {
-                            value = json!(shared.fingerprint(text.as_bytes()));
-                        }
+                        secret_field(&mut value, &mut secrets, shared);
                     }
                     let mut digests = digests;
-                    patch(&mut value, &mut digests, &mut secrets);
+                    patch(&mut value, &mut digests, &mut secrets, shared);
                     record.insert("result".into(), value);
                 }
                 Ok(Reply::Fault(fault)) => {
@@ -706,24 +711,26 @@ impl Secrets {
         }
     }
 
-    /// Replaces every occurrence of a secret in the strings of `value`.
+    /// Replaces every occurrence of a secret, in any form an echo may take
+    /// (see [`crate::secret::redact_text_with`]), in the strings of `value`.
     fn replace_in(&self, value: &mut Value, shared: &Shared) {
-        // Very short values would replace ordinary text; they are secrets
-        // only where they stand as a field's value, handled by name.
-        let mut values: Vec<&String> = self.values.iter().filter(|s| s.len() >= 4).collect();
-        values.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        if values.is_empty() {
+        if self.values.is_empty() {
             return;
         }
-        let prints: Vec<String> = values
+        let secrets: Vec<&str> = self.values.iter().map(String::as_str).collect();
+        let prints: Vec<String> = secrets
             .iter()
             .map(|s| shared.fingerprint(s.as_bytes()))
             .collect();
         walk_strings(value, &mut |text| {
-            for (secret, print) in values.iter().zip(&prints) {
-                if text.contains(secret.as_str()) {
-                    *text = text.replace(secret.as_str(), print);
-                }
+            // A fingerprint already stands for a secret: searching it would
+            // only find hex digits a short secret may share with it.
+            if text.starts_with("<secret:") && text.ends_with('>') && text.len() == 17 {
+                return;
+            }
+            let redacted = crate::secret::redact_text_with(text, &secrets, |i| prints[i].clone());
+            if redacted != *text {
+                *text = redacted;
             }
         });
     }
@@ -748,10 +755,17 @@ fn by_name(digests: Vec<(String, Value)>) -> HashMap<String, VecDeque<Value>> {
 }
 
 /// Puts the digests of hashed values where the reduced document left them
-/// empty, and notes (and blanks) the values of secret fields.
-fn patch(value: &mut Value, digests: &mut HashMap<String, VecDeque<Value>>, secrets: &mut Secrets) {
+/// empty, and replaces (and notes) the values of secret fields.
+fn patch(
+    value: &mut Value,
+    digests: &mut HashMap<String, VecDeque<Value>>,
+    secrets: &mut Secrets,
+    shared: &Shared,
+) {
     match value {
-        Value::Array(items) => items.iter_mut().for_each(|v| patch(v, digests, secrets)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| patch(v, digests, secrets, shared)),
         Value::Object(map) => {
             for (name, field) in map.iter_mut() {
                 if field.as_str() == Some("") {
@@ -759,10 +773,10 @@ fn patch(value: &mut Value, digests: &mut HashMap<String, VecDeque<Value>>, secr
                         *field = digest;
                     }
                 }
-                if SECRET_NAMES.contains(name.as_str()) {
-                    secret_field(field, secrets);
+                if is_secret_name(name) {
+                    secret_field(field, secrets, shared);
                 } else {
-                    patch(field, digests, secrets);
+                    patch(field, digests, secrets, shared);
                 }
             }
         }
@@ -770,18 +784,22 @@ fn patch(value: &mut Value, digests: &mut HashMap<String, VecDeque<Value>>, secr
     }
 }
 
-/// A secret field's value: text is noted (and replaced by its fingerprint
-/// later); a digest of hashed content stands in for its text.
-fn secret_field(field: &mut Value, secrets: &mut Secrets) {
-    match field {
+/// A secret field's value, replaced by its fingerprint whatever its length
+/// (a digest of hashed content stands in for its text); the value is noted
+/// so that its echoes elsewhere in the record are replaced too.
+fn secret_field(field: &mut Value, secrets: &mut Secrets, shared: &Shared) {
+    let text = match field {
         Value::Object(digest) => {
             let sha = digest.get("sha256").and_then(Value::as_str).unwrap_or("");
-            let note = Value::String(format!("sha256:{sha}"));
-            secrets.add(&note);
-            *field = note;
+            format!("sha256:{sha}")
         }
-        other => secrets.add(other),
-    }
+        Value::String(s) if s.is_empty() => return,
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return,
+    };
+    secrets.add(&Value::String(text.clone()));
+    *field = Value::String(shared.fingerprint(text.as_bytes()));
 }
 
 /// The parameters of a request, by contract name.
@@ -791,6 +809,7 @@ fn parameters(
     entry: Option<&crate::api::OperationEntry>,
     mut digests: HashMap<String, VecDeque<Value>>,
     secrets: &mut Secrets,
+    shared: &Shared,
 ) -> Value {
     let request = match read_request(kept, namespace, DEFAULT_MAX_DEPTH) {
         Ok(r) => r,
@@ -798,7 +817,12 @@ fn parameters(
     };
     let mut params = Map::new();
     for param in request.params {
-        let spec = entry.and_then(|e| e.info.params.iter().find(|p| p.name == param.name));
+        let spec = entry.and_then(|e| {
+            e.info
+                .params
+                .iter()
+                .find(|p| p.name.eq_ignore_ascii_case(&param.name))
+        });
         let hashed = param
             .value
             .is_empty()
@@ -818,9 +842,8 @@ fn parameters(
             },
             (None, _) => Value::String(param.value),
         };
-        let secret = spec.is_some_and(|s| s.secret) || SECRET_NAMES.contains(param.name.as_str());
-        if secret {
-            secret_field(&mut value, secrets);
+        if spec.is_some_and(|s| s.secret) || is_secret_name(&param.name) {
+            secret_field(&mut value, secrets, shared);
         }
         params.insert(param.name, value);
     }

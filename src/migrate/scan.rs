@@ -48,6 +48,37 @@ pub(crate) static SECRET_NAMES: LazyLock<BTreeSet<&'static str>> = LazyLock::new
     names
 });
 
+/// [`SECRET_NAMES`] in ASCII lower case: an element's name is matched
+/// whatever its case (a client may write `sessionID` or `password`).
+static SECRET_NAMES_FOLDED: LazyLock<BTreeSet<String>> = LazyLock::new(|| {
+    SECRET_NAMES
+        .iter()
+        .map(|n| n.to_ascii_lowercase())
+        .collect()
+});
+
+/// Every name the contract gives a parameter, result or field, in ASCII
+/// lower case: names it does not know are judged by their look.
+static KNOWN_NAMES_FOLDED: LazyLock<BTreeSet<String>> = LazyLock::new(|| {
+    let params = OPERATIONS.iter().flat_map(|e| e.info.params.iter());
+    let results = OPERATIONS.iter().map(|e| &e.info.result);
+    let fields = TYPES.iter().flat_map(|t| t.fields.iter());
+    params
+        .chain(results)
+        .chain(fields)
+        .map(|f| f.name.to_ascii_lowercase())
+        .collect()
+});
+
+/// True when an element named `name` carries a credential: a name of
+/// [`SECRET_NAMES`] in any case, or a name the contract does not know that
+/// looks like one ([`crate::secret::is_credential_name`]).
+pub(crate) fn is_secret_name(name: &str) -> bool {
+    let folded = name.to_ascii_lowercase();
+    SECRET_NAMES_FOLDED.contains(&folded)
+        || (!KNOWN_NAMES_FOLDED.contains(&folded) && crate::secret::is_credential_name(name))
+}
+
 /// Text of an element that is not parcel content, above which it is hashed
 /// rather than kept.
 pub(crate) const SMALL_TEXT: usize = 64 * 1024;

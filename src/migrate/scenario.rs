@@ -726,13 +726,11 @@ impl RunContext<'_> {
         Ok(out)
     }
 
-    /// `text` with every secret value seen replaced by [`diff::REDACTED`].
+    /// `text` with every secret value seen replaced by [`diff::REDACTED`],
+    /// in any form (see [`crate::secret::redact_text`]).
     fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in self.secrets.iter().filter(|s| s.len() >= 4) {
-            out = out.replace(secret.as_str(), diff::REDACTED);
-        }
-        out
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        crate::secret::redact_text(text, &secrets)
     }
 
     /// An expected value with the references in its strings resolved.

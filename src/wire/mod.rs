@@ -199,13 +199,10 @@ impl std::fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
-/// Replaces each non-empty secret found in `text` with `<redacted>`.
+/// Replaces each secret found in `text`, in any form an echo may take,
+/// with `<redacted>` (see [`crate::secret::redact_text`]).
 pub(crate) fn redact_in_place(text: &mut String, secrets: &[&str]) {
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        if text.contains(secret) {
-            *text = text.replace(secret, "<redacted>");
-        }
-    }
+    *text = crate::secret::redact_text(text, secrets);
 }
 
 #[cfg(test)]

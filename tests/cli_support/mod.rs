@@ -125,3 +125,51 @@ pub async fn run_into(cmd: Command, sink: Sink) -> Output {
     .await
     .unwrap()
 }
+
+/// Every form a text may carry `secret` in: as is, upper and lower case,
+/// base64 (standard and URL-safe, and the part that stands for it inside a
+/// longer base64 text at each of the 3 alignments), percent-encoded (upper
+/// and lower hex), XML-escaped.
+#[allow(dead_code)] // not every test file looks for leaks
+pub fn secret_forms(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let mut all = vec![
+        secret.to_string(),
+        secret.to_ascii_uppercase(),
+        secret.to_ascii_lowercase(),
+    ];
+    for engine in [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE,
+    ] {
+        all.push(engine.encode(secret));
+        for offset in 0..3usize {
+            let mut bytes = vec![0u8; offset];
+            bytes.extend_from_slice(secret.as_bytes());
+            let text = engine.encode(&bytes);
+            // The characters that depend on the secret's bits alone.
+            let start = (offset * 8).div_ceil(6);
+            let end = (offset + secret.len()) * 8 / 6;
+            all.push(text[start..end].to_string());
+        }
+    }
+    let percent: String = secret
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    all.push(percent.to_ascii_lowercase());
+    all.push(percent);
+    let xml = secret
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    all.push(xml.to_ascii_uppercase());
+    all.push(xml);
+    all
+}

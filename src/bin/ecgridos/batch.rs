@@ -1,7 +1,8 @@
 //! Batch rotation with a resumable JSON Lines journal.
 //!
-//! The journal's first line is a header naming the endpoint and protocol it
-//! belongs to; a run against another refuses it. For each user the journal
+//! The journal's first line is a header naming the endpoint (without the
+//! URL's user name and password) and protocol it belongs to; a run against
+//! another refuses it. For each user the journal
 //! then gets a `started` record (with a SHA-256 of the key in force before the
 //! rotation) before the rotation is sent, and a final `rotated`, `failed` or
 //! `unknown` record after. Each record is written and synced before the next
@@ -450,9 +451,13 @@ fn expected_header(g: &Global) -> Header {
         journal: JOURNAL_KIND.into(),
         version: 1,
         protocol: protocol.into(),
-        endpoint: url::Url::parse(endpoint)
-            .map(|u| u.to_string())
-            .unwrap_or_else(|_| endpoint.clone()),
+        // Without the URL's user name and password: the journal is a file
+        // that outlives the run.
+        endpoint: ecgridos::secret::redact_url(
+            &url::Url::parse(endpoint)
+                .map(|u| u.to_string())
+                .unwrap_or_else(|_| endpoint.clone()),
+        ),
     }
 }
 

@@ -5,13 +5,15 @@
 use base64::Engine as _;
 use ecgridos::api::request::find;
 use ecgridos::api::{Effect, OperationEntry, OperationInfo, Params, OPERATIONS};
+use ecgridos::secret::redact_text;
 use ecgridos::wire::{FieldSpec, Occurs};
 use ecgridos::Credential;
 use serde_json::{json, Value};
 
 use crate::cli::{CallArgs, Global, OperationsArgs};
 use crate::output::{
-    confirm, exit_for, fail, print_or_fail, print_secret, say, soap_client, usage, Authed, Exit,
+    confirm, exit_for, fail, print_or_fail, print_secret, say, soap_client, stdin_secret, usage,
+    Authed, Exit,
 };
 
 /// The edit distance of two names, ignoring case.
@@ -137,13 +139,40 @@ const MAX_FILE_PARAM: u64 = 64 * 1024 * 1024;
 /// valid base64, so that the other parameters can be checked first.
 const UNREAD_FILE: &str = "AA==";
 
+/// A secret parameter's value given out of sight of `ps`: `@env:VAR` is the
+/// environment variable VAR, `-` the first line of standard input (as
+/// `--password-stdin` reads the password; standard input serves one of
+/// them only). `None`: the value is given as is.
+fn secret_value(name: &str, value: &str, stdin_taken: &mut bool) -> Result<Option<String>, Exit> {
+    if let Some(var) = value.strip_prefix("@env:") {
+        return match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Some(v)),
+            _ => Err(usage(format!(
+                "{name}=@env:{var}: the environment variable {var} is not set (nothing was sent)"
+            ))),
+        };
+    }
+    if value != "-" {
+        return Ok(None);
+    }
+    if std::mem::replace(stdin_taken, true) {
+        return Err(usage(format!(
+            "{name}=-: standard input is already read for another secret (nothing was sent)"
+        )));
+    }
+    stdin_secret(&format!("{name}=-")).map(Some)
+}
+
 /// The parameters of `NAME=VALUE` arguments, checked against the operation:
-/// known names, each once. A base64Binary `@PATH` is returned beside them,
-/// its value a stand-in until [`read_files`] reads it.
+/// known names, each once; secrets from the environment or stdin (see
+/// [`secret_value`]). A base64Binary `@PATH` is returned beside them, its
+/// value a stand-in until [`read_files`] reads it.
 fn parse_params<'a>(
     info: &OperationInfo,
     args: &'a [String],
+    password_stdin: bool,
 ) -> Result<(Params, Vec<(&'a str, &'a str)>), Exit> {
+    let mut stdin_taken = password_stdin;
     let mut params = Params::new();
     let mut files = Vec::new();
     for arg in args {
@@ -164,6 +193,12 @@ fn parse_params<'a>(
         };
         if params.get(name).is_some() {
             return Err(usage(format!("parameter {name} given twice")));
+        }
+        if spec.secret {
+            if let Some(secret) = secret_value(name, value, &mut stdin_taken)? {
+                params.set(name, secret);
+                continue;
+            }
         }
         let value = match value.strip_prefix('@') {
             Some(path) if spec.xsd_type == "s:base64Binary" => {
@@ -227,7 +262,7 @@ pub async fn call(g: &Global, args: &CallArgs) -> Exit {
         ));
     };
     let info = &entry.info;
-    let (mut params, files) = match parse_params(info, &args.params) {
+    let (mut params, files) = match parse_params(info, &args.params, g.password_stdin) {
         Ok(p) => p,
         Err(exit) => return exit,
     };
@@ -275,12 +310,28 @@ pub async fn call(g: &Global, args: &CallArgs) -> Exit {
     } else {
         None
     };
+    // The credential in use is never printed, not even with --show-secrets
+    // (`whoami --json` does not show it either).
+    let in_use: Vec<String> = params
+        .get("SessionID")
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    let in_use: Vec<&str> = in_use.iter().map(String::as_str).collect();
     let result = client.call_json(entry, &params).await;
     // The result is delivered before the session is closed: a write's
-    // result (a new key, a parcel ID) may exist nowhere else.
+    // result (a new key, a parcel ID) may exist nowhere else, and is shown
+    // whole; a read's secrets only when asked.
     let exit = match result {
-        Ok(value) if info.effect == Effect::Read => print_or_fail(&value.to_string()),
-        Ok(value) => print_secret(&value.to_string(), "the result"),
+        Ok(value) if info.effect == Effect::Read => {
+            let value = if args.show_secrets {
+                value
+            } else {
+                ecgridos::migrate::diff::redact(info.name, &value)
+            };
+            print_or_fail(&redact_text(&value.to_string(), &in_use))
+        }
+        Ok(value) => print_secret(&redact_text(&value.to_string(), &in_use), "the result"),
         Err(e) if e.is_outcome_unknown() => {
             // The advice in the error names the read that tells the truth.
             say!("error: {e}");

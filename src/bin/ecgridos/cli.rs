@@ -284,12 +284,20 @@ pub struct CallArgs {
     pub operation: String,
     /// Parameters: strings as given, integers in decimal, true/false,
     /// dateTime in ISO 8601, base64Binary as @PATH or base64 text,
-    /// enumerations by value name.
+    /// enumerations by value name. A secret parameter (Password,
+    /// NewPassword, SharedSecret, ...) may be given as NAME=@env:VAR (the
+    /// environment variable VAR) or NAME=- (the first line of standard
+    /// input), out of sight of `ps`.
     #[arg(value_name = "NAME=VALUE")]
     pub params: Vec<String>,
     /// Do not ask for confirmation of an operation that changes state.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Show the secret fields of a read's result (keys, session IDs); the
+    /// credential in use is never shown. A write's result (a new key) is
+    /// always shown: it exists nowhere else.
+    #[arg(long)]
+    pub show_secrets: bool,
 }
 
 /// `serve-mock`.

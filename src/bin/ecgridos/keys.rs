@@ -5,8 +5,8 @@ use serde_json::json;
 
 use crate::cli::{CompareArgs, GenerateArgs, GetKeyArgs, Global};
 use crate::output::{
-    confirm, fail, key_client, parse_user_id, password, prepare_secret_file, print_or_fail,
-    print_secret, say, usage, Authed, Exit,
+    confirm, fail, key_client, new_key_lines, new_keys_json, parse_user_id, password,
+    prepare_secret_file, print_or_fail, print_secret, say, usage, Authed, Exit, NewKey,
 };
 use crate::signals::InFlight;
 
@@ -296,6 +296,15 @@ pub async fn compare(g: &Global, args: CompareArgs) -> Exit {
         }
         scenario.credential = comparison.record(client.protocol(), run);
     }
+    let new_keys: Vec<NewKey> = comparison
+        .new_keys
+        .iter()
+        .map(|(p, k)| NewKey {
+            user: user.to_string(),
+            protocol: p.to_string(),
+            key: k.clone(),
+        })
+        .collect();
     let steps = &comparison.steps;
     let all_same = steps.iter().all(|s| s.same());
     let all_passed = steps.iter().all(|s| s.passed()) && comparison.stopped_after.is_none();
@@ -311,12 +320,7 @@ pub async fn compare(g: &Global, args: CompareArgs) -> Exit {
                 json!({ "step": s.step, "expected": s.expected.to_string(), "observed": observed, "same": s.same(), "passed": s.passed() })
             })
             .collect();
-        let keys: Vec<_> = comparison
-            .new_keys
-            .iter()
-            .map(|(p, k)| json!({ "protocol": p.to_string(), "api_key": k.expose() }))
-            .collect();
-        let in_force = comparison.new_keys.last().map(|(_, k)| k.expose());
+        let (keys, in_force) = new_keys_json(&new_keys);
         json!({
             "steps": rows, "same": all_same, "passed": all_passed,
             "new_keys": keys, "api_key_in_force": in_force,
@@ -345,17 +349,9 @@ pub async fn compare(g: &Global, args: CompareArgs) -> Exit {
                 cell(ecgridos::Protocol::Rest)
             ));
         }
-        let last = comparison.new_keys.len();
-        for (n, (protocol, key)) in comparison.new_keys.iter().enumerate() {
-            let state = if n + 1 == last {
-                "in force now"
-            } else {
-                "already replaced"
-            };
-            text.push_str(&format!(
-                "\nnew key for user {user} from the {protocol} run ({state}): {}",
-                key.expose()
-            ));
+        for line in new_key_lines(&new_keys) {
+            text.push('\n');
+            text.push_str(&line);
         }
         text
     };

@@ -200,16 +200,7 @@ pub fn parse_user_id(text: &str) -> Result<UserId, Exit> {
 /// ECGRID_PASSWORD. Never a flag value (it would show in `ps`).
 pub fn password(g: &Global) -> Result<Password, Exit> {
     if g.password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| usage(format!("cannot read the password from stdin: {e}")))?;
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            return Err(usage("--password-stdin: standard input held no password"));
-        }
-        return Ok(Password::new(line));
+        return stdin_secret("--password-stdin").map(Password::new);
     }
     match std::env::var("ECGRID_PASSWORD") {
         Ok(p) if !p.is_empty() => Ok(Password::new(p)),
@@ -217,6 +208,75 @@ pub fn password(g: &Global) -> Result<Password, Exit> {
             "no password: set ECGRID_PASSWORD or pass --password-stdin",
         )),
     }
+}
+
+/// A secret read from the first line of standard input (without its line
+/// end), for `what` (named in errors): secrets never come from a flag's
+/// value, which shows in `ps`.
+pub fn stdin_secret(what: &str) -> Result<String, Exit> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| usage(format!("{what}: cannot read standard input: {e}")))?;
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.is_empty() {
+        return Err(usage(format!("{what}: standard input held no value")));
+    }
+    Ok(line.to_string())
+}
+
+/// A key a command created: for which user, over which protocol.
+pub struct NewKey {
+    pub user: String,
+    pub protocol: String,
+    pub key: ApiKey,
+}
+
+impl NewKey {
+    /// True when no later key of `keys` (after index `n`) replaced it.
+    fn in_force(keys: &[NewKey], n: usize) -> bool {
+        !keys[n + 1..].iter().any(|k| k.user == keys[n].user)
+    }
+}
+
+/// Every key a command created, in the order made, one line each, saying
+/// whether it is in force now or was already replaced by a later one (a
+/// command that rotates keys shows them all: an old key may still be
+/// configured somewhere, and only the last one works).
+pub fn new_key_lines(keys: &[NewKey]) -> Vec<String> {
+    (0..keys.len())
+        .map(|n| {
+            let k = &keys[n];
+            let state = if NewKey::in_force(keys, n) {
+                "in force now"
+            } else {
+                "already replaced"
+            };
+            format!(
+                "new key for user {} from the {} run ({state}): {}",
+                k.user,
+                k.protocol,
+                k.key.expose()
+            )
+        })
+        .collect()
+}
+
+/// [`new_key_lines`] for `--json`: `new_keys` (user, protocol, api_key,
+/// in_force) and `api_key_in_force` (the last one made).
+pub fn new_keys_json(keys: &[NewKey]) -> (serde_json::Value, serde_json::Value) {
+    let list = (0..keys.len())
+        .map(|n| {
+            let k = &keys[n];
+            serde_json::json!({
+                "user": k.user, "protocol": k.protocol, "api_key": k.key.expose(),
+                "in_force": NewKey::in_force(keys, n),
+            })
+        })
+        .collect();
+    let last = keys.last().map(|k| k.key.expose());
+    (serde_json::Value::Array(list), serde_json::json!(last))
 }
 
 /// A credential for one command, with the session the command opened itself

@@ -7,10 +7,14 @@ use ecgridos::migrate::junit;
 use ecgridos::migrate::scenario::{
     on_fake, Report, RunOptions, Scenario, ScenarioUser, StepComparison, StepRun, Target,
 };
+use ecgridos::secret::redact_url;
 use ecgridos::{ApiKey, Credential, Protocol, SessionId};
 
 use crate::cli::{Global, ProtocolArg, ScenarioCommand, ScenarioRunArgs};
-use crate::output::{confirm, fail, print_or_fail, rest_client, say, soap_client, usage, Exit};
+use crate::output::{
+    confirm, fail, new_key_lines, new_keys_json, print_or_fail, print_secret, rest_client, say,
+    soap_client, usage, Exit, NewKey,
+};
 
 /// `ecgridos scenario ...`.
 pub async fn scenario(g: &Global, command: &ScenarioCommand) -> Exit {
@@ -71,22 +75,84 @@ async fn run(g: &Global, args: &ScenarioRunArgs) -> Exit {
             return Exit::Failure;
         }
     }
+    // Keys made on a real service are shown, as `compare` shows them: the
+    // report redacts them, and the last one made is the one that works.
+    let new_keys = if remote {
+        new_keys(&scenario, &report)
+    } else {
+        Vec::new()
+    };
     let printed = if g.json {
-        match serde_json::to_string(&report) {
-            Ok(doc) => print_or_fail(&doc),
+        let doc = serde_json::to_value(&report).map(|mut doc| {
+            if let (false, Some(map)) = (new_keys.is_empty(), doc.as_object_mut()) {
+                let (keys, in_force) = new_keys_json(&new_keys);
+                map.insert("new_keys".into(), keys);
+                map.insert("api_key_in_force".into(), in_force);
+            }
+            doc.to_string()
+        });
+        match doc {
+            Ok(doc) if new_keys.is_empty() => print_or_fail(&doc),
+            Ok(doc) => print_secret(&doc, "the report with the new keys"),
             Err(e) => {
                 say!("error: cannot encode the report: {e}");
                 Exit::Failure
             }
         }
-    } else {
+    } else if new_keys.is_empty() {
         print_or_fail(&table(&report))
+    } else {
+        let mut text = table(&report);
+        for line in new_key_lines(&new_keys) {
+            text.push('\n');
+            text.push_str(&line);
+        }
+        print_secret(&text, "the report with the new keys")
     };
     match (printed, report.passed) {
         (Exit::Ok, true) => Exit::Ok,
         (Exit::Ok, false) => Exit::Partial,
         (other, _) => other,
     }
+}
+
+/// True when `operation` rotates an API key: a write of the key area whose
+/// result is a secret (the new key).
+fn rotates_a_key(operation: &str) -> bool {
+    find(operation).is_some_and(|e| {
+        e.info.area == "key" && e.info.effect != Effect::Read && e.info.result.secret
+    })
+}
+
+/// The keys the runs of `report` made, in the order made, each for the
+/// user its step names (its `UserID` parameter as written).
+fn new_keys(scenario: &Scenario, report: &Report) -> Vec<NewKey> {
+    let mut keys = Vec::new();
+    for run in &report.runs {
+        for (step, decl) in run.steps.iter().zip(&scenario.steps) {
+            let Some(Ok(serde_json::Value::String(key))) = &step.answer else {
+                continue;
+            };
+            if !rotates_a_key(&step.operation) {
+                continue;
+            }
+            let user = decl
+                .params
+                .get("UserID")
+                .and_then(|v| {
+                    v.as_integer()
+                        .map(|i| i.to_string())
+                        .or_else(|| v.as_str().map(str::to_string))
+                })
+                .unwrap_or_else(|| format!("of step {}", step.step));
+            keys.push(NewKey {
+                user,
+                protocol: run.protocol.clone(),
+                key: ApiKey::new(key.clone()),
+            });
+        }
+    }
+    keys
 }
 
 /// Against the endpoints of the usual options: the declared users' keys
@@ -106,11 +172,28 @@ async fn run_remote(
         .map(|s| s.name.as_str())
         .collect();
     if !writes.is_empty() {
-        let question = format!(
+        let endpoints: Vec<String> = protocols
+            .iter()
+            .map(|p| match p {
+                Protocol::Soap => redact_url(&g.endpoint),
+                Protocol::Rest => redact_url(&g.rest_url),
+            })
+            .collect();
+        let mut question = format!(
             "Steps {} change state on {} (once per protocol).",
             writes.join(", "),
-            g.endpoint
+            endpoints.join(" and ")
         );
+        for step in scenario
+            .steps
+            .iter()
+            .filter(|s| rotates_a_key(&s.operation))
+        {
+            question.push_str(&format!(
+                " Step {} rotates an API key (once per protocol): every new key is printed at the end, with the one in force.",
+                step.name
+            ));
+        }
         confirm(args.yes, &question)?;
     }
     let global = g
