@@ -760,6 +760,50 @@ async fn batch_with_failures_exits_6_and_retries_them_later() {
     assert_eq!(env.server.rotations(env.id("alice").parse().unwrap()), 1);
 }
 
+/// The caller's own key is rotated last, alone: once it changes the API key
+/// in use stops working, and the rotations after it (or still in flight)
+/// would fail for want of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_rotates_the_callers_own_key_last() {
+    let env = Env::new().await;
+    let ids_file = tempfile("ids.txt");
+    std::fs::write(
+        &ids_file,
+        format!(
+            "{}\n{}\n{}\n",
+            env.id("admin"),
+            env.id("alice"),
+            env.id("bob")
+        ),
+    )
+    .unwrap();
+    let journal = tempfile("out.jsonl");
+    let args = [
+        "generate-api-key",
+        "--user-ids-from",
+        ids_file.to_str().unwrap(),
+        "--output-file",
+        journal.to_str().unwrap(),
+        "--concurrency",
+        "1",
+        "--yes",
+    ];
+    let out = run(env.cmd("admin", &args)).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    for user in ["admin", "alice", "bob"] {
+        let id: i32 = env.id(user).parse().unwrap();
+        assert_eq!(env.server.rotations(id), 1, "{user}");
+    }
+    let records = read_records(&journal);
+    let rotated: Vec<i64> = records
+        .iter()
+        .filter(|r| r["outcome"] == "rotated")
+        .map(|r| r["user_id"].as_i64().unwrap())
+        .collect();
+    let admin: i64 = env.id("admin").parse().unwrap();
+    assert_eq!(rotated.last(), Some(&admin), "{records:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asks_for_confirmation_on_a_terminal() {
     let env = Env::new().await;

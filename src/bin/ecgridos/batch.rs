@@ -549,6 +549,21 @@ async fn run_batch(
         Ok(a) => a,
         Err(exit) => return exit,
     };
+    // The caller's own key goes last, alone: once it is rotated the API key
+    // in use stops working, and every rotation after it (or still in flight)
+    // would fail for want of it.
+    let own = match authed.client.check_credential(&authed.credential).await {
+        Ok(me) => todo
+            .iter()
+            .position(|u| u.get() == me.user_id)
+            .map(|i| todo.remove(i)),
+        Err(e) => {
+            let exit = crate::output::fail(&e, None);
+            say!("nothing was rotated");
+            authed.close().await;
+            return exit;
+        }
+    };
     let journal = Arc::new(Journal {
         file: Mutex::new(file),
         path: out.to_path_buf(),
@@ -568,7 +583,7 @@ async fn run_batch(
         }
     }
     let progress = if std::io::stderr().is_terminal() && !g.quiet {
-        indicatif::ProgressBar::new(todo.len() as u64)
+        indicatif::ProgressBar::new((todo.len() + usize::from(own.is_some())) as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -576,11 +591,20 @@ async fn run_batch(
     let credential = Arc::new(authed.credential.clone());
     let mut tasks = tokio::task::JoinSet::new();
     let mut queue = todo.into_iter();
+    let mut own = own;
     let (mut rotated, mut failed, mut unknown) = (0usize, 0usize, blocked);
     loop {
         // At most --concurrency tasks exist at once; none starts after a signal.
         while tasks.len() < usize::from(args.concurrency) && !crate::signals::stopping() {
-            let Some(user) = queue.next() else {
+            let next = queue.next().or_else(|| {
+                // Only once every other rotation has finished.
+                if tasks.is_empty() {
+                    own.take()
+                } else {
+                    None
+                }
+            });
+            let Some(user) = next else {
                 break;
             };
             let (client, credential, journal) =
