@@ -756,8 +756,11 @@ impl Journal {
             tracing::warn!(unreadable, journal = %path.display(), "skipped journal lines that cannot be read");
         }
         let headed = match found {
-            Some(Ok(h)) if h.journal == JOURNAL_KIND => {
-                if h.protocol != header.protocol || h.endpoint != header.endpoint {
+            Some(Ok(h)) => {
+                if h.journal != JOURNAL_KIND
+                    || h.protocol != header.protocol
+                    || h.endpoint != header.endpoint
+                {
                     return Err(Error::InvalidInput {
                         field: "the directory's journal".into(),
                         reason: format!(
