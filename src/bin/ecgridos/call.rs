@@ -137,13 +137,16 @@ const MAX_FILE_PARAM: u64 = 64 * 1024 * 1024;
 /// valid base64, so that the other parameters can be checked first.
 const UNREAD_FILE: &str = "AA==";
 
+/// `NAME=@PATH` parameters to read: each name and path.
+type FileParams<'a> = Vec<(&'a str, &'a str)>;
+
 /// The parameters of `NAME=VALUE` arguments, checked against the operation:
 /// known names, each once. A base64Binary `@PATH` is returned beside them,
 /// its value a stand-in until [`read_files`] reads it.
 fn parse_params<'a>(
     info: &OperationInfo,
     args: &'a [String],
-) -> Result<(Params, Vec<(&'a str, &'a str)>), Exit> {
+) -> Result<(Params, FileParams<'a>), Exit> {
     let mut params = Params::new();
     let mut files = Vec::new();
     for arg in args {
