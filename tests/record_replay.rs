@@ -941,6 +941,7 @@ async fn an_https_upstream_is_reached_with_the_network_options() {
 /// Runs `cmd` to its end with its output in files; its exit code, stdout and
 /// peak resident set size in kB (from `wait4`).
 #[cfg(target_os = "linux")]
+#[allow(clippy::zombie_processes)] // reaped by wait4, which gives its rusage
 fn run_measured(mut cmd: Command) -> (i32, String, u64) {
     let dir = tempfile("out");
     let (out, err) = (dir.with_extension("stdout"), dir.with_extension("stderr"));

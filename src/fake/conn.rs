@@ -29,10 +29,55 @@ pub(crate) struct Timeouts {
     /// A request's headers, from its first byte, must arrive within this.
     pub header: Duration,
     /// A request's body must arrive within this once its headers are in
-    /// (the fake's middleware); a body from which nothing arrives for this
-    /// long, while it is being read, has its connection closed.
+    /// (the fake's middleware and upload handler answer 408).
     pub body: Duration,
+    /// When set, a body from which nothing arrives for this long, while it
+    /// is being read, has its connection closed (the recording proxy, which
+    /// has no handler of its own to answer 408).
+    pub body_stall: Option<Duration>,
 }
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            idle: Duration::from_secs(30),
+            header: Duration::from_secs(10),
+            body: Duration::from_secs(10),
+            body_stall: None,
+        }
+    }
+}
+
+/// The builder methods setting a `timeouts: Timeouts` field (the fake's and
+/// the recording proxy's).
+macro_rules! timeout_setters {
+    () => {
+        /// A connection with no request in progress for this long is closed
+        /// (default 30 s); so is one whose client stops reading an answer
+        /// (a streamed download) for this long.
+        pub fn idle_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.timeouts.idle = timeout;
+            self
+        }
+
+        /// A request's headers must arrive within this from its first
+        /// byte, or the connection is closed (default 10 s).
+        pub fn header_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.timeouts.header = timeout;
+            self
+        }
+
+        /// A request body that sends nothing for this long has its
+        /// connection closed (default 10 s); the fake also needs a body it
+        /// reads whole (not an upload) within this, or answers 408. A body
+        /// that keeps arriving through the recording proxy is never cut.
+        pub fn body_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.timeouts.body = timeout;
+            self
+        }
+    };
+}
+pub(crate) use timeout_setters;
 
 /// The largest request body the fake reads (axum's default limit), except
 /// for parcel uploads (see `FakeServerBuilder::max_upload_bytes`).
@@ -99,11 +144,12 @@ impl Activity {
             // arriving for the body timeout is, and an answer whose reader
             // stopped taking it for the idle timeout.
             Phase::Busy(_) => {
-                self.receiving()
-                    .is_some_and(|since| since.elapsed() >= timeouts.body)
-                    || self
-                        .sending()
-                        .is_some_and(|since| since.elapsed() >= timeouts.idle)
+                timeouts.body_stall.is_some_and(|stall| {
+                    self.receiving()
+                        .is_some_and(|since| since.elapsed() >= stall)
+                }) || self
+                    .sending()
+                    .is_some_and(|since| since.elapsed() >= timeouts.idle)
             }
         }
     }

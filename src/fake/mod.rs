@@ -209,11 +209,7 @@ impl Default for FakeServerBuilder {
             detail_shape: DetailShape::default(),
             namespace: crate::wire::DEFAULT_NAMESPACE.to_string(),
             latency: Duration::ZERO,
-            timeouts: conn::Timeouts {
-                idle: Duration::from_secs(30),
-                header: Duration::from_secs(10),
-                body: Duration::from_secs(10),
-            },
+            timeouts: conn::Timeouts::default(),
             tls: None,
             inbox_page_size: DEFAULT_PAGE_SIZE,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
@@ -261,27 +257,7 @@ impl FakeServerBuilder {
         self
     }
 
-    /// A connection with no request in progress for this long is closed
-    /// (default 30 s); so is one whose client stops reading an answer (a
-    /// streamed download) for this long.
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.timeouts.idle = timeout;
-        self
-    }
-
-    /// A request's headers must arrive within this from its first byte, or
-    /// the connection is closed (default 10 s).
-    pub fn header_timeout(mut self, timeout: Duration) -> Self {
-        self.timeouts.header = timeout;
-        self
-    }
-
-    /// A request's body must arrive within this once its headers are in, or
-    /// the fake answers 408 and closes the connection (default 10 s).
-    pub fn body_timeout(mut self, timeout: Duration) -> Self {
-        self.timeouts.body = timeout;
-        self
-    }
+    conn::timeout_setters!();
 
     /// Serve HTTPS instead of plain HTTP, with certificates made at start
     /// (see [`FakeServer::tls`] for the CA certificate to trust).

@@ -121,27 +121,7 @@ pub struct RecorderBuilder {
 }
 
 impl RecorderBuilder {
-    /// A connection with no request in progress for this long is closed
-    /// (default 30 s).
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.timeouts.idle = timeout;
-        self
-    }
-
-    /// A request's headers must arrive within this from its first byte, or
-    /// its connection is closed (default 10 s).
-    pub fn header_timeout(mut self, timeout: Duration) -> Self {
-        self.timeouts.header = timeout;
-        self
-    }
-
-    /// A request body from which nothing arrives for this long has its
-    /// connection closed (default 10 s; a body that keeps arriving, a large
-    /// upload, is never cut).
-    pub fn body_timeout(mut self, timeout: Duration) -> Self {
-        self.timeouts.body = timeout;
-        self
-    }
+    conn::timeout_setters!();
 
     /// How many client connections are served at once (default
     /// [`DEFAULT_MAX_CONNECTIONS`], and never more than half the process's
@@ -205,10 +185,15 @@ impl RecorderBuilder {
         });
         let (stop, stopped) = watch::channel(false);
         let max_connections = self.max_connections.min(descriptor_room());
+        // No handler answers 408 here: a stalled body closes its connection.
+        let timeouts = Timeouts {
+            body_stall: Some(self.timeouts.body),
+            ..self.timeouts
+        };
         let server = tokio::spawn(conn::serve(
             conn::Incoming::Plain(listener),
             RecorderService(shared),
-            self.timeouts,
+            timeouts,
             max_connections,
             stopped,
         ));
@@ -302,11 +287,7 @@ impl Recorder {
             out: out.into(),
             namespace: crate::wire::DEFAULT_NAMESPACE.to_string(),
             http: HttpSettings::default(),
-            timeouts: Timeouts {
-                idle: Duration::from_secs(30),
-                header: Duration::from_secs(10),
-                body: Duration::from_secs(10),
-            },
+            timeouts: Timeouts::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_held_bytes: DEFAULT_MAX_HELD_BYTES,
         }

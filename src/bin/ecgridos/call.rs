@@ -163,6 +163,9 @@ fn secret_value(name: &str, value: &str, stdin_taken: &mut bool) -> Result<Optio
     stdin_secret(&format!("{name}=-")).map(Some)
 }
 
+/// `NAME=@PATH` parameters to read: each name and path.
+type FileParams<'a> = Vec<(&'a str, &'a str)>;
+
 /// The parameters of `NAME=VALUE` arguments, checked against the operation:
 /// known names, each once; secrets from the environment or stdin (see
 /// [`secret_value`]). A base64Binary `@PATH` is returned beside them, its
@@ -171,7 +174,7 @@ fn parse_params<'a>(
     info: &OperationInfo,
     args: &'a [String],
     password_stdin: bool,
-) -> Result<(Params, Vec<(&'a str, &'a str)>), Exit> {
+) -> Result<(Params, FileParams<'a>), Exit> {
     let mut stdin_taken = password_stdin;
     let mut params = Params::new();
     let mut files = Vec::new();
