@@ -938,29 +938,35 @@ async fn an_https_upstream_is_reached_with_the_network_options() {
     fake.shutdown().await;
 }
 
-/// Runs `cmd` to its end with its output in files; its exit code, stdout and
-/// peak resident set size in kB (from `wait4`).
+/// Runs `cmd` to its end with its output in files; its exit code, its
+/// output and its peak resident set size in kB. The peak is the child's
+/// VmHWM, read until it exits: it starts at its exec (the rusage of `wait4`
+/// would count the pages it shared with this process before it).
 #[cfg(target_os = "linux")]
-#[allow(clippy::zombie_processes)] // reaped by wait4, which gives its rusage
 fn run_measured(mut cmd: Command) -> (i32, String, u64) {
     let dir = tempfile("out");
     let (out, err) = (dir.with_extension("stdout"), dir.with_extension("stderr"));
     cmd.stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap());
-    let child = cmd.spawn().unwrap();
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value; wait4 fills it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the pid is our child's, not waited for elsewhere.
-    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(rc, child.id() as i32);
-    let stderr = std::fs::read_to_string(&err).unwrap();
-    assert!(libc::WIFEXITED(status), "not exited: {stderr}");
-    (
-        libc::WEXITSTATUS(status),
-        std::fs::read_to_string(&out).unwrap() + &stderr,
-        usage.ru_maxrss as u64,
-    )
+    let mut child = cmd.spawn().unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0;
+    let status = loop {
+        if let Some(kb) = std::fs::read_to_string(&status_file)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak_kb = peak_kb.max(kb);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let output = std::fs::read_to_string(&out).unwrap() + &std::fs::read_to_string(&err).unwrap();
+    (status.code().unwrap_or(-1), output, peak_kb)
 }
 
 #[cfg(target_os = "linux")]
