@@ -209,7 +209,8 @@ const VERSION: Endpoint = Endpoint {
 
 /// What to say when an upload's outcome is unknown.
 pub(crate) const UPLOAD_UNKNOWN: &str = "the parcel may have been accepted; look for it in the outbox \
-(ParcelClient::find_upload searches the outbox listings by file name, size and time) before uploading again";
+before uploading again, counting only a parcel that was not listed before the send (ParcelClient::upload_once \
+does both; ParcelClient::find_upload takes the IDs listed before with UploadProbe::with_known_before)";
 
 const PARCEL_PENDING: Endpoint = Endpoint {
     name: "POST /v2/parcels/pending-inbox-list",
