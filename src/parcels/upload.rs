@@ -183,6 +183,18 @@ pub enum UploadSearch {
 }
 
 /// `t` as a UTC dateTime, to the second.
+/// The size of the file to upload.
+async fn file_size(path: &Path) -> Result<u64> {
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|source| Error::Io {
+            operation: "upload",
+            context: "reading the size of the file to upload".into(),
+            source,
+        })?;
+    Ok(meta.len())
+}
+
 pub(crate) fn utc(t: SystemTime) -> DateTime {
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -216,14 +228,7 @@ impl ParcelClient {
             return Err(Error::invalid_input("file name", "must not be empty"));
         }
         crate::operations::check_xml_chars("file name", file_name, false)?;
-        let size = tokio::fs::metadata(path)
-            .await
-            .map_err(|source| Error::Io {
-                operation: "upload",
-                context: "reading the size of the file to upload".into(),
-                source,
-            })?
-            .len();
+        let size = file_size(path).await?;
         // The SOAP `Bytes` parameter is an `s:int`.
         let bytes = i32::try_from(size).map_err(|_| {
             Error::invalid_input(
@@ -388,14 +393,7 @@ impl ParcelClient {
         route: &UploadRoute,
         observer: &dyn UploadObserver,
     ) -> Result<UploadOutcome> {
-        let bytes = tokio::fs::metadata(path)
-            .await
-            .map_err(|source| Error::Io {
-                operation: "upload",
-                context: "reading the size of the file to upload".into(),
-                source,
-            })?
-            .len();
+        let bytes = file_size(path).await?;
         let service = Service {
             client: self,
             cred,
